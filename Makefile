@@ -1,0 +1,40 @@
+# Local CPU environment. `make venv` is idempotent: a second run only checks stamps.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.isal-stamp
+
+.PHONY: venv test demo clean-venv
+.DELETE_ON_ERROR:
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) || { echo "ERROR: could not create $(VENV) with $(PYTHON)" >&2; exit 1; }
+
+$(VENV)/.torch: | $(BIN)/python
+	@$(BIN)/pip install -q torch==2.13.0 || { echo "ERROR: torch 2.13.0 (CPU wheel) install failed" >&2; exit 1; }
+	@# after torch, which pulls a setuptools too new for mmcv's setup.py (pkg_resources)
+	@$(BIN)/pip install -q 'setuptools<70' wheel || { echo "ERROR: setuptools/wheel install failed" >&2; exit 1; }
+	@touch $@
+
+$(VENV)/.mmcv: $(VENV)/.torch
+	@echo "building mmcv 2.1.0 from source (about 9 minutes the first time, cached afterwards)"
+	@$(BIN)/pip install -q --no-build-isolation mmcv==2.1.0 || { echo "ERROR: mmcv 2.1.0 build failed; see pip output above" >&2; exit 1; }
+	@touch $@
+
+$(STAMP): $(VENV)/.mmcv setup.py requirements.txt
+	@$(BIN)/pip install -q -r requirements.txt || { echo "ERROR: installing requirements.txt failed" >&2; exit 1; }
+	@$(BIN)/pip install -q --no-build-isolation --no-deps -e . || { echo "ERROR: editable install of isal_mmdet failed" >&2; exit 1; }
+	@$(BIN)/python -c "import isal_mmdet" || { echo "ERROR: 'import isal_mmdet' failed in $(VENV)" >&2; exit 1; }
+	@touch $@
+	@echo "environment ready: $(VENV)"
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+demo: venv
+	$(BIN)/python tools/demo.py
+
+clean-venv:
+	rm -rf $(VENV)

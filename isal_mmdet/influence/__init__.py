@@ -1,0 +1,22 @@
+"""Task-agnostic influence core: pure torch, no mmdet.
+
+Pieces: :class:`ParamGroups` choose θ, an :class:`Objective` turns batches into per-sample
+losses, :class:`Curvature` exposes the training Hessian through HVPs, solvers turn the
+reference gradient v into ``s = H⁻¹v``, and :func:`influence_scores` projects samples on s.
+"""
+from .autograd_ops import (directional_derivatives, hvp, influence_mode, loss_grad,
+                           summed_gradient)
+from .curvature import Curvature
+from .objective import Objective
+from .params import ParamGroups
+from .scores import influence_scores, iter_influence
+from .solvers import (CG, SOLVERS, Exact, Identity, InverseHVP, LiSSA, SolveInfo,
+                      build_solver, power_iteration)
+from .vector import GroupVector
+
+__all__ = [
+    'CG', 'Curvature', 'Exact', 'GroupVector', 'Identity', 'InverseHVP', 'LiSSA', 'Objective',
+    'ParamGroups', 'SOLVERS', 'SolveInfo', 'build_solver', 'directional_derivatives', 'hvp',
+    'influence_mode', 'influence_scores', 'iter_influence', 'loss_grad', 'power_iteration',
+    'summed_gradient'
+]

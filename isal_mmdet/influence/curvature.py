@@ -1,0 +1,64 @@
+"""The training-loss Hessian on a labelled set, seen only through HVPs."""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .autograd_ops import hvp
+from .dist import all_reduce_sum_, rank_and_world
+from .objective import Objective
+from .params import ParamGroups
+from .vector import GroupVector
+
+
+class Curvature:
+    """H = mean over samples of ∇²θ L_i, on ``data`` (an indexable set of samples).
+
+    ``num_hvps`` counts sample-level HVPs (a batch of 8 counts 8), the unit used when solvers
+    are compared.
+    """
+
+    def __init__(self, objective: Objective, model: nn.Module, groups: ParamGroups,
+                 data: Sequence[Any], collate: Optional[Callable[[List[Any]], Any]] = None):
+        if len(data) == 0:
+            raise ValueError('the Hessian set is empty: no labelled sample to take curvature on')
+        self.objective = objective
+        self.model = model
+        self.groups = groups
+        self.data = data
+        self.collate = collate or objective.collate
+        self.num_hvps = 0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batch(self, indices: Sequence[int]) -> Any:
+        return self.collate([self.data[int(i)] for i in indices])
+
+    def hvp(self, vec: GroupVector, indices: Sequence[int]) -> GroupVector:
+        """Mean-Hessian HVP on the given samples, on this rank only (a LiSSA step)."""
+        self.num_hvps += len(indices)
+        return hvp(self.objective, self.model, self.groups, self.batch(indices), vec, 'mean')
+
+    def mean_hvp(self, vec: GroupVector, indices: Sequence[int], batch_size: int) -> GroupVector:
+        """Mean-Hessian HVP over a fixed subset, its samples sharded over ranks and summed."""
+        rank, world = rank_and_world()
+        mine = list(indices)[rank::world]
+        total = self.groups.zeros()
+        for k in range(0, len(mine), batch_size):
+            chunk = mine[k:k + batch_size]
+            self.num_hvps += len(chunk)
+            total = total + hvp(self.objective, self.model, self.groups, self.batch(chunk), vec,
+                                'sum')
+        all_reduce_sum_(total)
+        return total.scale(1.0 / max(len(indices), 1))
+
+    def subset(self, num_samples: Optional[int], seed: int) -> List[int]:
+        """A fixed, seeded subset of sample indices (all of them when ``num_samples`` is None)."""
+        n = len(self.data)
+        if num_samples is None or num_samples >= n:
+            return list(range(n))
+        g = torch.Generator().manual_seed(seed)
+        return sorted(torch.randperm(n, generator=g)[:num_samples].tolist())

@@ -1,0 +1,59 @@
+"""Collective helpers that degrade to no-ops without a process group."""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import torch
+import torch.distributed as tdist
+
+from .vector import GroupVector
+
+
+def is_distributed() -> bool:
+    return tdist.is_available() and tdist.is_initialized()
+
+
+def rank_and_world() -> Tuple[int, int]:
+    if is_distributed():
+        return tdist.get_rank(), tdist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_sum_(vec: GroupVector) -> GroupVector:
+    """Sums ``vec`` over ranks in place, in float64 so the order of ranks barely matters."""
+    if is_distributed():
+        for t in vec.tensors():
+            buf = t.detach().double()
+            tdist.all_reduce(buf)
+            t.copy_(buf)
+    return vec
+
+
+def all_reduce_scalar(x: float) -> float:
+    if not is_distributed():
+        return x
+    t = torch.tensor([x], dtype=torch.float64)
+    tdist.all_reduce(t)
+    return float(t.item())
+
+
+def gather_objects(obj: Any) -> Optional[List[Any]]:
+    """Every rank's ``obj`` on rank 0 (None elsewhere); ``[obj]`` without a process group."""
+    if not is_distributed():
+        return [obj]
+    out: List[Any] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(out, obj)
+    return out if tdist.get_rank() == 0 else None
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    if not is_distributed():
+        return obj
+    box = [obj]
+    tdist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        tdist.barrier()

@@ -1,0 +1,32 @@
+"""The one task-specific piece: how a batch becomes per-sample losses."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Hashable, List, Sequence
+
+from torch import Tensor, nn
+
+
+class Objective(ABC):
+    """Adapter between a task and the influence core.
+
+    A loss is *UUIC-compatible* when ``per_sample_loss(...).sum()`` is the batch loss and each
+    entry depends on its own sample only; then one batched pass yields every sample's
+    gradient, whatever the batch size or number of ranks.
+    """
+
+    @abstractmethod
+    def per_sample_loss(self, model: nn.Module, batch: Any, pseudo: bool = False) -> Tensor:
+        """Loss of each sample in ``batch``, shape ``[B]``.
+
+        ``pseudo=True`` asks for the expected loss of unlabelled samples (labels taken from the
+        model's own predictions); ``False`` uses the samples' real labels.
+        """
+
+    @abstractmethod
+    def sample_ids(self, batch: Any) -> List[Hashable]:
+        """Stable identifiers of the samples in ``batch``, in order."""
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        """Batch a list of dataset items (LiSSA draws items one by one)."""
+        return list(samples)
