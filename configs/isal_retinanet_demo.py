@@ -1,0 +1,17 @@
+# Demo: ISAL on the generated synthetic shapes set, tiny RetinaNet, CPU.
+_base_ = './_base_/synthetic_voc.py'
+custom_imports = dict(imports=['isal_mmdet'], allow_failed_imports=False)
+
+train_cfg = dict(max_epochs=8)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='MultiStepLR', by_epoch=True, milestones=[6], gamma=0.1)
+]
+
+active_learning = dict(
+    initial_size=30,      # seeded random round-0 set
+    budget=20,            # images labelled per round
+    rounds=3,
+    strategy=dict(type='ISAL', solver=dict(type='lissa', depth=100, num_chains=1)),
+    reference='val',      # the val split, disjoint from the test split used for metrics
+    seed=0)

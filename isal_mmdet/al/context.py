@@ -1,0 +1,37 @@
+"""Builds the selection datasets (pool, labelled, reference) from a config."""
+from __future__ import annotations
+
+from typing import Any, Hashable, Optional, Sequence
+
+from torch import nn
+
+from ..datasets.al_subset import ActiveSubset
+from .data import build_dataset, scoring_dataset_cfg, test_pipeline_of, unwrap_subset
+from .strategies import SelectionContext
+
+REFERENCES = ('val', 'labelled')
+
+
+def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashable],
+                      reference: str = 'val', pool: Optional[dict] = None,
+                      batch_size: int = 4, num_workers: int = 0, seed: int = 0,
+                      progress: bool = True) -> SelectionContext:
+    """Pool = the training images (``pool`` if given) minus ``labelled_ids``; labelled = the
+    training images in ``labelled_ids`` with their boxes (they define the Hessian);
+    reference = the val split (``'val'``, paper) or the labelled set (``'labelled'``)."""
+    if reference not in REFERENCES:
+        raise ValueError(f'active_learning.reference must be one of {REFERENCES}, '
+                         f'got {reference!r}')
+    pipeline = test_pipeline_of(cfg)
+    source = scoring_dataset_cfg(pool or cfg.train_dataloader.dataset, pipeline)
+    full = build_dataset(source, 'train_dataloader.dataset')
+    labelled = ActiveSubset(full, ids=list(labelled_ids))
+    pool_ds = ActiveSubset(full, ids=list(labelled_ids), invert=True)
+    if reference == 'val':
+        val_inner, _ = unwrap_subset(cfg.val_dataloader.dataset)
+        ref = build_dataset(scoring_dataset_cfg(val_inner, pipeline), 'val_dataloader.dataset')
+    else:
+        ref = labelled
+    return SelectionContext(model=model, pool=pool_ds, labelled=labelled, reference=ref,
+                            batch_size=batch_size, num_workers=num_workers, seed=seed,
+                            progress=progress)

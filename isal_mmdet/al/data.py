@@ -1,0 +1,75 @@
+"""Datasets for selection, derived from an ordinary mmdet config."""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+from typing import Any, Hashable, List, Optional, Sequence, Tuple
+
+from mmengine.config import ConfigDict
+from mmdet.registry import DATASETS
+
+from ..datasets.al_subset import ActiveSubset
+
+
+def _plain(cfg: Any) -> dict:
+    return cfg.to_dict() if isinstance(cfg, ConfigDict) else copy.deepcopy(dict(cfg))
+
+
+def unwrap_subset(ds_cfg: Any) -> Tuple[dict, Optional[dict]]:
+    """``(inner dataset cfg, ActiveSubset args or None)``."""
+    ds_cfg = _plain(ds_cfg)
+    if ds_cfg.get('type') in ('ActiveSubset', ActiveSubset):
+        inner = ds_cfg.pop('dataset')
+        ds_cfg.pop('type')
+        return _plain(inner), ds_cfg
+    return ds_cfg, None
+
+
+def with_annotations(pipeline: Sequence[dict]) -> List[dict]:
+    """A deterministic pipeline that also loads boxes (real labels for v and H)."""
+    pipeline = [dict(p) for p in pipeline]
+    if not any(p.get('type') in ('LoadAnnotations', 'mmdet.LoadAnnotations') for p in pipeline):
+        pipeline.insert(1, dict(type='LoadAnnotations', with_bbox=True))
+    return pipeline
+
+
+def scoring_dataset_cfg(ds_cfg: Any, pipeline: Sequence[dict]) -> dict:
+    """The same images as ``ds_cfg`` in test mode (no filtering, no augmentation)."""
+    inner, _ = unwrap_subset(ds_cfg)
+    inner = _plain(inner)
+    inner['pipeline'] = with_annotations(pipeline)
+    inner['test_mode'] = True
+    inner.pop('filter_cfg', None)
+    return inner
+
+
+def check_data_source(ds_cfg: dict, field: str) -> None:
+    """One-line errors for a missing data root or annotation file."""
+    root = ds_cfg.get('data_root') or ''
+    if root and not osp.isdir(root):
+        raise FileNotFoundError(f'{field}.data_root: folder not found: {root}')
+    ann = ds_cfg.get('ann_file')
+    if ann:
+        path = ann if osp.isabs(ann) else osp.join(root, ann)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{field}.ann_file: file not found: {path}')
+
+
+def build_dataset(ds_cfg: dict, field: str) -> Any:
+    check_data_source(ds_cfg, field)
+    ds = DATASETS.build(copy.deepcopy(ds_cfg))
+    ds.full_init()
+    return ds
+
+
+def dataset_ids(ds: Any) -> List[Hashable]:
+    return [ds.get_data_info(i)['img_id'] for i in range(len(ds))]
+
+
+def test_pipeline_of(cfg: Any) -> List[dict]:
+    for key in ('test_dataloader', 'val_dataloader'):
+        loader = cfg.get(key)
+        if loader:
+            inner, _ = unwrap_subset(loader['dataset'])
+            return _plain(inner)['pipeline']
+    raise ValueError('config has no test_dataloader/val_dataloader to take a test pipeline from')

@@ -1,0 +1,58 @@
+"""``ISALSelectionHook``: add to any mmdet config to select the next batch after training."""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any, Optional
+
+from mmengine.hooks import Hook
+from mmdet.registry import HOOKS
+
+from .context import selection_context
+from .data import build_dataset, dataset_ids, unwrap_subset
+from .io import read_json
+from .selection import select
+
+
+@HOOKS.register_module()
+class ISALSelectionHook(Hook):
+    """Selects ``budget`` images from the pool once training ends and writes the exports.
+
+    Defaults come from the runner: the labelled set is the train dataloader's images
+    (an ``ActiveSubset``'s ids, or the whole train dataset), the pool is the rest of its
+    data source (or ``pool``, a dataset config), the reference set is the val split.
+
+    Args:
+        strategy: name or config of a strategy (``'isal'``, ``dict(type='ISAL', ...)``).
+        budget: number of images to select.
+        pool: dataset config of the unlabelled images; default: the train data source.
+        reference: ``'val'`` (paper) or ``'labelled'``.
+        out_dir: where exports go; default ``<work_dir>/selection``.
+    """
+    priority = 'LOW'
+
+    def __init__(self, strategy: Any = 'isal', budget: int = 100, pool: Optional[dict] = None,
+                 reference: str = 'val', out_dir: Optional[str] = None, batch_size: int = 4,
+                 num_workers: int = 0, seed: int = 0, export_coco: bool = True):
+        self.strategy, self.budget, self.pool = strategy, budget, pool
+        self.reference, self.out_dir = reference, out_dir
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.seed, self.export_coco = seed, export_coco
+        self.result: Optional[dict] = None
+
+    def labelled_ids(self, runner) -> list:
+        inner, subset = unwrap_subset(runner.cfg.train_dataloader.dataset)
+        if subset is None:
+            return dataset_ids(build_dataset(inner, 'train_dataloader.dataset'))
+        if subset.get('ids') is not None:
+            return list(subset['ids'])
+        return read_json(subset['ids_file'])
+
+    def after_train(self, runner) -> None:
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        ctx = selection_context(runner.cfg, model, self.labelled_ids(runner), self.reference,
+                                self.pool, self.batch_size, self.num_workers, self.seed)
+        out_dir = self.out_dir or osp.join(runner.work_dir, 'selection')
+        self.result = select(self.strategy, ctx, self.budget, out_dir, self.export_coco)
+        runner.logger.info(
+            f"{self.result['strategy']}: selected {len(self.result['selected'])} of "
+            f"{len(ctx.pool)} pool images in {self.result['seconds']:.1f}s -> {out_dir}")

@@ -1,0 +1,298 @@
+"""The active-learning round loop behind ``tools/al_train.py``.
+
+Work-dir contract (``W``)::
+
+    W/experiment.json          config fingerprint (a rerun with another config is refused)
+    W/round_<k>/labeled.json   ids round k trains on
+    W/round_<k>/train/         mmengine work dir (checkpoints, logs)
+    W/round_<k>/metrics.json   test metrics of round k's model
+    W/round_<k>/selection.json strategy, selected ids and every pool score, for round k+1
+    W/summary.json, W/summary.csv, W/curve.png
+
+Every file is written atomically and a finished round is never rewritten, so running the
+same command again after any crash continues where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import gc
+import hashlib
+import io
+import os
+import os.path as osp
+import time
+from typing import Any, Dict, Hashable, List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import get_dist_info, init_dist, is_distributed
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from ..compat import trust_checkpoints
+from ..influence.dist import barrier, broadcast_object
+from .context import selection_context
+from .data import build_dataset, dataset_ids, scoring_dataset_cfg, test_pipeline_of, unwrap_subset
+from .io import read_json, write_json, write_text
+from .selection import select
+from .state import LabelState, initial_split
+
+AL_DEFAULTS = dict(initial_size=100, budget=100, rounds=3, strategy='isal', reference='val',
+                   seed=0, warm_start=False, oracle='gt', metric=None, batch_size=4,
+                   num_workers=0, export_coco=True)
+
+
+def al_settings(cfg: Config) -> Dict[str, Any]:
+    if 'active_learning' not in cfg:
+        raise ValueError('config has no `active_learning = dict(...)` block')
+    al = dict(AL_DEFAULTS)
+    unknown = set(cfg.active_learning) - set(AL_DEFAULTS)
+    if unknown:
+        raise ValueError(f'active_learning: unknown field(s) {sorted(unknown)}; known: '
+                         f'{sorted(AL_DEFAULTS)}')
+    al.update(cfg.active_learning.to_dict() if hasattr(cfg.active_learning, 'to_dict')
+              else dict(cfg.active_learning))
+    for key in ('initial_size', 'budget', 'rounds'):
+        if not isinstance(al[key], int) or al[key] <= 0:
+            raise ValueError(f'active_learning.{key} must be a positive integer, got {al[key]!r}')
+    return al
+
+
+def fingerprint(cfg: Config) -> str:
+    keep = copy.deepcopy(cfg._cfg_dict.to_dict())
+    keep.pop('work_dir', None)
+    keep.pop('launcher', None)
+    return hashlib.sha256(Config(keep).pretty_text.encode()).hexdigest()[:16]
+
+
+def primary_metric(metrics: Dict[str, float], key: Optional[str]) -> Optional[float]:
+    if key:
+        return metrics.get(key)
+    for k, v in metrics.items():
+        if k.endswith('mAP') or k.endswith('/bbox_mAP'):
+            return v
+    return None
+
+
+class ActiveLearningLoop:
+    """Runs (or resumes) a whole experiment in ``work_dir``."""
+
+    def __init__(self, cfg: Config, work_dir: str, launcher: str = 'none',
+                 force: bool = False, oracle: Optional[str] = None):
+        self.cfg = cfg
+        self.al = al_settings(cfg)
+        if oracle is not None:
+            self.al['oracle'] = oracle
+        if self.al['oracle'] not in ('gt', 'none'):
+            raise ValueError(f"active_learning.oracle must be 'gt' or 'none', got "
+                             f"{self.al['oracle']!r}")
+        self.work_dir = osp.abspath(work_dir)
+        self.launcher = launcher
+        self.force = force
+        trust_checkpoints(self.work_dir)
+        if cfg.get('load_from'):
+            trust_checkpoints(cfg.load_from)
+
+    # -- paths -------------------------------------------------------------------------------
+    def round_dir(self, k: int) -> str:
+        return osp.join(self.work_dir, f'round_{k}')
+
+    def path(self, k: int, name: str) -> str:
+        return osp.join(self.round_dir(k), name)
+
+    def is_rank0(self) -> bool:
+        return get_dist_info()[0] == 0
+
+    def write(self, fn, *args) -> None:
+        if self.is_rank0():
+            fn(*args)
+        barrier()
+
+    # -- setup -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        if self.launcher != 'none' and not is_distributed():
+            backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+            init_dist(self.launcher, backend=backend)
+        self.cfg.launcher = self.launcher
+        if not torch.cuda.is_available():
+            self.cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        marker = osp.join(self.work_dir, 'experiment.json')
+        fp = fingerprint(self.cfg)
+        if osp.exists(marker) and not self.force:
+            old = read_json(marker).get('fingerprint')
+            if old != fp:
+                raise ValueError(f'{self.work_dir} holds an experiment from a different '
+                                   'config; use another --work-dir, or --force to continue it')
+        self.write(write_json, marker, dict(fingerprint=fp, active_learning=self.al))
+        pipeline = test_pipeline_of(self.cfg)
+        self.source_cfg = scoring_dataset_cfg(self.cfg.train_dataloader.dataset, pipeline)
+        self.source = build_dataset(self.source_cfg, 'train_dataloader.dataset')
+        self.all_ids = dataset_ids(self.source)
+        if not self.all_ids:
+            raise ValueError('train_dataloader.dataset: the pool has no image')
+
+    # -- rounds ------------------------------------------------------------------------------
+    def labelled_for(self, k: int) -> List[Hashable]:
+        path = self.path(k, 'labeled.json')
+        if osp.exists(path):
+            return LabelState.load(path, self.all_ids).labelled
+        if k == 0:
+            ids = initial_split(self.all_ids, self.al['initial_size'], self.al['seed'])
+        else:
+            prev = LabelState.load(self.path(k - 1, 'labeled.json'), self.all_ids)
+            sel = read_json(self.path(k - 1, 'selection.json'))['selected']
+            ids = prev.add(sel).labelled
+        self.write(write_json, path, ids)
+        return ids
+
+    def round_done(self, k: int) -> bool:
+        last = k == self.al['rounds'] - 1
+        return osp.exists(self.path(k, 'metrics.json')) and (
+            last or osp.exists(self.path(k, 'selection.json')))
+
+    def runner_cfg(self, k: int) -> Config:
+        cfg = copy.deepcopy(self.cfg)
+        cfg.pop('active_learning', None)
+        cfg.work_dir = self.path(k, 'train')
+        inner, _ = unwrap_subset(cfg.train_dataloader.dataset)
+        cfg.train_dataloader.dataset = dict(type='ActiveSubset', dataset=inner,
+                                            ids_file=self.path(k, 'labeled.json'))
+        cfg.resume = True
+        cfg.experiment_name = f'round{k}_{time.time_ns()}'
+        cfg.setdefault('randomness', {}).setdefault('seed', self.al['seed'])
+        if self.al['warm_start'] and k > 0:
+            prev = osp.join(self.path(k - 1, 'train'), 'last_checkpoint')
+            if osp.exists(prev):
+                with open(prev) as f:
+                    cfg.load_from = f.read().strip()
+        return cfg
+
+    def count_boxes(self, ids: List[Hashable]) -> int:
+        wanted = set(ids)
+        total = 0
+        for i in range(len(self.source)):
+            info = self.source.get_data_info(i)
+            if info['img_id'] in wanted:
+                total += sum(1 for inst in info.get('instances', [])
+                             if not inst.get('ignore_flag', 0))
+        return total
+
+    def run_round(self, k: int) -> None:
+        labelled = self.labelled_for(k)
+        runner = Runner.from_cfg(self.runner_cfg(k))
+        runner.train()
+        metrics_path = self.path(k, 'metrics.json')
+        if osp.exists(metrics_path):
+            metrics = read_json(metrics_path)
+        else:
+            metrics = {k_: float(v) for k_, v in runner.test().items()}
+            self.write(write_json, metrics_path, metrics)
+        seconds = None
+        if k < self.al['rounds'] - 1 and not osp.exists(self.path(k, 'selection.json')):
+            model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+            ctx = selection_context(self.cfg, model, labelled, self.al['reference'],
+                                    batch_size=self.al['batch_size'],
+                                    num_workers=self.al['num_workers'], seed=self.al['seed'])
+            result = select(self.al['strategy'], ctx, self.al['budget'], self.round_dir(k),
+                            self.al['export_coco'])
+            seconds = result['seconds']
+        print_log(f"round {k}: {len(labelled)} labelled images, "
+                  f"{self.count_boxes(labelled)} boxes, mAP "
+                  f"{primary_metric(metrics, self.al['metric'])}, strategy "
+                  f"{self.al['strategy']}, selection "
+                  f"{'-' if seconds is None else f'{seconds:.1f}s'}", logger='current')
+        del runner
+        gc.collect()
+
+    def run(self) -> Optional[str]:
+        """Runs every round not yet done; returns None, or a message when paused."""
+        self.setup()
+        for k in range(self.al['rounds']):
+            if k > 0 and self.al['oracle'] == 'none':
+                missing = self.missing_annotations(k - 1)
+                if missing is not None:
+                    self.write_summary()
+                    return missing
+            if not self.round_done(k):
+                self.run_round(k)
+        self.write_summary()
+        return None
+
+    def missing_annotations(self, k: int) -> Optional[str]:
+        """With a human oracle, round k+1 waits until every image selected in round k has an
+        annotation file written after the selection (VOC-style XML datasets)."""
+        sel_path = self.path(k, 'selection.json')
+        selected = read_json(sel_path)['selected']
+        since = os.path.getmtime(sel_path)
+        index = {self.source.get_data_info(i)['img_id']: i for i in range(len(self.source))}
+        missing = []
+        for img_id in selected:
+            xml = self.source.get_data_info(index[img_id]).get('xml_path')
+            if xml is None:
+                raise ValueError('oracle=none needs an XML (VOC-style) dataset; with COCO, '
+                                 'merge the new annotations into ann_file and use oracle=gt')
+            if not osp.exists(xml) or os.path.getmtime(xml) <= since:
+                missing.append(xml)
+        if not missing:
+            return None
+        return (f'round {k + 1} waits for annotations: {len(missing)} of {len(selected)} '
+                f'selected images (list: {self.path(k, "selected.txt")}) have no new Pascal VOC '
+                f'XML yet, e.g. {missing[0]}. Pre-annotations to start from: '
+                f'{self.path(k, "preannotations_coco.json")}. Save each XML at that path, then '
+                'run the same command again.')
+
+    # -- summary -----------------------------------------------------------------------------
+    def write_summary(self) -> None:
+        rows = []
+        for k in range(self.al['rounds']):
+            if not osp.exists(self.path(k, 'metrics.json')):
+                break
+            ids = read_json(self.path(k, 'labeled.json'))
+            metrics = read_json(self.path(k, 'metrics.json'))
+            sel_path = self.path(k, 'selection.json')
+            sel = read_json(sel_path) if osp.exists(sel_path) else {}
+            rows.append(dict(round=k, num_labelled=len(ids), num_boxes=self.count_boxes(ids),
+                             mAP=primary_metric(metrics, self.al['metric']),
+                             strategy=str(self.al['strategy']),
+                             selection_seconds=sel.get('seconds'), metrics=metrics))
+        if not self.is_rank0():
+            barrier()
+            return
+        write_json(osp.join(self.work_dir, 'summary.json'), rows)
+        buf = io.StringIO()
+        keys = sorted({m for r in rows for m in r['metrics']})
+        w = csv.writer(buf)
+        w.writerow(['round', 'num_labelled', 'num_boxes', 'mAP', 'strategy',
+                    'selection_seconds'] + keys)
+        for r in rows:
+            w.writerow([r['round'], r['num_labelled'], r['num_boxes'], r['mAP'], r['strategy'],
+                        r['selection_seconds']] + [r['metrics'].get(m) for m in keys])
+        write_text(osp.join(self.work_dir, 'summary.csv'), buf.getvalue())
+        if rows:
+            plot_curve(osp.join(self.work_dir, 'curve.png'),
+                       {str(self.al['strategy']): [(r['num_labelled'], r['mAP']) for r in rows]})
+        barrier()
+
+
+def plot_curve(path: str, curves: Dict[str, List[tuple]], title: str = '') -> None:
+    """mAP against labelled images, one line per strategy; written atomically."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_write
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    for name, pts in curves.items():
+        pts = [(x, y) for x, y in pts if y is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker='o', label=name)
+    ax.set_xlabel('labelled images')
+    ax.set_ylabel('test mAP')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format='png'), mode='wb')
+    plt.close(fig)

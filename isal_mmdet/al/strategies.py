@@ -1,0 +1,257 @@
+"""Selection strategies behind one interface: score the pool, then pick ``budget`` ids."""
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence
+
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.utils import ProgressBar
+from torch import Tensor, nn
+
+from ..detection import (DetectionObjective, default_scales, detector_param_groups)
+from ..detection.uncertainty import box_class_probs, pooled_features
+from ..influence import (Curvature, build_solver, influence_scores, summed_gradient)
+from ..influence.dist import broadcast_object, gather_objects, rank_and_world
+from ..registry import STRATEGIES
+from .state import sort_ids
+
+logger = logging.getLogger('isal_mmdet')
+
+
+@dataclass
+class SelectionContext:
+    """What a strategy may look at. Datasets yield mmdet samples with ``img_id`` metainfo."""
+    model: nn.Module
+    pool: Any
+    labelled: Any
+    reference: Any = None
+    batch_size: int = 4
+    num_workers: int = 0
+    seed: int = 0
+    progress: bool = True
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    def loader(self, dataset: Any, shard: bool = True) -> Iterator[Any]:
+        """This rank's share of ``dataset`` in batches, in a fixed order."""
+        rank, world = rank_and_world() if shard else (0, 1)
+        indices = list(range(len(dataset)))[rank::world]
+        subset = torch.utils.data.Subset(dataset, indices)
+        dl = torch.utils.data.DataLoader(subset, batch_size=self.batch_size, shuffle=False,
+                                         num_workers=self.num_workers,
+                                         collate_fn=pseudo_collate)
+        bar = ProgressBar(len(indices)) if self.progress and rank == 0 and indices else None
+        for batch in dl:
+            yield batch
+            if bar is not None:
+                for _ in batch['inputs']:
+                    bar.update()
+        if bar is not None:
+            print(flush=True)
+
+
+def rank_ids(scores: Dict[Hashable, float], higher_is_better: bool) -> List[Hashable]:
+    """Best first; ties broken by id so equal scores select the same images every time."""
+    ordered = sort_ids(scores)
+    sign = -1.0 if higher_is_better else 1.0
+    return sorted(ordered, key=lambda i: sign * scores[i])
+
+
+class Strategy:
+    """Base class. ``score`` runs on every rank over its shard; ``select`` on the merged
+    scores. Subclasses set ``higher_is_better``."""
+    higher_is_better = True
+
+    def score(self, ctx: SelectionContext) -> Dict[Hashable, float]:
+        local = {}
+        for batch in ctx.loader(ctx.pool):
+            ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
+            local.update(zip(ids, self.score_batch(ctx, batch)))
+        merged: Dict[Hashable, float] = {}
+        for part in gather_objects(local) or []:
+            merged.update(part)
+        return broadcast_object(merged)
+
+    def score_batch(self, ctx: SelectionContext, batch: Any) -> List[float]:
+        raise NotImplementedError
+
+    def select(self, scores: Dict[Hashable, float], budget: int,
+               ctx: SelectionContext) -> List[Hashable]:
+        return rank_ids(scores, self.higher_is_better)[:budget]
+
+
+@STRATEGIES.register_module(name='random')
+@STRATEGIES.register_module()
+class Random(Strategy):
+    """A seeded random draw. Each id's score is a hash of (seed, id), so the draw does not
+    depend on pool order, batch size or rank."""
+
+    def score(self, ctx):
+        ids = [ctx.pool.get_data_info(i)['img_id'] for i in range(len(ctx.pool))]
+        return {i: zlib.crc32(f'{ctx.seed}:{i}'.encode()) / 2 ** 32 for i in ids}
+
+
+def entropy_of_boxes(probs: Tensor) -> float:
+    """Image entropy: the highest class entropy among its boxes (0 with no box).
+
+    Each box's class probabilities are normalised to sum to 1 first (sigmoid heads score
+    classes independently).
+    """
+    if len(probs) == 0:
+        return 0.0
+    q = probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
+    ent = -(q * q.clamp_min(1e-12).log()).sum(-1)
+    return float(ent.max())
+
+
+def least_confidence_of_boxes(probs: Tensor) -> float:
+    """1 − the image's best box confidence (1 when no box passes the threshold)."""
+    if len(probs) == 0:
+        return 1.0
+    return float(1.0 - probs.max())
+
+
+@STRATEGIES.register_module(name='entropy')
+@STRATEGIES.register_module()
+class Entropy(Strategy):
+    """Most uncertain first: see :func:`entropy_of_boxes`."""
+    aggregate: Callable[[Tensor], float] = staticmethod(entropy_of_boxes)
+
+    def __init__(self, score_thr: float = 0.1, max_boxes: int = 100):
+        self.score_thr, self.max_boxes = score_thr, max_boxes
+
+    def score_batch(self, ctx, batch):
+        ctx.model.eval()
+        probs = box_class_probs(ctx.model, batch, self.score_thr, self.max_boxes)
+        return [self.aggregate(p) for p in probs]
+
+
+@STRATEGIES.register_module(name='least_confidence')
+@STRATEGIES.register_module()
+class LeastConfidence(Entropy):
+    """Least confident first: see :func:`least_confidence_of_boxes`."""
+    aggregate = staticmethod(least_confidence_of_boxes)
+
+
+def k_center_greedy(pool: Tensor, labelled: Optional[Tensor], budget: int,
+                    min_dist: Optional[Tensor] = None) -> List[int]:
+    """Indices of ``pool`` picked greedily farthest from everything chosen so far.
+
+    Keeps one distance per pool point (O(pool × dim) memory, no N×N matrix). Ties go to the
+    lowest index, so a pool sorted by id breaks ties by id.
+    """
+    if min_dist is None:
+        min_dist = torch.full((len(pool),), math.inf)
+        if labelled is not None:
+            for chunk in labelled.split(1024):
+                min_dist = torch.minimum(min_dist, torch.cdist(pool, chunk).min(1).values)
+    picked: List[int] = []
+    for _ in range(min(budget, len(pool))):
+        j = int(torch.argmax(min_dist))
+        picked.append(j)
+        min_dist = torch.minimum(min_dist, torch.cdist(pool, pool[j:j + 1]).squeeze(1))
+        min_dist[j] = -1.0
+    return picked
+
+
+@STRATEGIES.register_module(name='coreset')
+@STRATEGIES.register_module()
+class CoreSet(Strategy):
+    """k-center greedy on pooled neck features (Sener & Savarese)."""
+
+    def _features(self, ctx: SelectionContext, dataset: Any) -> Dict[Hashable, Tensor]:
+        ctx.model.eval()
+        local = {}
+        for batch in ctx.loader(dataset):
+            ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
+            local.update(zip(ids, pooled_features(ctx.model, batch)))
+        merged: Dict[Hashable, Tensor] = {}
+        for part in gather_objects(local) or []:
+            merged.update(part)
+        return merged
+
+    def score(self, ctx):
+        self._pool = self._features(ctx, ctx.pool)
+        self._labelled = self._features(ctx, ctx.labelled)
+        ids = sort_ids(self._pool)
+        feats = torch.stack([self._pool[i] for i in ids]) if ids else torch.zeros(0, 1)
+        lab = torch.stack(list(self._labelled.values())) if self._labelled else None
+        dist = torch.full((len(ids),), math.inf)
+        if lab is not None:
+            for chunk in lab.split(1024):
+                dist = torch.minimum(dist, torch.cdist(feats, chunk).min(1).values)
+        return {i: float(d) for i, d in zip(ids, dist)}
+
+    def select(self, scores, budget, ctx):
+        ids = sort_ids(self._pool)
+        feats = torch.stack([self._pool[i] for i in ids])
+        dist = torch.tensor([scores[i] for i in ids])
+        return [ids[j] for j in k_center_greedy(feats, None, budget, min_dist=dist)]
+
+
+@STRATEGIES.register_module(name='isal')
+@STRATEGIES.register_module()
+class ISAL(Strategy):
+    """Influence selection: I(z) = −⟨H⁻¹v, g_z⟩ with UUIC pseudo gradients; most negative
+    first.
+
+    Args:
+        solver: an s_test solver config (``dict(type='lissa'|'cg'|'exact'|'identity', ...)``).
+            LiSSA without ``scales`` takes the detector family's official scales, or, where
+            there are none (RetinaNet), scales from a power iteration.
+        score_thr, max_per_img: pseudo-label filter (UUIC).
+        param_groups: ``{group: regex}`` for θ; default: the detector family's preset.
+    """
+    higher_is_better = False
+
+    def __init__(self, solver: Any = 'lissa', score_thr: float = 0.1, max_per_img: int = 100,
+                 param_groups: Optional[Dict[str, str]] = None):
+        self.solver_cfg = {'type': solver} if isinstance(solver, str) else dict(solver)
+        self.score_thr, self.max_per_img = score_thr, max_per_img
+        self.param_groups = param_groups
+
+    def s_test(self, ctx: SelectionContext, objective: DetectionObjective, groups):
+        if ctx.reference is None or len(ctx.reference) == 0:
+            raise ValueError('ISAL needs a non-empty reference set (active_learning.reference)')
+        v = summed_gradient(objective, ctx.model, groups, ctx.loader(ctx.reference))
+        cfg = dict(self.solver_cfg)
+        if cfg['type'] == 'lissa':
+            cfg.setdefault('scales', default_scales(ctx.model))
+            cfg.setdefault('seed', ctx.seed)
+        solver = build_solver(cfg)
+        s, info = solver.solve(v, Curvature(objective, ctx.model, groups, ctx.labelled))
+        ctx.info['s_test'] = info.as_dict()
+        ctx.info['v_norm'] = v.norm()
+        return s
+
+    def score(self, ctx):
+        objective = DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed)
+        groups = detector_param_groups(ctx.model, self.param_groups)
+        s = self.s_test(ctx, objective, groups)
+        scores = influence_scores(objective, ctx.model, groups, s, ctx.loader(ctx.pool))
+        ctx.info['dropped_boxes'] = objective.dropped_boxes
+        return broadcast_object(scores)
+
+
+@STRATEGIES.register_module(name='grad_similarity')
+@STRATEGIES.register_module()
+class GradSimilarity(ISAL):
+    """ISAL without curvature (s = v): the official gradient-similarity ablation."""
+
+    def __init__(self, score_thr: float = 0.1, max_per_img: int = 100,
+                 param_groups: Optional[Dict[str, str]] = None):
+        super().__init__('identity', score_thr, max_per_img, param_groups)
+
+
+def build_strategy(cfg: Any) -> Strategy:
+    """``'isal'`` or ``dict(type='ISAL', solver=...)`` → a strategy, with a one-line error."""
+    if isinstance(cfg, Strategy):
+        return cfg
+    cfg = {'type': cfg} if isinstance(cfg, str) else dict(cfg)
+    if STRATEGIES.get(cfg.get('type')) is None:
+        names = sorted(k for k in STRATEGIES.module_dict if k.islower())
+        raise ValueError(f"unknown strategy {cfg.get('type')!r}; choose one of {names}")
+    return STRATEGIES.build(cfg)

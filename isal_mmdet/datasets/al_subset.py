@@ -1,0 +1,97 @@
+"""``ActiveSubset``: any mmdet dataset restricted to a set of image ids."""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, Hashable, Iterable, List, Optional, Union
+
+import numpy as np
+from mmdet.registry import DATASETS
+
+from ..al.io import read_json
+
+logger = logging.getLogger(__name__)
+
+
+@DATASETS.register_module()
+class ActiveSubset:
+    """Keeps the images of ``dataset`` whose ``img_id`` is in ``ids`` (or the JSON list
+    in ``ids_file``).
+
+    Selection is by stable id (VOC stem, COCO integer id), never by position. The inner
+    dataset is built and initialised as usual, so its ``filter_cfg``, lazy init and
+    ``metainfo`` apply first; ids that its filters removed are logged, not an error.
+    ``invert=True`` keeps every image *not* in the set (the unlabelled pool).
+    """
+
+    def __init__(self, dataset: Union[dict, Any], ids: Optional[Iterable[Hashable]] = None,
+                 ids_file: Optional[str] = None, invert: bool = False,
+                 lazy_init: bool = False):
+        if (ids is None) == (ids_file is None):
+            raise ValueError('ActiveSubset: give exactly one of `ids` or `ids_file`')
+        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+        self.ids_file = ids_file
+        self._ids = None if ids is None else list(ids)
+        self.invert = invert
+        self._indices: List[int] = []
+        self._fully_initialized = False
+        if not lazy_init:
+            self.full_init()
+
+    @property
+    def metainfo(self) -> dict:
+        return copy.deepcopy(self.dataset.metainfo)
+
+    def wanted_ids(self) -> List[Hashable]:
+        if self._ids is None:
+            ids = read_json(self.ids_file)
+            if not isinstance(ids, list):
+                raise ValueError(f'{self.ids_file}: expected a JSON list of image ids')
+            self._ids = ids
+        return self._ids
+
+    def full_init(self) -> None:
+        if self._fully_initialized:
+            return
+        self.dataset.full_init()
+        wanted = set(self.wanted_ids())
+        present = {}
+        for idx in range(len(self.dataset)):
+            present[self.dataset.get_data_info(idx)['img_id']] = idx
+        if self.invert:
+            self._indices = [i for k, i in present.items() if k not in wanted]
+        else:
+            self._indices = [present[k] for k in self.wanted_ids() if k in present]
+            missing = len(wanted - set(present))
+            if missing:
+                logger.info('ActiveSubset: %d of %d ids are not in the dataset after its '
+                            'filter_cfg (e.g. images without boxes); they are skipped',
+                            missing, len(wanted))
+        self._fully_initialized = True
+
+    def img_ids(self) -> List[Hashable]:
+        self.full_init()
+        return [self.dataset.get_data_info(i)['img_id'] for i in self._indices]
+
+    def get_data_info(self, idx: int) -> dict:
+        self.full_init()
+        return self.dataset.get_data_info(self._indices[idx])
+
+    def __getitem__(self, idx: int) -> Any:
+        """Like BaseDataset, but a sample its pipeline rejects is replaced from *this*
+        subset, never from the whole dataset (that would train on unlabelled images)."""
+        self.full_init()
+        inner = self.dataset
+        if getattr(inner, 'test_mode', True) or not hasattr(inner, 'prepare_data'):
+            return inner[self._indices[idx]]
+        for _ in range(getattr(inner, 'max_refetch', 1000) + 1):
+            data = inner.prepare_data(self._indices[idx])
+            if data is not None:
+                return data
+            idx = int(np.random.randint(0, len(self._indices)))
+        raise RuntimeError(f'ActiveSubset: the pipeline rejected {inner.max_refetch} samples '
+                           'in a row; check its filters against the labelled set')
+
+    def __len__(self) -> int:
+        self.full_init()
+        return len(self._indices)

@@ -1,0 +1,91 @@
+"""The influence core's Objective for mmdet detectors (UUIC)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Hashable, List, Optional, Sequence
+
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.structures import InstanceData
+from mmdet.models.detectors import TwoStageDetector
+from torch import Tensor, nn
+
+from ..influence import Objective
+from .batching import same_shape_groups
+from .losses import head_outputs, per_image_losses
+from .pseudo_labels import drop_degenerate, to_pseudo_gt
+
+logger = logging.getLogger(__name__)
+
+
+class DetectionObjective(Objective):
+    """Per-image detection losses on real labels, or on pseudo labels (UUIC).
+
+    Images are batched by padded shape (see :mod:`.batching`), so scores do not depend on
+    batch size or rank.
+
+    Args:
+        score_thr: pseudo boxes need at least this score (0.1 in the official run).
+        max_per_img: at most this many pseudo boxes per image.
+        seed: mixed with the image id to seed RoI sampling (two-stage detectors).
+    """
+
+    def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0):
+        self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
+        self.dropped_boxes = 0
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        return pseudo_collate(list(samples))
+
+    def sample_ids(self, batch: Any) -> List[Hashable]:
+        return [ds.metainfo['img_id'] for ds in batch['data_samples']]
+
+    def per_sample_loss(self, model: nn.Module, batch: Any, pseudo: bool = False) -> Tensor:
+        out: List[Optional[Tensor]] = [None] * len(batch['inputs'])
+        for idx, inputs, samples in same_shape_groups(model, batch):
+            for i, loss in zip(idx, self._group_losses(model, inputs, samples, pseudo)):
+                out[i] = loss
+        return torch.stack(out)
+
+    def _group_losses(self, model: nn.Module, inputs: Tensor, samples: list,
+                      pseudo: bool) -> Tensor:
+        feat_params = list(model.backbone.parameters())
+        if getattr(model, 'with_neck', False):
+            feat_params += list(model.neck.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled()
+                                    and any(p.requires_grad for p in feat_params)):
+            x = model.extract_feat(inputs)
+        outs = head_outputs(model, x)
+        if pseudo:
+            for ds, pred in zip(samples, self.predict(model, x, outs, samples)):
+                gt, dropped = to_pseudo_gt(pred, self.score_thr, self.max_per_img)
+                self._count_dropped(dropped, ds, 'predicted')
+                ds.gt_instances = InstanceData(bboxes=gt.bboxes, labels=gt.labels)
+                ds.ignored_instances = InstanceData(bboxes=gt.bboxes.new_zeros((0, 4)),
+                                                    labels=gt.labels.new_zeros((0,)))
+        else:
+            for ds in samples:
+                ds.gt_instances, dropped = drop_degenerate(ds.gt_instances)
+                self._count_dropped(dropped, ds, 'ground-truth')
+        return per_image_losses(model, x, outs, samples, self.seed)
+
+    def _count_dropped(self, dropped: int, ds: Any, kind: str) -> None:
+        if dropped:
+            self.dropped_boxes += dropped
+            logger.info('dropped %d zero-size %s box(es) of image %s', dropped, kind,
+                        ds.metainfo.get('img_id'))
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, x: tuple, outs: tuple, samples: list) -> list:
+        """Detections in the network's input scale (``rescale=False``), from shared features."""
+        metas = [ds.metainfo for ds in samples]
+        if isinstance(model, TwoStageDetector):
+            proposals = model.rpn_head.predict_by_feat(*outs, batch_img_metas=metas,
+                                                       cfg=model.test_cfg.rpn, rescale=False)
+            cfg = model.roi_head.test_cfg.copy()
+            cfg['score_thr'] = min(cfg.get('score_thr', 0.0), self.score_thr)
+            return model.roi_head.predict_bbox(x, metas, proposals, cfg, rescale=False)
+        cfg = model.bbox_head.test_cfg.copy()
+        cfg['score_thr'] = min(cfg.get('score_thr', 0.0), self.score_thr)
+        return model.bbox_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=cfg,
+                                               rescale=False)

@@ -1,0 +1,59 @@
+"""Library side of ``tools/select.py``."""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any, Dict, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.dist import init_dist, is_distributed
+from mmengine.runner import load_checkpoint
+from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+
+from .al.context import selection_context
+from .al.data import unwrap_subset
+from .al.io import read_json
+from .al.loop import AL_DEFAULTS
+from .al.selection import select
+from .compat import trust_checkpoints
+
+
+def build_model(cfg: Config, checkpoint: str) -> torch.nn.Module:
+    """The config's detector with ``checkpoint`` loaded (the user named it: trusted)."""
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    register_all_modules(init_default_scope=False)
+    trust_checkpoints(checkpoint)
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, checkpoint, map_location='cpu', revise_keys=[(r'^module\.', '')])
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return model.eval()
+
+
+def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: str, out_dir: str,
+                           budget: Optional[int] = None, labelled_file: Optional[str] = None,
+                           reference: Optional[str] = None, batch_size: Optional[int] = None,
+                           seed: Optional[int] = None, launcher: str = 'none') -> Dict[str, Any]:
+    al = dict(AL_DEFAULTS)
+    al.update(cfg.get('active_learning', {}))
+    if launcher != 'none' and not is_distributed():
+        init_dist(launcher, backend='nccl' if torch.cuda.is_available() else 'gloo')
+    if labelled_file is not None:
+        labelled = read_json(labelled_file)
+    else:
+        inner, subset = unwrap_subset(cfg.train_dataloader.dataset)
+        if subset is not None and subset.get('ids') is not None:
+            labelled = list(subset['ids'])
+        elif subset is not None:
+            labelled = read_json(subset['ids_file'])
+        else:
+            raise ValueError('give --labelled IDS_JSON: the config trains on the whole dataset, '
+                             'so there is no unlabelled pool')
+    model = build_model(cfg, checkpoint)
+    ctx = selection_context(cfg, model, labelled, reference or al['reference'],
+                            batch_size=batch_size or al['batch_size'],
+                            num_workers=al['num_workers'], seed=al['seed'] if seed is None
+                            else seed)
+    return select(strategy, ctx, budget or al['budget'], out_dir, al['export_coco'])

@@ -1,0 +1,132 @@
+"""The round loop end to end: layout, resume after SIGKILL, bad input, the pause for annotation."""
+import csv
+import hashlib
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+DEMO = osp.join(ROOT, 'configs', 'isal_retinanet_demo.py')
+
+
+def tiny_options(data_root, **extra):
+    opts = {
+        'data_root': data_root,
+        'train_dataloader.dataset.data_root': data_root,
+        'val_dataloader.dataset.data_root': data_root,
+        'test_dataloader.dataset.data_root': data_root,
+        'train_dataloader.batch_size': 4,
+        'train_cfg.max_epochs': 1,
+        'active_learning.initial_size': 6,
+        'active_learning.budget': 3,
+        'active_learning.rounds': 3,
+        'active_learning.strategy.solver.depth': 5,
+        'active_learning.strategy.solver.power_iters': 3,
+        'active_learning.strategy.solver.power_samples': 4,
+    }
+    opts.update(extra)
+    return [f'{k}={v}' for k, v in opts.items()]
+
+
+def al_train(work_dir, data_root, *args, wait=True, **extra):
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'al_train.py'), DEMO, '--work-dir',
+           str(work_dir), '--cfg-options', *tiny_options(data_root, **extra), *args]
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def digest(path):
+    return hashlib.sha256(open(path, 'rb').read()).hexdigest()
+
+
+ROUND_FILES = ('labeled.json', 'metrics.json', 'selection.json')
+
+
+@pytest.fixture(scope='module')
+def finished(synthetic_voc, tmp_path_factory):
+    work = tmp_path_factory.mktemp('al') / 'w'
+    res = al_train(work, synthetic_voc)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work, res
+
+
+def test_demo_loop_writes_the_whole_layout(finished):
+    work, res = finished
+    for k in range(3):
+        assert json.load(open(work / f'round_{k}' / 'labeled.json'))
+        assert 'pascal_voc/mAP' in json.load(open(work / f'round_{k}' / 'metrics.json'))
+    for k in range(2):
+        sel = json.load(open(work / f'round_{k}' / 'selection.json'))
+        assert sel['strategy'] == 'ISAL' and len(sel['selected']) == 3
+        nxt = json.load(open(work / f'round_{k + 1}' / 'labeled.json'))
+        assert set(nxt) == set(json.load(open(work / f'round_{k}' / 'labeled.json'))) | set(
+            sel['selected'])
+    rows = list(csv.DictReader(open(work / 'summary.csv')))
+    assert [int(r['num_labelled']) for r in rows] == [6, 9, 12]
+    assert all(int(r['num_boxes']) > 0 for r in rows)
+    assert json.load(open(work / 'summary.json'))[2]['num_labelled'] == 12
+    assert open(work / 'curve.png', 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+    assert 'round 2: 12 labelled images' in res.stdout + res.stderr
+
+
+def _kill_when(proc, path, delay=0.0, timeout=300):
+    start = time.time()
+    while not osp.exists(path):
+        if proc.poll() is not None or time.time() - start > timeout:
+            pytest.fail(f'process ended before {path} appeared')
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_sigkill_anywhere_then_rerun_matches_uninterrupted(finished, synthetic_voc, tmp_path):
+    ref, _ = finished
+    work = tmp_path / 'w'
+    # in selection: round 0 has metrics but selection is still running
+    _kill_when(al_train(work, synthetic_voc, wait=False), work / 'round_0' / 'metrics.json')
+    before = {n: digest(work / 'round_0' / n) for n in ('labeled.json', 'metrics.json')}
+    # between rounds: right after round 0's selection is written
+    _kill_when(al_train(work, synthetic_voc, wait=False), work / 'round_0' / 'selection.json')
+    assert {n: digest(work / 'round_0' / n) for n in before} == before
+    # in training of round 1
+    _kill_when(al_train(work, synthetic_voc, wait=False), work / 'round_1' / 'train', delay=3)
+    res = al_train(work, synthetic_voc)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert {n: digest(work / 'round_0' / n) for n in before} == before
+    for k in range(2):
+        got = json.load(open(work / f'round_{k}' / 'selection.json'))
+        want = json.load(open(ref / f'round_{k}' / 'selection.json'))
+        assert got['selected'] == want['selected']
+        for img_id, score in want['scores'].items():
+            assert got['scores'][img_id] == pytest.approx(score, rel=1e-4, abs=1e-6)
+    # a finished experiment is left alone
+    snapshot = {p: digest(p) for k in range(3) for p in
+                [work / f'round_{k}' / n for n in ROUND_FILES] if osp.exists(p)}
+    assert al_train(work, synthetic_voc).returncode == 0
+    assert {p: digest(p) for p in snapshot} == snapshot
+
+
+def test_bad_input_gives_one_line_errors(synthetic_voc, tmp_path):
+    res = al_train(tmp_path / 'a', str(tmp_path / 'nowhere'))
+    assert res.returncode == 2 and 'data_root: folder not found' in res.stderr
+    res = al_train(tmp_path / 'b', synthetic_voc, **{'active_learning.initial_size': 10_000})
+    assert res.returncode == 2 and 'initial_size=10000 is larger than the pool' in res.stderr
+    res = al_train(tmp_path / 'c', synthetic_voc, **{'active_learning.budget': 0})
+    assert res.returncode == 2 and 'active_learning.budget must be a positive integer' in \
+        res.stderr
+
+
+def test_work_dir_from_another_config_is_refused(finished, synthetic_voc):
+    work, _ = finished
+    res = al_train(work, synthetic_voc, **{'active_learning.budget': 4})
+    assert res.returncode == 2 and 'different config' in res.stderr

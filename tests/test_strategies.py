@@ -1,0 +1,117 @@
+"""Strategies behave as their definitions say, on unit inputs and on the synthetic set."""
+import json
+import logging
+
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from conftest import build_detector, voc_dataset
+from isal_mmdet.al.selection import select
+from isal_mmdet.al.strategies import (SelectionContext, build_strategy, entropy_of_boxes,
+                                      k_center_greedy, least_confidence_of_boxes, rank_ids)
+from isal_mmdet.datasets.al_subset import ActiveSubset
+from isal_mmdet.detection import DetectionObjective, detector_param_groups
+from isal_mmdet.influence import loss_grad
+
+
+def test_entropy_ranks_uniform_prediction_above_confident_one():
+    uniform = torch.tensor([[0.33, 0.33, 0.34]])
+    confident = torch.tensor([[0.97, 0.02, 0.01]])
+    assert entropy_of_boxes(uniform) > entropy_of_boxes(confident)
+    assert entropy_of_boxes(torch.zeros(0, 3)) == 0.0
+    # the image score is its most uncertain box
+    both = torch.cat([confident, uniform])
+    assert entropy_of_boxes(both) == pytest.approx(entropy_of_boxes(uniform))
+    assert least_confidence_of_boxes(torch.tensor([[0.4, 0.3, 0.3]])) > \
+        least_confidence_of_boxes(confident)
+
+
+def test_coreset_picks_points_far_from_labelled():
+    labelled = torch.tensor([[0.0, 0.0], [0.1, 0.0]])
+    pool = torch.tensor([[0.05, 0.0], [5.0, 5.0], [0.0, 0.1], [-4.0, 0.0], [5.1, 5.0]])
+    picked = k_center_greedy(pool, labelled, 2)
+    assert picked == [1, 3]  # far corner first, then the next farthest from all chosen
+
+
+def test_ties_broken_by_id():
+    assert rank_ids({'b': 1.0, 'a': 1.0, 'c': 0.5}, higher_is_better=True) == ['a', 'b', 'c']
+    assert rank_ids({3: 0.0, 1: 0.0, 2: -1.0}, higher_is_better=False) == [2, 1, 3]
+
+
+def test_unknown_strategy_and_bad_budget(synthetic_voc):
+    with pytest.raises(ValueError, match="unknown strategy 'magic'"):
+        build_strategy('magic')
+    ds = voc_dataset(synthetic_voc)
+    ctx = SelectionContext(model=None, pool=ds, labelled=ds, progress=False)
+    with pytest.raises(ValueError, match='budget must be a positive integer'):
+        select('random', ctx, 0)
+    empty = ActiveSubset(ds, ids=[])
+    with pytest.raises(ValueError, match='pool is empty'):
+        select('random', SelectionContext(model=None, pool=empty, labelled=ds, progress=False), 3)
+
+
+def _ctx(synthetic_voc, model, seed=0, batch_size=4):
+    full = voc_dataset(synthetic_voc, 'train')
+    ids = [full.get_data_info(i)['img_id'] for i in range(len(full))]
+    labelled = ActiveSubset(full, ids=ids[:8])
+    pool = ActiveSubset(full, ids=ids[:8], invert=True)
+    ref = voc_dataset(synthetic_voc, 'val')
+    return SelectionContext(model=model, pool=pool, labelled=labelled, reference=ref,
+                            batch_size=batch_size, seed=seed, progress=False)
+
+
+def test_random_is_seed_deterministic(synthetic_voc):
+    a = select('random', _ctx(synthetic_voc, None, seed=1), 5)['selected']
+    b = select('random', _ctx(synthetic_voc, None, seed=1, batch_size=1), 5)['selected']
+    c = select('random', _ctx(synthetic_voc, None, seed=2), 5)['selected']
+    assert a == b and a != c and len(set(a)) == 5
+
+
+def test_pool_smaller_than_budget_selects_all_and_warns(synthetic_voc, caplog):
+    ctx = _ctx(synthetic_voc, None)
+    with caplog.at_level(logging.WARNING, logger='isal_mmdet'):
+        out = select('random', ctx, 10_000)
+    assert sorted(out['selected']) == sorted(ctx.pool.img_ids())
+    assert 'selecting all of it' in caplog.text
+
+
+@pytest.mark.parametrize('name', ['entropy', 'least_confidence', 'coreset', 'grad_similarity'])
+def test_every_strategy_selects_budget_unique_pool_ids(name, synthetic_voc):
+    model = build_detector('retinanet')
+    ctx = _ctx(synthetic_voc, model)
+    out = select(dict(type=name, score_thr=0.0) if name in ('entropy', 'least_confidence')
+                 else name, ctx, 3)
+    assert len(set(out['selected'])) == 3
+    assert set(out['selected']) <= set(ctx.pool.img_ids())
+    assert set(out['scores']) == set(ctx.pool.img_ids())
+
+
+def test_isal_prefers_images_aligned_with_minus_s(synthetic_voc, tmp_path):
+    model = build_detector('retinanet')
+    ctx = _ctx(synthetic_voc, model)
+    strategy = build_strategy(dict(type='ISAL', score_thr=0.0, max_per_img=20,
+                                   solver=dict(type='lissa', depth=20, power_iters=5,
+                                               power_samples=8)))
+    out = select(strategy, ctx, 3, out_dir=str(tmp_path))
+    # recompute ⟨s, g_z⟩ with a batch-1 loop and the same s
+    obj = DetectionObjective(0.0, 20, seed=0)
+    groups = detector_param_groups(model)
+    s = strategy.s_test(ctx, obj, groups)
+    align = {}
+    with groups.only_these_require_grad(model), torch.enable_grad():
+        for i in range(len(ctx.pool)):
+            item = ctx.pool[i]
+            from mmengine.dataset import pseudo_collate
+            g = loss_grad(obj, model, groups, pseudo_collate([item]), pseudo=True)
+            align[item['data_samples'].metainfo['img_id']] = g.dot(s)
+    best = sorted(align, key=lambda k: -align[k])[:3]
+    assert out['selected'] == best
+    # exports
+    sel = json.load(open(tmp_path / 'selection.json'))
+    assert sel['strategy'] == 'ISAL' and sel['selected'] == out['selected']
+    assert (tmp_path / 'selected.txt').read_text().split() == [str(i) for i in out['selected']]
+    coco = COCO(str(tmp_path / 'preannotations_coco.json'))
+    assert len(coco.getImgIds()) == 3
+    assert [im['isal_img_id'] for im in coco.loadImgs(coco.getImgIds())] == out['selected']
+    assert 'ISAL' == sel['strategy'] and 's_test' in sel['info']

@@ -1,0 +1,56 @@
+"""Score a pool and select from a trained checkpoint, without training.
+
+    python tools/select.py CONFIG CHECKPOINT --strategy NAME [--budget N] --out DIR
+        [--labelled IDS_JSON] [--reference val|labelled] [--batch-size B]
+        [--launcher none|pytorch|slurm] [--cfg-options k=v ...]
+
+The labelled set (defines the Hessian, and the pool is everything else) is ``--labelled``,
+or the config's ``ActiveSubset`` ids, or else the whole training set with ``--pool``.
+"""
+import argparse
+import sys
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config')
+    p.add_argument('checkpoint')
+    p.add_argument('--strategy', required=True,
+                   help='isal, grad_similarity, entropy, least_confidence, coreset, random')
+    p.add_argument('--budget', type=int)
+    p.add_argument('--out', required=True)
+    p.add_argument('--labelled', help='JSON list of labelled image ids')
+    p.add_argument('--reference', choices=['val', 'labelled'])
+    p.add_argument('--batch-size', type=int)
+    p.add_argument('--seed', type=int)
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import isal_mmdet  # noqa: F401
+    from isal_mmdet.tools_api import select_from_checkpoint
+
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    try:
+        result = select_from_checkpoint(cfg, args.checkpoint, args.strategy, args.out,
+                                        budget=args.budget, labelled_file=args.labelled,
+                                        reference=args.reference, batch_size=args.batch_size,
+                                        seed=args.seed, launcher=args.launcher)
+    except (ValueError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if result['paths']:
+        print(f"selected {len(result['selected'])} images in {result['seconds']:.1f}s: "
+              f"{result['paths']['selection']}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

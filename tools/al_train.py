@@ -1,0 +1,55 @@
+"""Run (or resume) an active-learning experiment: train, test, select, repeat.
+
+    python tools/al_train.py CONFIG [--work-dir W] [--cfg-options k=v ...]
+                             [--launcher none|pytorch|slurm] [--oracle gt|none] [--force]
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config')
+    p.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                   help='override config fields, e.g. active_learning.budget=50')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    p.add_argument('--oracle', choices=['gt', 'none'],
+                   help="'gt': simulate labelling with the dataset's boxes (default); "
+                        "'none': stop after each selection for real annotation")
+    p.add_argument('--force', action='store_true',
+                   help='continue a work dir written with a different config')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import isal_mmdet  # noqa: F401  (registers components)
+    from isal_mmdet.al.loop import ActiveLearningLoop
+
+    if not osp.isfile(args.config):
+        print(f'error: config file not found: {args.config}', file=sys.stderr)
+        return 2
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    try:
+        loop = ActiveLearningLoop(cfg, work_dir, args.launcher, args.force, args.oracle)
+        paused = loop.run()
+    except (ValueError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if paused:
+        print(paused)
+        return 0
+    print(f'done: {osp.join(loop.work_dir, "summary.csv")}, {osp.join(loop.work_dir, "curve.png")}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
