@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 import torch
 from mmengine.config import Config
 from mmengine.dist import init_dist, is_distributed
+from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
@@ -36,6 +37,7 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: str, out_dir:
                            budget: Optional[int] = None, labelled_file: Optional[str] = None,
                            reference: Optional[str] = None, batch_size: Optional[int] = None,
                            seed: Optional[int] = None, launcher: str = 'none') -> Dict[str, Any]:
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
     al = dict(AL_DEFAULTS)
     al.update(cfg.get('active_learning', {}))
     if launcher != 'none' and not is_distributed():

@@ -21,7 +21,9 @@ def test_hook_on_upstream_retinanet_config_with_coco_data(tmp_path):
     cfg.write_text(f'''
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 custom_imports = dict(imports=['isal_mmdet'], allow_failed_imports=False)
-custom_hooks = [dict(type='ISALSelectionHook', strategy='isal', budget=4, reference='val',
+custom_hooks = [dict(type='ISALSelectionHook', budget=4, reference='val',
+                     strategy=dict(type='ISAL', solver=dict(type='lissa', depth=10,
+                                                            power_iters=3, power_samples=4)),
                      seed=0)]
 model = dict(backbone=dict(init_cfg=None), bbox_head=dict(num_classes=3))
 metainfo = dict(classes=('circle', 'square', 'triangle'))

@@ -31,7 +31,8 @@ def test_coreset_picks_points_far_from_labelled():
     labelled = torch.tensor([[0.0, 0.0], [0.1, 0.0]])
     pool = torch.tensor([[0.05, 0.0], [5.0, 5.0], [0.0, 0.1], [-4.0, 0.0], [5.1, 5.0]])
     picked = k_center_greedy(pool, labelled, 2)
-    assert picked == [1, 3]  # far corner first, then the next farthest from all chosen
+    # the far corner first; then not its twin at 0.1 but the far left point
+    assert picked == [4, 3]
 
 
 def test_ties_broken_by_id():

@@ -28,6 +28,7 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_dist_info, init_dist, is_distributed
 from mmengine.logging import print_log
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from ..compat import trust_checkpoints
@@ -115,6 +116,7 @@ class ActiveLearningLoop:
             backend = 'nccl' if torch.cuda.is_available() else 'gloo'
             init_dist(self.launcher, backend=backend)
         self.cfg.launcher = self.launcher
+        init_default_scope(self.cfg.get('default_scope', 'mmdet'))
         if not torch.cuda.is_available():
             self.cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
         marker = osp.join(self.work_dir, 'experiment.json')
