@@ -14,10 +14,11 @@ model = dict(
 train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
-train_cfg = dict(max_epochs=10)
+# About 10 epochs of the 80-image round at batch 8.
+train_cfg = dict(max_iters=100)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(type='MultiStepLR', by_epoch=True, milestones=[8], gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=False, milestones=[80], gamma=0.1)
 ]
 
 active_learning = dict(

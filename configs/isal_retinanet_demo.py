@@ -2,15 +2,15 @@
 _base_ = './_base_/synthetic_voc.py'
 custom_imports = dict(imports=['isal_mmdet'], allow_failed_imports=False)
 
-train_cfg = dict(max_epochs=8)
+train_cfg = dict(max_iters=300)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(type='MultiStepLR', by_epoch=True, milestones=[6], gamma=0.1)
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=30),
+    dict(type='MultiStepLR', by_epoch=False, milestones=[220, 270], gamma=0.1)
 ]
 
 active_learning = dict(
-    initial_size=30,      # seeded random round-0 set
-    budget=20,            # images labelled per round
+    initial_size=40,      # seeded random round-0 set
+    budget=30,            # images labelled per round
     rounds=3,
     strategy=dict(type='ISAL', solver=dict(type='lissa', depth=100, num_chains=1)),
     reference='val',      # the val split, disjoint from the test split used for metrics

@@ -6,7 +6,6 @@ from typing import Any, Dict, Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import init_dist, is_distributed
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmdet.registry import MODELS
@@ -15,6 +14,7 @@ from mmdet.utils import register_all_modules
 from .al.context import selection_context
 from .al.data import unwrap_subset
 from .al.io import read_json
+from .al.launch import init_distributed
 from .al.loop import AL_DEFAULTS
 from .al.selection import select
 from .compat import trust_checkpoints
@@ -40,8 +40,7 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: str, out_dir:
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     al = dict(AL_DEFAULTS)
     al.update(cfg.get('active_learning', {}))
-    if launcher != 'none' and not is_distributed():
-        init_dist(launcher, backend='nccl' if torch.cuda.is_available() else 'gloo')
+    init_distributed(launcher)
     if labelled_file is not None:
         labelled = read_json(labelled_file)
     else:

@@ -23,7 +23,7 @@ def tiny_options(data_root, **extra):
         'val_dataloader.dataset.data_root': data_root,
         'test_dataloader.dataset.data_root': data_root,
         'train_dataloader.batch_size': 4,
-        'train_cfg.max_epochs': 1,
+        'train_cfg.max_iters': 4,
         'active_learning.initial_size': 6,
         'active_learning.budget': 3,
         'active_learning.rounds': 3,

@@ -32,9 +32,10 @@ def _split(name, pipeline, test_mode):
                 test_mode=test_mode, pipeline=pipeline, backend_args=backend_args)
 
 
+# InfiniteSampler: an epoch-based sampler makes IterBasedTrainLoop sleep 2 s per epoch.
 train_dataloader = dict(
     batch_size=8, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(_split('train', train_pipeline, False), _delete_=True,
                  filter_cfg=dict(filter_empty_gt=False, min_size=1)))
 val_dataloader = dict(

@@ -14,15 +14,18 @@ model = dict(
         anchor_generator=dict(octave_base_scale=2, strides=[8, 16, 32])),
     test_cfg=dict(nms_pre=300, score_thr=0.05, max_per_img=100))
 
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
                      clip_grad=dict(max_norm=10, norm_type=2))
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=100)
+# Iteration-based: every round trains the same number of steps, whatever its labelled size.
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=600, val_interval=100000)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', by_epoch=True, milestones=[9, 11], gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=False, milestones=[450, 550], gamma=0.1)
 ]
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=1000, max_keep_ckpts=1, save_last=True))
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100, max_keep_ckpts=1,
+                    save_last=True))
+log_processor = dict(by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -26,7 +26,7 @@ from typing import Any, Dict, Hashable, List, Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.dist import get_dist_info, init_dist, is_distributed
+from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -36,6 +36,7 @@ from ..influence.dist import barrier, broadcast_object
 from .context import selection_context
 from .data import build_dataset, dataset_ids, scoring_dataset_cfg, test_pipeline_of, unwrap_subset
 from .io import read_json, write_json, write_text
+from .launch import cpu_wrapper_cfg, init_distributed
 from .selection import select
 from .state import LabelState, initial_split
 
@@ -110,19 +111,23 @@ class ActiveLearningLoop:
             fn(*args)
         barrier()
 
+    def agree(self, fn):
+        """``fn()`` evaluated on rank 0 and broadcast: decisions that read files must not
+        race with rank 0's writes."""
+        return broadcast_object(fn() if self.is_rank0() else None)
+
     # -- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
-        if self.launcher != 'none' and not is_distributed():
-            backend = 'nccl' if torch.cuda.is_available() else 'gloo'
-            init_dist(self.launcher, backend=backend)
-        self.cfg.launcher = self.launcher
-        init_default_scope(self.cfg.get('default_scope', 'mmdet'))
-        if not torch.cuda.is_available():
-            self.cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
-        marker = osp.join(self.work_dir, 'experiment.json')
         fp = fingerprint(self.cfg)
-        if osp.exists(marker) and not self.force:
-            old = read_json(marker).get('fingerprint')
+        init_distributed(self.launcher)
+        self.cfg.launcher = self.launcher
+        if self.launcher != 'none' and not torch.cuda.is_available():
+            self.cfg.setdefault('model_wrapper_cfg', cpu_wrapper_cfg())
+        init_default_scope(self.cfg.get('default_scope', 'mmdet'))
+        marker = osp.join(self.work_dir, 'experiment.json')
+        old = self.agree(lambda: read_json(marker).get('fingerprint')
+                         if osp.exists(marker) else None)
+        if old is not None and not self.force:
             if old != fp:
                 raise ValueError(f'{self.work_dir} holds an experiment from a different '
                                    'config; use another --work-dir, or --force to continue it')
@@ -137,21 +142,25 @@ class ActiveLearningLoop:
     # -- rounds ------------------------------------------------------------------------------
     def labelled_for(self, k: int) -> List[Hashable]:
         path = self.path(k, 'labeled.json')
-        if osp.exists(path):
-            return LabelState.load(path, self.all_ids).labelled
-        if k == 0:
-            ids = initial_split(self.all_ids, self.al['initial_size'], self.al['seed'])
-        else:
-            prev = LabelState.load(self.path(k - 1, 'labeled.json'), self.all_ids)
-            sel = read_json(self.path(k - 1, 'selection.json'))['selected']
-            ids = prev.add(sel).labelled
-        self.write(write_json, path, ids)
-        return ids
+
+        def load_or_make():
+            if osp.exists(path):
+                return LabelState.load(path, self.all_ids).labelled
+            if k == 0:
+                ids = initial_split(self.all_ids, self.al['initial_size'], self.al['seed'])
+            else:
+                prev = LabelState.load(self.path(k - 1, 'labeled.json'), self.all_ids)
+                sel = read_json(self.path(k - 1, 'selection.json'))['selected']
+                ids = prev.add(sel).labelled
+            write_json(path, ids)
+            return ids
+
+        return self.agree(load_or_make)
 
     def round_done(self, k: int) -> bool:
         last = k == self.al['rounds'] - 1
-        return osp.exists(self.path(k, 'metrics.json')) and (
-            last or osp.exists(self.path(k, 'selection.json')))
+        return self.agree(lambda: osp.exists(self.path(k, 'metrics.json')) and (
+            last or osp.exists(self.path(k, 'selection.json'))))
 
     def runner_cfg(self, k: int) -> Config:
         cfg = copy.deepcopy(self.cfg)
@@ -185,13 +194,14 @@ class ActiveLearningLoop:
         runner = Runner.from_cfg(self.runner_cfg(k))
         runner.train()
         metrics_path = self.path(k, 'metrics.json')
-        if osp.exists(metrics_path):
-            metrics = read_json(metrics_path)
-        else:
+        metrics = self.agree(lambda: read_json(metrics_path) if osp.exists(metrics_path)
+                             else None)
+        if metrics is None:
             metrics = {k_: float(v) for k_, v in runner.test().items()}
             self.write(write_json, metrics_path, metrics)
         seconds = None
-        if k < self.al['rounds'] - 1 and not osp.exists(self.path(k, 'selection.json')):
+        selected = self.agree(lambda: osp.exists(self.path(k, 'selection.json')))
+        if k < self.al['rounds'] - 1 and not selected:
             model = runner.model.module if hasattr(runner.model, 'module') else runner.model
             ctx = selection_context(self.cfg, model, labelled, self.al['reference'],
                                     batch_size=self.al['batch_size'],
@@ -212,7 +222,7 @@ class ActiveLearningLoop:
         self.setup()
         for k in range(self.al['rounds']):
             if k > 0 and self.al['oracle'] == 'none':
-                missing = self.missing_annotations(k - 1)
+                missing = self.agree(lambda: self.missing_annotations(k - 1))
                 if missing is not None:
                     self.write_summary()
                     return missing
@@ -246,6 +256,9 @@ class ActiveLearningLoop:
 
     # -- summary -----------------------------------------------------------------------------
     def write_summary(self) -> None:
+        if not self.is_rank0():
+            barrier()
+            return
         rows = []
         for k in range(self.al['rounds']):
             if not osp.exists(self.path(k, 'metrics.json')):
@@ -258,9 +271,6 @@ class ActiveLearningLoop:
                              mAP=primary_metric(metrics, self.al['metric']),
                              strategy=str(self.al['strategy']),
                              selection_seconds=sel.get('seconds'), metrics=metrics))
-        if not self.is_rank0():
-            barrier()
-            return
         write_json(osp.join(self.work_dir, 'summary.json'), rows)
         buf = io.StringIO()
         keys = sorted({m for r in rows for m in r['metrics']})

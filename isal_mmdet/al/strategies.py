@@ -251,7 +251,9 @@ def build_strategy(cfg: Any) -> Strategy:
     if isinstance(cfg, Strategy):
         return cfg
     cfg = {'type': cfg} if isinstance(cfg, str) else dict(cfg)
-    if STRATEGIES.get(cfg.get('type')) is None:
+    name = cfg.pop('type', None)
+    cls = STRATEGIES.module_dict.get(name)
+    if cls is None:
         names = sorted(k for k in STRATEGIES.module_dict if k.islower())
-        raise ValueError(f"unknown strategy {cfg.get('type')!r}; choose one of {names}")
-    return STRATEGIES.build(cfg)
+        raise ValueError(f'unknown strategy {name!r}; choose one of {names}')
+    return cls(**cfg)

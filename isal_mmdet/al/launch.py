@@ -1,0 +1,49 @@
+"""Process-group setup through mmengine, with a gloo path for machines without CUDA.
+
+mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and its Runner gives DDP
+``device_ids``; both fail on CPU. Without CUDA we start gloo from torchrun's (or slurm's)
+environment and wrap models in a DDP that takes no device ids.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import torch
+import torch.distributed as tdist
+from mmengine.dist import init_dist, is_distributed
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """MMDistributedDataParallel for CPU modules (gloo): drops ``device_ids``."""
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        super().__init__(module=module, device_ids=None, **kwargs)
+
+
+def init_distributed(launcher: str, port: int = 29500) -> None:
+    if launcher == 'none' or is_distributed():
+        return
+    if torch.cuda.is_available():
+        init_dist(launcher, backend='nccl')
+        return
+    if launcher == 'slurm':
+        env = os.environ
+        env.setdefault('RANK', env['SLURM_PROCID'])
+        env.setdefault('WORLD_SIZE', env['SLURM_NTASKS'])
+        env.setdefault('LOCAL_RANK', env['SLURM_LOCALID'])
+        env.setdefault('MASTER_PORT', str(port))
+        if 'MASTER_ADDR' not in env:
+            nodes = subprocess.getoutput(
+                f"scontrol show hostname {env['SLURM_NODELIST']} | head -n1")
+            env['MASTER_ADDR'] = nodes
+    elif launcher != 'pytorch':
+        raise ValueError(f"--launcher must be none, pytorch or slurm, got {launcher!r}")
+    tdist.init_process_group('gloo')
+
+
+def cpu_wrapper_cfg() -> dict:
+    return dict(type='CPUDistributedDataParallel', broadcast_buffers=False)
