@@ -1,5 +1,4 @@
 """Shared fixtures: a generated synthetic VOC set and tiny detectors from the shipped configs."""
-import os
 import os.path as osp
 
 import pytest

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from isal_mmdet.influence import (CG, Curvature, Exact, Identity, LiSSA, ParamGroups,
+from isal_mmdet.influence import (CG, Curvature, Exact, LiSSA, ParamGroups,
                                   build_solver, directional_derivatives, influence_scores,
                                   loss_grad, summed_gradient)
 from toy import TensorObjective, explicit_hessian, fit, linear, make_data, mlp

@@ -2,7 +2,6 @@
 import csv
 import hashlib
 import json
-import os
 import os.path as osp
 import signal
 import subprocess

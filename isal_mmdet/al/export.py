@@ -1,4 +1,4 @@
-"""Selection exports for annotators and scripts: ids JSON, VOC txt, COCO pre-annotations, scores CSV."""
+"""Selection exports: ids JSON, VOC txt, COCO pre-annotations and a score table."""
 from __future__ import annotations
 
 import csv

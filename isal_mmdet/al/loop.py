@@ -179,6 +179,10 @@ class ActiveLearningLoop:
                     cfg.load_from = f.read().strip()
         return cfg
 
+    def strategy_name(self) -> str:
+        strategy = self.al['strategy']
+        return strategy if isinstance(strategy, str) else str(strategy.get('type'))
+
     def count_boxes(self, ids: List[Hashable]) -> int:
         wanted = set(ids)
         total = 0
@@ -209,11 +213,12 @@ class ActiveLearningLoop:
             result = select(self.al['strategy'], ctx, self.al['budget'], self.round_dir(k),
                             self.al['export_coco'])
             seconds = result['seconds']
+        mAP = primary_metric(metrics, self.al['metric'])
         print_log(f"round {k}: {len(labelled)} labelled images, "
                   f"{self.count_boxes(labelled)} boxes, mAP "
-                  f"{primary_metric(metrics, self.al['metric'])}, strategy "
-                  f"{self.al['strategy']}, selection "
-                  f"{'-' if seconds is None else f'{seconds:.1f}s'}", logger='current')
+                  f"{'-' if mAP is None else f'{mAP:.4f}'}, strategy {self.strategy_name()}, "
+                  f"selection {'-' if seconds is None else f'{seconds:.1f}s'}",
+                  logger='current')
         del runner
         gc.collect()
 
@@ -269,7 +274,7 @@ class ActiveLearningLoop:
             sel = read_json(sel_path) if osp.exists(sel_path) else {}
             rows.append(dict(round=k, num_labelled=len(ids), num_boxes=self.count_boxes(ids),
                              mAP=primary_metric(metrics, self.al['metric']),
-                             strategy=str(self.al['strategy']),
+                             strategy=self.strategy_name(),
                              selection_seconds=sel.get('seconds'), metrics=metrics))
         write_json(osp.join(self.work_dir, 'summary.json'), rows)
         buf = io.StringIO()
@@ -283,7 +288,7 @@ class ActiveLearningLoop:
         write_text(osp.join(self.work_dir, 'summary.csv'), buf.getvalue())
         if rows:
             plot_curve(osp.join(self.work_dir, 'curve.png'),
-                       {str(self.al['strategy']): [(r['num_labelled'], r['mAP']) for r in rows]})
+                       {self.strategy_name(): [(r['num_labelled'], r['mAP']) for r in rows]})
         barrier()
 
 

@@ -5,7 +5,7 @@ import logging
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional
 
 import torch
 from mmengine.dataset import pseudo_collate

@@ -36,7 +36,8 @@ class GroupVector:
     def map(self, fn: Callable[[Tensor], Tensor]) -> 'GroupVector':
         return GroupVector({k: [fn(t) for t in ts] for k, ts in self.data.items()})
 
-    def zip_map(self, other: 'GroupVector', fn: Callable[[Tensor, Tensor], Tensor]) -> 'GroupVector':
+    def zip_map(self, other: 'GroupVector',
+                fn: Callable[[Tensor, Tensor], Tensor]) -> 'GroupVector':
         return GroupVector({k: [fn(a, b) for a, b in zip(ts, other.data[k])]
                             for k, ts in self.data.items()})
 

@@ -1,0 +1,197 @@
+"""Label savings: strategies × seeds through the real round loop, read as paired differences.
+
+    python benchmarks/al_quality.py CONFIG --work-dir W [--strategies random entropy isal]
+        [--seeds 0 1 2] [--rounds 3] [--initial 40] [--budget 40] [--cfg-options k=v ...]
+    python benchmarks/al_quality.py --quick --work-dir W     # BCCD preset, see docs/benchmarks.md
+
+For each seed every strategy starts from the same round 0 (same initial images, same trained
+model: it is trained once and shared), so differences between strategies are paired.
+
+Writes W/results.json, W/results.md and W/curves.png:
+- per-round test mAP per strategy and seed, mean ± std over seeds;
+- AUC: the area under mAP vs labelled images (trapezoid), divided by the x range;
+- annotation-cost reduction against random (the paper's metric): with R the labelled count
+  of random's last round and m its mAP there, x_S is the first labelled count at which S's
+  curve (linear between rounds) reaches m; reduction = (R − x_S) / R. When S never reaches m
+  it is reported as not reached.
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import shutil
+import statistics
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
+             strategies=['random', 'entropy', 'isal'], seeds=[0, 1, 2], rounds=3,
+             initial=40, budget=40)
+
+
+def run_one(config, work_dir, strategy, seed, args, shared_round0=None):
+    from mmengine.config import Config
+    from isal_mmdet.al.loop import ActiveLearningLoop
+    from isal_mmdet.compat import trust_checkpoints
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(args.cfg_options)
+    al = cfg.active_learning
+    al.rounds, al.initial_size, al.budget, al.seed = args.rounds, args.initial, args.budget, seed
+    if strategy != 'isal' or not isinstance(al.get('strategy'), dict):
+        al.strategy = strategy
+    cfg.randomness = dict(seed=seed)
+    if shared_round0 and not osp.exists(osp.join(work_dir, 'round_0', 'metrics.json')):
+        os.makedirs(work_dir, exist_ok=True)
+        shutil.copytree(shared_round0, osp.join(work_dir, 'round_0'), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns('selection.json', 'selected*',
+                                                      'scores.csv', 'preannotations*'))
+    trust_checkpoints(osp.dirname(osp.dirname(work_dir)))
+    ActiveLearningLoop(cfg, work_dir).run()
+    return json.load(open(osp.join(work_dir, 'summary.json')))
+
+
+def auc(points):
+    xs, ys = zip(*points)
+    area = sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1))
+    return area / (xs[-1] - xs[0]) if xs[-1] > xs[0] else ys[0]
+
+
+def labels_to_reach(points, target):
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if y0 >= target:
+            return x0
+        if y1 >= target:
+            return x0 + (x1 - x0) * (target - y0) / (y1 - y0)
+    return points[-1][0] if points[-1][1] >= target else None
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def analyse(curves, strategies, seeds):
+    out = dict(per_round={}, auc={}, cost_reduction={}, paired_auc_vs={})
+    for s in strategies:
+        rows = [curves[s][seed] for seed in seeds]
+        out['per_round'][s] = [dict(num_labelled=rows[0][k][0],
+                                    mAP=mean_std([r[k][1] for r in rows]))
+                               for k in range(len(rows[0]))]
+        out['auc'][s] = dict(per_seed=[auc(r) for r in rows], mean_std=mean_std(
+            [auc(r) for r in rows]))
+    if 'random' in strategies:
+        for s in strategies:
+            red = []
+            for seed in seeds:
+                rnd = curves['random'][seed]
+                x = labels_to_reach(curves[s][seed], rnd[-1][1])
+                red.append(None if x is None else (rnd[-1][0] - x) / rnd[-1][0])
+            out['cost_reduction'][s] = dict(per_seed=red, mean_std=mean_std(red),
+                                            not_reached=sum(r is None for r in red))
+    for s in strategies:
+        for base in strategies:
+            if base == s:
+                continue
+            diffs = [auc(curves[s][seed]) - auc(curves[base][seed]) for seed in seeds]
+            m, sd = mean_std(diffs)
+            se = sd / math.sqrt(len(diffs)) if sd is not None else None
+            out['paired_auc_vs'].setdefault(s, {})[base] = dict(
+                per_seed=diffs, mean=m, std=sd, stderr=se,
+                mean_exceeds_stderr=bool(se is not None and m > se))
+    return out
+
+
+def fmt(ms, digits=3):
+    m, s = ms
+    return '-' if m is None else f'{m:.{digits}f} ± {s:.{digits}f}'
+
+
+def report(res, strategies):
+    lines = ['| strategy | ' + ' | '.join(
+        f"{r['num_labelled']} imgs" for r in res['per_round'][strategies[0]]) +
+        ' | AUC | cost reduction vs random |', '|' + ' --- |' * (
+            len(res['per_round'][strategies[0]]) + 3)]
+    for s in strategies:
+        cells = [fmt(r['mAP']) for r in res['per_round'][s]]
+        cr = res['cost_reduction'].get(s)
+        crs = '-' if cr is None else (fmt(cr['mean_std'], 3) + (
+            f" ({cr['not_reached']} seed(s) not reached)" if cr['not_reached'] else ''))
+        lines.append(f'| {s} | ' + ' | '.join(cells) +
+                     f" | {fmt(res['auc'][s]['mean_std'])} | {crs} |")
+    lines += ['', '| paired AUC difference | mean | std | stderr | mean > stderr |',
+              '| --- | --- | --- | --- | --- |']
+    for s, bases in res['paired_auc_vs'].items():
+        for b, d in bases.items():
+            lines.append(f"| {s} − {b} | {d['mean']:+.4f} | {d['std']:.4f} | "
+                         f"{d['stderr']:.4f} | {d['mean_exceeds_stderr']} |")
+    return '\n'.join(lines) + '\n'
+
+
+def plot(path, res, strategies):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for s in strategies:
+        xs = [r['num_labelled'] for r in res['per_round'][s]]
+        m = [r['mAP'][0] for r in res['per_round'][s]]
+        sd = [r['mAP'][1] for r in res['per_round'][s]]
+        ax.plot(xs, m, marker='o', label=s)
+        ax.fill_between(xs, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
+                        alpha=0.15)
+    ax.set_xlabel('labelled images')
+    ax.set_ylabel('test mAP (mean ± std over seeds)')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main():
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('config', nargs='?')
+    p.add_argument('--work-dir', required=True)
+    p.add_argument('--quick', action='store_true', help='the BCCD preset')
+    p.add_argument('--strategies', nargs='+')
+    p.add_argument('--seeds', nargs='+', type=int)
+    p.add_argument('--rounds', type=int)
+    p.add_argument('--initial', type=int)
+    p.add_argument('--budget', type=int)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    args = p.parse_args()
+    base = dict(QUICK) if args.quick or not args.config else dict(
+        QUICK, config=args.config)
+    for key in ('strategies', 'seeds', 'rounds', 'initial', 'budget'):
+        if getattr(args, key) is None:
+            setattr(args, key, base[key])
+    config = args.config or base['config']
+    import isal_mmdet  # noqa: F401
+    curves = {s: {} for s in args.strategies}
+    for seed in args.seeds:
+        first = None
+        for s in args.strategies:
+            wd = osp.join(osp.abspath(args.work_dir), s, f'seed{seed}')
+            rows = run_one(config, wd, s, seed, args, shared_round0=first)
+            first = first or osp.join(wd, 'round_0')
+            curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
+    res = analyse(curves, args.strategies, args.seeds)
+    res['curves'] = {s: {str(k): v for k, v in c.items()} for s, c in curves.items()}
+    res['setup'] = dict(config=osp.relpath(config, ROOT), strategies=args.strategies,
+                        seeds=args.seeds, rounds=args.rounds, initial=args.initial,
+                        budget=args.budget, cfg_options=dict(args.cfg_options))
+    os.makedirs(args.work_dir, exist_ok=True)
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(res, f, indent=1)
+    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+        f.write(report(res, args.strategies))
+    plot(osp.join(args.work_dir, 'curves.png'), res, args.strategies)
+    print(report(res, args.strategies))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

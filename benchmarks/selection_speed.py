@@ -1,0 +1,252 @@
+"""Selection cost against plain inference, on one model and one pool, in one process.
+
+    python benchmarks/selection_speed.py [--pool 100] [--ref-subset 20] [--device cpu|cuda]
+                                         [--out docs/selection_speed.json]
+
+Prints JSON with: (a) one plain inference pass over the pool; (b) ISAL end to end (v, s_test,
+pseudo labels + per-image influence), and its scoring part alone; (c) the official-style
+batch-1 reference (one backward per image) on a subset, extrapolated per image, and its
+agreement with (b); (d) the ratios; (e) peak selection memory for N and 10N images, each in
+its own process; (f) HVPs and relative error of lissa (paper settings), cg and exact on one
+problem with a reduced θ (retina_cls of a narrow head) so that exact is affordable.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(ROOT, 'configs', 'isal_retinanet_demo.py')
+
+
+def build(args, feat_channels=32):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    import isal_mmdet  # noqa: F401
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(DEMO)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = args.data_root + '/'
+    cfg.model.bbox_head.feat_channels = feat_channels
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return cfg, model.to(args.device)
+
+
+def train(cfg, model, labelled, iters):
+    """A short real training run, so that predictions (and pseudo labels) are meaningful."""
+    from mmengine.dataset import pseudo_collate
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    from mmdet.registry import DATASETS
+    ds = ActiveSubset(DATASETS.build(cfg.train_dataloader.dataset), ids=labelled)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for it in range(iters):
+        for group in opt.param_groups:
+            group['lr'] = 0.02 * min(1.0, (it + 1) / 30) * (0.1 if it > 0.8 * iters else 1.0)
+        idx = torch.randint(len(ds), (8,), generator=g).tolist()
+        data = model.data_preprocessor(pseudo_collate([ds[i] for i in idx]), True)
+        losses = model.loss(**data)
+        loss = sum(v if isinstance(v, torch.Tensor) else sum(v) for k, v in losses.items()
+                   if 'loss' in k)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10)
+        opt.step()
+    return model.eval()
+
+
+def context(cfg, model, labelled, pool_size, batch_size):
+    from isal_mmdet.al.context import selection_context
+    ctx = selection_context(cfg, model, labelled, 'val', batch_size=batch_size,
+                            progress=False)
+    ids = ctx.pool.img_ids()[:pool_size]
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    ctx.pool = ActiveSubset(ctx.pool.dataset, ids=ids)
+    return ctx
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def plain_inference(ctx):
+    with torch.no_grad():
+        for batch in ctx.loader(ctx.pool, shard=False):
+            ctx.model.test_step(batch)
+
+
+def isal_parts(ctx, solver_cfg, score_thr=0.1):
+    from isal_mmdet.detection import DetectionObjective, detector_param_groups
+    from isal_mmdet.influence import Curvature, build_solver, influence_scores, summed_gradient
+    obj = DetectionObjective(score_thr=score_thr, seed=0)
+    groups = detector_param_groups(ctx.model)
+    v, t_v = timed(lambda: summed_gradient(obj, ctx.model, groups, ctx.loader(ctx.reference)))
+    (s, info), t_s = timed(lambda: build_solver(solver_cfg).solve(
+        v, Curvature(obj, ctx.model, groups, ctx.labelled)))
+    scores, t_score = timed(lambda: influence_scores(obj, ctx.model, groups, s,
+                                                     ctx.loader(ctx.pool)))
+    return dict(obj=obj, groups=groups, s=s, scores=scores, info=info.as_dict(),
+                seconds=dict(v=t_v, s_test=t_s, scoring=t_score))
+
+
+def batch1_reference(ctx, parts, n):
+    from mmengine.dataset import pseudo_collate
+    from isal_mmdet.influence import influence_mode, loss_grad
+    obj, groups, s = parts['obj'], parts['groups'], parts['s']
+    out = {}
+    start = time.perf_counter()
+    with influence_mode(ctx.model, groups):
+        for i in range(n):
+            item = ctx.pool[i]
+            g = loss_grad(obj, ctx.model, groups, pseudo_collate([item]), pseudo=True)
+            out[item['data_samples'].metainfo['img_id']] = -g.dot(s)
+    per_image = (time.perf_counter() - start) / n
+    err = max(abs(out[k] - parts['scores'][k]) / max(abs(out[k]), 1e-12) for k in out)
+    return per_image, err
+
+
+def memory_child(args):
+    cfg, model = build(args)
+    model.load_state_dict(torch.load(args.weights, weights_only=True))
+    model.eval()
+    labelled = json.load(open(args.labelled_file))
+    ctx = context(cfg, model, labelled, args.pool, args.batch_size)
+    if args.device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    isal_parts(ctx, dict(type="lissa", depth=50, power_iters=5, power_samples=8))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = dict(pool=len(ctx.pool), rss_growth_mb=(after - before) / 1024,
+                rss_peak_mb=after / 1024)
+    if args.device == 'cuda':
+        peak['cuda_peak_mb'] = torch.cuda.max_memory_allocated() / 2 ** 20
+    print(json.dumps(peak))
+
+
+def solver_comparison(args, cfg, labelled):
+    """(f): lissa (paper), cg and exact on one problem, θ = retina_cls of an 8-channel head."""
+    from isal_mmdet.al.context import selection_context
+    from isal_mmdet.detection import DetectionObjective
+    from isal_mmdet.influence import (Curvature, ParamGroups, build_solver, summed_gradient)
+    _, model = build(args, feat_channels=8)
+    model = train(cfg, model, labelled, args.train_iters)
+    ctx = selection_context(cfg, model, labelled[:args.hessian_images], 'val', batch_size=8,
+                            progress=False)
+    obj = DetectionObjective(seed=0)
+    groups = ParamGroups.from_patterns(model, {'retina_cls': r'retina_cls'})
+    v = summed_gradient(obj, model, groups, ctx.loader(ctx.reference))
+    curv = Curvature(obj, model, groups, ctx.labelled)
+    damp = 0.01
+    exact, t_exact = timed(lambda: build_solver(dict(type='exact', damp=damp)).solve(v, curv))
+    s_exact = exact[0].flatten()
+    rows = dict(exact=dict(num_hvps=exact[1].num_hvps, operator_applications=groups.numel(),
+                           seconds=t_exact, rel_error=0.0))
+    lam = None
+    for name, cfg_ in [('cg', dict(type='cg', damp=damp, max_iter=100, tol=1e-8)),
+                       ('lissa_paper', dict(type='lissa', damp=damp, depth=1000, batch_size=1,
+                                            divide_by_scale=True))]:
+        (s, info), t = timed(lambda: build_solver(cfg_).solve(v, curv))
+        if name.startswith('lissa'):
+            # LiSSA solves (H + damp·scale)⁻¹v: compare with exact at that damping
+            scale = info.scales['retina_cls']
+            lam = damp * scale
+            ref = build_solver(dict(type='exact', damp=lam)).solve(v, curv)[0].flatten()
+        else:
+            ref = s_exact
+        rows[name] = dict(num_hvps=info.num_hvps, seconds=t,
+                          rel_error=float((s.flatten() - ref).norm() / ref.norm()),
+                          **{k: v_ for k, v_ in info.as_dict().items()
+                             if k in ('iterations', 'scales', 'diverged')})
+    return dict(theta_params=groups.numel(), hessian_images=len(ctx.labelled),
+                lissa_effective_damping=lam, solvers=rows)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--pool', type=int, default=100)
+    p.add_argument('--ref-subset', type=int, default=20)
+    p.add_argument('--labelled', type=int, default=40)
+    p.add_argument('--train-iters', type=int, default=150)
+    p.add_argument('--hessian-images', type=int, default=16)
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--data-root', default=osp.join(ROOT, 'data', 'bench_synthetic'))
+    p.add_argument('--out')
+    p.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--weights', help=argparse.SUPPRESS)
+    p.add_argument('--labelled-file', help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_child:
+        return memory_child(args)
+
+    from isal_mmdet.datasets.synthetic import make_synthetic
+    n_images = int((args.pool * 10 + args.labelled) / 0.6) + 10
+    make_synthetic(args.data_root, num_images=n_images, seed=0, fmt='voc')
+    cfg, model = build(args)
+    from isal_mmdet.al.data import build_dataset, dataset_ids, scoring_dataset_cfg
+    from isal_mmdet.al.data import test_pipeline_of
+    source = build_dataset(scoring_dataset_cfg(cfg.train_dataloader.dataset,
+                                               test_pipeline_of(cfg)), 'train')
+    labelled = dataset_ids(source)[:args.labelled]
+    model = train(cfg, model, labelled, args.train_iters)
+    ctx = context(cfg, model, labelled, args.pool, args.batch_size)
+
+    _, t_plain = timed(lambda: plain_inference(ctx))
+    solver = dict(type='lissa', depth=1000, batch_size=1)
+    parts = isal_parts(ctx, solver)
+    t_isal = sum(parts['seconds'].values())
+    per_image_b1, err = batch1_reference(ctx, parts, args.ref_subset)
+    scoring_per_image = parts['seconds']['scoring'] / len(ctx.pool)
+
+    tmp = osp.join(args.data_root, '_bench')
+    os.makedirs(tmp, exist_ok=True)
+    torch.save(model.state_dict(), osp.join(tmp, 'weights.pth'))
+    json.dump(labelled, open(osp.join(tmp, 'labelled.json'), 'w'))
+    memory = []
+    for n in (args.pool, 10 * args.pool):
+        out = subprocess.run(
+            [sys.executable, __file__, '--memory-child', '--pool', str(n), '--device',
+             args.device, '--data-root', args.data_root, '--weights',
+             osp.join(tmp, 'weights.pth'), '--batch-size', str(args.batch_size),
+             '--labelled-file', osp.join(tmp, 'labelled.json')],
+            capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f'memory run for pool {n} failed: {out.stderr[-2000:]}')
+        memory.append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    result = dict(
+        device=args.device, torch_threads=torch.get_num_threads(), pool=len(ctx.pool),
+        labelled=len(labelled), solver=solver,
+        a_plain_inference_s=t_plain,
+        b_isal_end_to_end_s=t_isal, b_parts_s=parts['seconds'],
+        c_batch1_per_image_s=per_image_b1, c_batch1_extrapolated_pool_s=per_image_b1 * len(
+            ctx.pool), c_max_rel_diff_vs_batched=err,
+        d_ratio_isal_over_inference=t_isal / t_plain,
+        d_ratio_scoring_over_inference=parts['seconds']['scoring'] / t_plain,
+        d_ratio_batch1_over_batched_scoring=per_image_b1 / scoring_per_image,
+        e_memory=memory,
+        e_rss_growth_ratio_10n_over_n=memory[1]['rss_growth_mb'] / max(
+            memory[0]['rss_growth_mb'], 1e-9),
+        s_test_info=parts['info'],
+        f_solvers=solver_comparison(args, cfg, labelled))
+    text = json.dumps(result, indent=1, default=float)
+    print(text)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(text + '\n')
+
+
+if __name__ == '__main__':
+    main()
