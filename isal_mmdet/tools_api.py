@@ -1,4 +1,4 @@
-"""Library side of ``tools/select.py``."""
+"""Library side of ``tools/al_select.py``."""
 from __future__ import annotations
 
 import os.path as osp

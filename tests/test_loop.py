@@ -2,6 +2,7 @@
 import csv
 import hashlib
 import json
+import os
 import os.path as osp
 import signal
 import subprocess
@@ -129,3 +130,54 @@ def test_work_dir_from_another_config_is_refused(finished, synthetic_voc):
     work, _ = finished
     res = al_train(work, synthetic_voc, **{'active_learning.budget': 4})
     assert res.returncode == 2 and 'different config' in res.stderr
+
+
+@pytest.fixture
+def data_copy(synthetic_voc, tmp_path):
+    import shutil
+    root = tmp_path / 'data'
+    shutil.copytree(synthetic_voc, root)
+    return root
+
+
+def _train_stems(root):
+    return (root / 'ImageSets' / 'Main' / 'train.txt').read_text().split()
+
+
+def test_unknown_class_name_is_an_error_naming_the_file(data_copy, tmp_path):
+    xml = data_copy / 'Annotations' / (_train_stems(data_copy)[0] + '.xml')
+    text = xml.read_text()
+    xml.write_text(text.replace('<name>', '<name>hexagon', 1) if '<name>' in text else
+                   text.replace('</annotation>', '<object><name>hexagon</name><bndbox><xmin>1'
+                                '</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>'
+                                '</object></annotation>'))
+    res = al_train(tmp_path / 'w', str(data_copy))
+    assert res.returncode == 2
+    assert f'{xml.name}: object name' in res.stderr and 'metainfo.classes' in res.stderr
+
+
+def test_corrupt_image_is_skipped_and_logged(data_copy, tmp_path):
+    stems = _train_stems(data_copy)
+    for stem in stems[:12]:  # some of them land in the labelled set, the rest in the pool
+        (data_copy / 'JPEGImages' / f'{stem}.jpg').write_bytes(b'not a jpeg')
+    res = al_train(tmp_path / 'w', str(data_copy), **{'active_learning.rounds': 2})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'skipping unreadable image' in res.stdout + res.stderr
+    sel = json.load(open(tmp_path / 'w' / 'round_0' / 'selection.json'))
+    assert not set(sel['scores']) & set(stems[:12])  # never scored, never selected
+
+
+def test_oracle_none_pauses_until_annotations_exist(data_copy, tmp_path):
+    work = tmp_path / 'w'
+    res = al_train(work, str(data_copy), '--oracle', 'none', **{'active_learning.rounds': 2})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'round 1 waits for annotations: 3 of 3' in res.stdout
+    assert not osp.exists(work / 'round_1' / 'labeled.json')
+    selected = json.load(open(work / 'round_0' / 'selection.json'))['selected']
+    for stem in selected[:2]:
+        os.utime(data_copy / 'Annotations' / f'{stem}.xml')
+    res = al_train(work, str(data_copy), '--oracle', 'none', **{'active_learning.rounds': 2})
+    assert 'round 1 waits for annotations: 1 of 3' in res.stdout
+    os.utime(data_copy / 'Annotations' / f'{selected[2]}.xml')
+    res = al_train(work, str(data_copy), '--oracle', 'none', **{'active_learning.rounds': 2})
+    assert res.returncode == 0 and osp.exists(work / 'round_1' / 'metrics.json')

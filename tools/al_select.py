@@ -1,6 +1,6 @@
 """Score a pool and select from a trained checkpoint, without training.
 
-    python tools/select.py CONFIG CHECKPOINT --strategy NAME [--budget N] --out DIR
+    python tools/al_select.py CONFIG CHECKPOINT --strategy NAME [--budget N] --out DIR
         [--labelled IDS_JSON] [--reference val|labelled] [--batch-size B]
         [--launcher none|pytorch|slurm] [--cfg-options k=v ...]
 

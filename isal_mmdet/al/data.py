@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
+import xml.etree.ElementTree as ET
 from typing import Any, Hashable, List, Optional, Sequence, Tuple
 
 from mmengine.config import ConfigDict
@@ -59,7 +60,23 @@ def build_dataset(ds_cfg: dict, field: str) -> Any:
     check_data_source(ds_cfg, field)
     ds = DATASETS.build(copy.deepcopy(ds_cfg))
     ds.full_init()
+    check_class_names(ds, field)
     return ds
+
+
+def check_class_names(ds: Any, field: str) -> None:
+    """mmdet's XML loader silently drops objects whose class is not in metainfo; a typo would
+    quietly remove boxes, so it is an error here."""
+    classes = set(ds.metainfo.get('classes', ()))
+    for i in range(len(ds)):
+        xml = ds.get_data_info(i).get('xml_path')
+        if xml is None:
+            return
+        for obj in ET.parse(xml).getroot().iter('object'):
+            name = obj.findtext('name')
+            if name not in classes:
+                raise ValueError(f'{xml}: object name {name!r} is not in '
+                                 f'{field}.metainfo.classes {sorted(classes)}')
 
 
 def dataset_ids(ds: Any) -> List[Hashable]:

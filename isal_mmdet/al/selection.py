@@ -1,4 +1,4 @@
-"""One selection step shared by the hook, the round loop and tools/select.py."""
+"""One selection step shared by the hook, the round loop and tools/al_select.py."""
 from __future__ import annotations
 
 import logging

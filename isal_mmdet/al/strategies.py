@@ -42,15 +42,23 @@ class SelectionContext:
         subset = torch.utils.data.Subset(dataset, indices)
         dl = torch.utils.data.DataLoader(subset, batch_size=self.batch_size, shuffle=False,
                                          num_workers=self.num_workers,
-                                         collate_fn=pseudo_collate)
+                                         collate_fn=collate_readable)
         bar = ProgressBar(len(indices)) if self.progress and rank == 0 and indices else None
-        for batch in dl:
-            yield batch
+        for batch, n in dl:
+            if batch is not None:
+                yield batch
             if bar is not None:
-                for _ in batch['inputs']:
+                for _ in range(n):
                     bar.update()
         if bar is not None:
             print(flush=True)
+
+
+def collate_readable(samples: List[Any]) -> Any:
+    """``(batch of the readable samples or None, number of samples)``: unreadable images
+    (None, logged by ActiveSubset) are left out of scoring."""
+    ok = [s for s in samples if s is not None]
+    return (pseudo_collate(ok) if ok else None), len(samples)
 
 
 def rank_ids(scores: Dict[Hashable, float], higher_is_better: bool) -> List[Hashable]:

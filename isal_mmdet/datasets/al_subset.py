@@ -10,7 +10,7 @@ from mmdet.registry import DATASETS
 
 from ..al.io import read_json
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger('isal_mmdet')
 
 
 @DATASETS.register_module()
@@ -35,6 +35,7 @@ class ActiveSubset:
         self.invert = invert
         self._indices: List[int] = []
         self._fully_initialized = False
+        self.skipped: set = set()
         if not lazy_init:
             self.full_init()
 
@@ -78,19 +79,32 @@ class ActiveSubset:
         return self.dataset.get_data_info(self._indices[idx])
 
     def __getitem__(self, idx: int) -> Any:
-        """Like BaseDataset, but a sample its pipeline rejects is replaced from *this*
-        subset, never from the whole dataset (that would train on unlabelled images)."""
+        """Like BaseDataset, but a sample the pipeline rejects is replaced from *this*
+        subset, never from the whole dataset (that would train on unlabelled images). An
+        unreadable image is logged once and skipped: in test mode (scoring) it yields None."""
         self.full_init()
         inner = self.dataset
-        if getattr(inner, 'test_mode', True) or not hasattr(inner, 'prepare_data'):
-            return inner[self._indices[idx]]
+        test_mode = getattr(inner, 'test_mode', True) or not hasattr(inner, 'prepare_data')
         for _ in range(getattr(inner, 'max_refetch', 1000) + 1):
-            data = inner.prepare_data(self._indices[idx])
-            if data is not None:
+            data = self._load(self._indices[idx])
+            if data is not None or test_mode:
                 return data
             idx = int(np.random.randint(0, len(self._indices)))
         raise RuntimeError(f'ActiveSubset: the pipeline rejected {inner.max_refetch} samples '
                            'in a row; check its filters against the labelled set')
+
+    def _load(self, index: int) -> Any:
+        try:
+            if hasattr(self.dataset, 'prepare_data'):
+                return self.dataset.prepare_data(index)
+            return self.dataset[index]
+        except Exception as e:  # noqa: BLE001 - a corrupt file must not stop a run
+            path = self.dataset.get_data_info(index).get('img_path')
+            if path not in self.skipped:
+                self.skipped.add(path)
+                logger.warning('skipping unreadable image %s (%s: %s)', path,
+                               type(e).__name__, e)
+            return None
 
     def __len__(self) -> int:
         self.full_init()

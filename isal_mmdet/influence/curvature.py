@@ -35,12 +35,18 @@ class Curvature:
         return len(self.data)
 
     def batch(self, indices: Sequence[int]) -> Any:
-        return self.collate([self.data[int(i)] for i in indices])
+        """The samples as one batch; a sample the dataset could not load (None) is left out,
+        and None is returned when none is left."""
+        items = [x for x in (self.data[int(i)] for i in indices) if x is not None]
+        return self.collate(items) if items else None
 
     def hvp(self, vec: GroupVector, indices: Sequence[int]) -> GroupVector:
         """Mean-Hessian HVP on the given samples, on this rank only (a LiSSA step)."""
         self.num_hvps += len(indices)
-        return hvp(self.objective, self.model, self.groups, self.batch(indices), vec, 'mean')
+        batch = self.batch(indices)
+        if batch is None:
+            return self.groups.zeros()
+        return hvp(self.objective, self.model, self.groups, batch, vec, 'mean')
 
     def mean_hvp(self, vec: GroupVector, indices: Sequence[int], batch_size: int) -> GroupVector:
         """Mean-Hessian HVP over a fixed subset, its samples sharded over ranks and summed."""
@@ -50,8 +56,9 @@ class Curvature:
         for k in range(0, len(mine), batch_size):
             chunk = mine[k:k + batch_size]
             self.num_hvps += len(chunk)
-            total = total + hvp(self.objective, self.model, self.groups, self.batch(chunk), vec,
-                                'sum')
+            batch = self.batch(chunk)
+            if batch is not None:
+                total = total + hvp(self.objective, self.model, self.groups, batch, vec, 'sum')
         all_reduce_sum_(total)
         return total.scale(1.0 / max(len(indices), 1))
 
