@@ -19,7 +19,7 @@ $(VENV)/.torch: | $(BIN)/python
 	@touch $@
 
 $(VENV)/.mmcv: $(VENV)/.torch
-	@echo "building mmcv 2.1.0 from source (about 9 minutes the first time, cached afterwards)"
+	@echo "building mmcv 2.1.0 from source (about 20 minutes on 2 cores the first time; pip caches the wheel)"
 	@$(BIN)/pip install -q --no-build-isolation mmcv==2.1.0 || { echo "ERROR: mmcv 2.1.0 build failed; see pip output above" >&2; exit 1; }
 	@touch $@
 

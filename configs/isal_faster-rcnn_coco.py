@@ -2,11 +2,4 @@
 # 5,000 random initial images, 1,000 selected per round, evaluation on val2017.
 # reference='val' is paper-faithful, but val2017 is also the evaluation split, so selection
 # sees the test images' labels. Set reference='labelled' for a leak-free run.
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['isal_mmdet'], allow_failed_imports=False)
-
-active_learning = dict(
-    initial_size=5000, budget=1000, rounds=6, seed=0, reference='val',
-    strategy=dict(type='ISAL', score_thr=0.1,
-                  solver=dict(type='lissa', depth=1000, num_chains=1, damp=0.01)),
-    batch_size=8)
+_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', './_base_/al_paper.py']

@@ -1,8 +1,7 @@
 # ISAL with Faster R-CNN-R50-FPN on Pascal VOC (mmdet's own VOC config underneath).
 # Pool: VOC2012 trainval (11,540 images). ISAL reference set ('val'): VOC2007 val (2,510).
 # Evaluation: VOC2007 test (4,952). The three are disjoint: selection never sees test images.
-_base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
-custom_imports = dict(imports=['isal_mmdet'], allow_failed_imports=False)
+_base_ = ['mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py', './_base_/al_paper.py']
 
 data_root = 'data/VOCdevkit/'
 train_dataloader = dict(
@@ -21,8 +20,4 @@ test_dataloader = dict(dataset=dict(data_root=data_root,
 train_cfg = dict(max_epochs=12, val_interval=12)
 param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[9, 11], gamma=0.1)]
 
-active_learning = dict(
-    initial_size=1000, budget=1000, rounds=6, seed=0, reference='val',
-    strategy=dict(type='ISAL', score_thr=0.1,
-                  solver=dict(type='lissa', depth=1000, num_chains=1, damp=0.01)),
-    batch_size=8)
+active_learning = dict(initial_size=1000, budget=1000)

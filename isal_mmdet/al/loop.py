@@ -122,7 +122,7 @@ class ActiveLearningLoop:
         init_distributed(self.launcher)
         self.cfg.launcher = self.launcher
         if self.launcher != 'none' and not torch.cuda.is_available():
-            self.cfg.setdefault('model_wrapper_cfg', cpu_wrapper_cfg())
+            self.cfg.model_wrapper_cfg = self.cfg.get('model_wrapper_cfg') or cpu_wrapper_cfg()
         init_default_scope(self.cfg.get('default_scope', 'mmdet'))
         marker = osp.join(self.work_dir, 'experiment.json')
         old = self.agree(lambda: read_json(marker).get('fingerprint')
@@ -171,7 +171,9 @@ class ActiveLearningLoop:
                                             ids_file=self.path(k, 'labeled.json'))
         cfg.resume = True
         cfg.experiment_name = f'round{k}_{time.time_ns()}'
-        cfg.setdefault('randomness', {}).setdefault('seed', self.al['seed'])
+        randomness = dict(cfg.get('randomness') or {})
+        randomness.setdefault('seed', self.al['seed'])
+        cfg.randomness = randomness
         if self.al['warm_start'] and k > 0:
             prev = osp.join(self.path(k - 1, 'train'), 'last_checkpoint')
             if osp.exists(prev):
