@@ -57,3 +57,31 @@ def voc_dataset(data_root: str, split: str = 'train', classes=('circle', 'square
                              pipeline=pipeline))
     ds.full_init()
     return ds
+
+
+@pytest.fixture(scope='session')
+def synthetic_coco(tmp_path_factory):
+    from isal_mmdet.datasets.synthetic import make_synthetic
+    out = str(tmp_path_factory.mktemp('synthetic') / 'coco')
+    make_synthetic(out, num_images=30, seed=0, fmt='coco')
+    return out
+
+
+def coco_dataset(data_root: str, split: str = 'train', classes=('circle', 'square', 'triangle')):
+    from mmdet.registry import DATASETS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(320, 240), keep_ratio=True),
+        dict(type='LoadAnnotations', with_bbox=True),
+        dict(type='PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+    ]
+    ds = DATASETS.build(dict(type='CocoDataset', data_root=data_root,
+                             metainfo=dict(classes=classes),
+                             ann_file=f'annotations/instances_{split}.json',
+                             data_prefix=dict(img='images/'), test_mode=True,
+                             pipeline=pipeline))
+    ds.full_init()
+    return ds

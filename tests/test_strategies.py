@@ -116,3 +116,19 @@ def test_isal_prefers_images_aligned_with_minus_s(synthetic_voc, tmp_path):
     assert len(coco.getImgIds()) == 3
     assert [im['isal_img_id'] for im in coco.loadImgs(coco.getImgIds())] == out['selected']
     assert 'ISAL' == sel['strategy'] and 's_test' in sel['info']
+
+
+@pytest.mark.parametrize('name', ['random', 'entropy', 'least_confidence', 'coreset',
+                                  'grad_similarity', 'isal'])
+def test_every_strategy_on_coco_format(name, synthetic_coco):
+    from conftest import coco_dataset
+    full = coco_dataset(synthetic_coco, 'train')
+    ids = [full.get_data_info(i)['img_id'] for i in range(len(full))]
+    assert all(isinstance(i, int) for i in ids)  # COCO ids, not positions
+    ctx = SelectionContext(model=build_detector('retinanet'),
+                           pool=ActiveSubset(full, ids=ids[:6], invert=True),
+                           labelled=ActiveSubset(full, ids=ids[:6]),
+                           reference=coco_dataset(synthetic_coco, 'val'), progress=False)
+    cfg = dict(type=name, solver=dict(type='cg', max_iter=3)) if name == 'isal' else name
+    out = select(cfg, ctx, 2)
+    assert len(out['selected']) == 2 and set(out['selected']) <= set(ids[6:])
