@@ -14,7 +14,8 @@ model = dict(
 train_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 val_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = dict(dataset=dict(data_root=data_root, metainfo=metainfo))
-# About 10 epochs of the 80-image round at batch 8.
+# About 10 epochs of the 80-image round at batch 8. Too short for a plateau in later rounds
+# (docs/benchmarks.md); raise max_iters for a quality comparison.
 train_cfg = dict(max_iters=100)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
