@@ -6,6 +6,13 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BCCD = osp.join(osp.dirname(ROOT), 'shared', 'data', 'BCCD')
+TEST_PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(320, 240), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
 TINY = {
     'retinanet': 'configs/_base_/tiny_retinanet.py',
     'fcos': 'configs/_base_/tiny_fcos.py',
@@ -43,18 +50,11 @@ def voc_dataset(data_root: str, split: str = 'train', classes=('circle', 'square
     from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(320, 240), keep_ratio=True),
-        dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-    ]
     ds = DATASETS.build(dict(type='XMLDataset', data_root=data_root,
                              metainfo=dict(classes=classes),
                              ann_file=ann_file or f'ImageSets/Main/{split}.txt',
                              data_prefix=dict(sub_data_root=''), test_mode=True,
-                             pipeline=pipeline))
+                             pipeline=TEST_PIPELINE))
     ds.full_init()
     return ds
 
@@ -71,17 +71,10 @@ def coco_dataset(data_root: str, split: str = 'train', classes=('circle', 'squar
     from mmdet.registry import DATASETS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(320, 240), keep_ratio=True),
-        dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-    ]
     ds = DATASETS.build(dict(type='CocoDataset', data_root=data_root,
                              metainfo=dict(classes=classes),
                              ann_file=f'annotations/instances_{split}.json',
                              data_prefix=dict(img='images/'), test_mode=True,
-                             pipeline=pipeline))
+                             pipeline=TEST_PIPELINE))
     ds.full_init()
     return ds
