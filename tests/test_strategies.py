@@ -132,3 +132,17 @@ def test_every_strategy_on_coco_format(name, synthetic_coco):
     cfg = dict(type=name, solver=dict(type='cg', max_iter=3)) if name == 'isal' else name
     out = select(cfg, ctx, 2)
     assert len(out['selected']) == 2 and set(out['selected']) <= set(ids[6:])
+
+
+def test_labelled_ids_not_in_dataset_are_an_error(synthetic_voc):
+    from mmengine.config import Config
+    from conftest import ROOT
+    from mmengine.registry import init_default_scope
+    from isal_mmdet.al.context import selection_context
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(f'{ROOT}/configs/isal_retinanet_demo.py')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = synthetic_voc + '/'
+    with pytest.raises(ValueError, match=r"1 labelled id\(s\) are not in train_dataloader"):
+        first = open(f'{synthetic_voc}/ImageSets/Main/train.txt').read().split()[0]
+        selection_context(cfg, None, [first, 'no_such_image'])

@@ -6,7 +6,8 @@ from typing import Any, Hashable, Optional, Sequence
 from torch import nn
 
 from ..datasets.al_subset import ActiveSubset
-from .data import build_dataset, scoring_dataset_cfg, test_pipeline_of, unwrap_subset
+from .data import (build_dataset, dataset_ids, scoring_dataset_cfg, test_pipeline_of,
+                   unwrap_subset)
 from .strategies import SelectionContext
 
 REFERENCES = ('val', 'labelled')
@@ -25,6 +26,11 @@ def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashabl
     pipeline = test_pipeline_of(cfg)
     source = scoring_dataset_cfg(pool or cfg.train_dataloader.dataset, pipeline)
     full = build_dataset(source, 'train_dataloader.dataset')
+    known = set(dataset_ids(full))
+    unknown = [i for i in labelled_ids if i not in known]
+    if unknown:
+        raise ValueError(f'{len(unknown)} labelled id(s) are not in train_dataloader.dataset, '
+                         f'e.g. {unknown[:3]}')
     labelled = ActiveSubset(full, ids=list(labelled_ids))
     pool_ds = ActiveSubset(full, ids=list(labelled_ids), invert=True)
     if reference == 'val':
