@@ -4,6 +4,10 @@
         [--seeds 0 1 2] [--rounds 3] [--initial 40] [--budget 40] [--cfg-options k=v ...]
     python benchmarks/al_quality.py --quick --work-dir W     # BCCD preset, see docs/benchmarks.md
 
+A strategy is a registered name (random, entropy, coreset, ...), ``isal`` (the config's ISAL
+settings), or one of the ISAL variants in ``VARIANTS`` (the levers of docs/benchmarks.md).
+Rerunning with the same work dir skips finished rounds; a larger ``--rounds`` extends them.
+
 For each seed every strategy starts from the same round 0 (same initial images, same trained
 model: it is trained once and shared), so differences between strategies are paired.
 
@@ -28,6 +32,35 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
              strategies=['random', 'entropy', 'isal'], seeds=[0, 1, 2], rounds=3,
              initial=40, budget=40)
+# name -> (changes to the config's ISAL strategy, changes to active_learning)
+VARIANTS = {
+    'isal-cg': (dict(solver=dict(type='cg', iters=50)), {}),
+    'isal-identity': (dict(solver=dict(type='identity')), {}),
+    'isal-damp0.1': (dict(solver=dict(damp=0.1)), {}),
+    'isal-thr0.3': (dict(score_thr=0.3), {}),
+    'isal-thr0.5': (dict(score_thr=0.5), {}),
+    'isal-cap10': (dict(max_per_class=10), {}),
+    'isal-sampled': (dict(pseudo='sampled', samples=4, score_thr=0.05), {}),
+    'isal-div': (dict(diversity=dict(pool_factor=3)), {}),
+    'isal-reflab': ({}, dict(reference='labelled')),
+}
+
+
+def strategy_cfg(config_strategy, name):
+    """The ``active_learning`` changes that make ``name`` the experiment's strategy."""
+    if name == 'isal' and isinstance(config_strategy, dict):
+        return dict(strategy=config_strategy)
+    if name not in VARIANTS:
+        return dict(strategy=name)
+    change, al_change = VARIANTS[name]
+    base = dict(config_strategy) if isinstance(config_strategy, dict) else dict(type='ISAL')
+    for key, value in change.items():
+        if key == 'solver' and value.get('type', base.get('solver', {}).get('type')) == \
+                base.get('solver', {}).get('type'):
+            base['solver'] = dict(base.get('solver', {}), **value)
+        else:
+            base[key] = value
+    return dict(al_change, strategy=base)
 
 
 def run_one(config, work_dir, strategy, seed, args, shared_round0=None):
@@ -38,8 +71,7 @@ def run_one(config, work_dir, strategy, seed, args, shared_round0=None):
     cfg.merge_from_dict(args.cfg_options)
     al = cfg.active_learning
     al.rounds, al.initial_size, al.budget, al.seed = args.rounds, args.initial, args.budget, seed
-    if strategy != 'isal' or not isinstance(al.get('strategy'), dict):
-        al.strategy = strategy
+    al.update(strategy_cfg(al.get('strategy'), strategy))
     cfg.randomness = dict(seed=seed)
     if shared_round0 and not osp.exists(osp.join(work_dir, 'round_0', 'metrics.json')):
         os.makedirs(work_dir, exist_ok=True)

@@ -10,6 +10,7 @@ from conftest import BCCD, build_detector, voc_dataset
 from isal_mmdet.detection import (DetectionObjective, detector_family, detector_param_groups,
                                   sum_losses, to_pseudo_gt)
 from isal_mmdet.detection.losses import image_seeded_rng, per_image_normalisation
+from isal_mmdet.detection.pseudo_labels import presence_draw
 from isal_mmdet.influence import influence_scores, loss_grad, summed_gradient
 
 FAMILIES = ['retinanet', 'fcos', 'faster_rcnn']
@@ -110,6 +111,22 @@ def test_pseudo_labels_threshold_cap_and_degenerate_boxes():
     assert gt.labels.tolist() == [0, 1] and gt.scores.tolist() == pytest.approx([0.9, 0.5])
     gt, _ = to_pseudo_gt(pred, score_thr=0.1, max_per_img=1)
     assert len(gt) == 1 and float(gt.scores[0]) == pytest.approx(0.9)
+
+
+def test_pseudo_labels_per_class_cap_and_presence_draw():
+    scores = torch.tensor([0.2, 0.9, 0.5, 0.7, 0.6, 0.3])
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    boxes = torch.tensor([[0., 0., 10., 10.]]).repeat(6, 1) + torch.arange(6.)[:, None]
+    pred = InstanceData(bboxes=boxes, scores=scores, labels=labels)
+    gt, _ = to_pseudo_gt(pred, score_thr=0.0, max_per_class=2)
+    assert sorted(gt.scores.tolist()) == pytest.approx([0.3, 0.5, 0.6, 0.7, 0.9])
+    gt, _ = to_pseudo_gt(pred, score_thr=0.0, keep_mask=torch.tensor([1, 0, 1, 0, 1, 1.]) > 0)
+    assert sorted(gt.scores.tolist()) == pytest.approx([0.2, 0.3, 0.5, 0.6])
+    # Each box survives a draw with probability = its score, the same on every call.
+    many = torch.full((20000,), 0.3)
+    a, b = presence_draw(many, 'img7', 0, 0), presence_draw(many, 'img7', 0, 0)
+    assert torch.equal(a, b) and not torch.equal(a, presence_draw(many, 'img7', 0, 1))
+    assert float(a.float().mean()) == pytest.approx(0.3, abs=0.015)
 
 
 def test_param_group_presets_keep_last_layer_weights_only():

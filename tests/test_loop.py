@@ -126,6 +126,27 @@ def test_bad_input_gives_one_line_errors(synthetic_voc, tmp_path):
         res.stderr
 
 
+def test_fine_tuning_rounds_and_extending_an_experiment():
+    from mmengine.config import Config
+    from isal_mmdet.al.loop import al_settings, fingerprint, shorten_schedule
+    cfg = Config.fromfile(DEMO)
+    short = Config(cfg.to_dict())
+    shorten_schedule(short, cfg.train_cfg.max_iters // 2)
+    assert short.train_cfg.max_iters == cfg.train_cfg.max_iters // 2
+    for a, b in zip(cfg.param_scheduler, short.param_scheduler):
+        assert b.get('end') == (None if 'end' not in a else round(a['end'] / 2))
+        assert b.get('milestones') == (None if 'milestones' not in a else
+                                       [round(m / 2) for m in a['milestones']])
+    longer = Config(cfg.to_dict())
+    longer.active_learning.rounds += 2
+    assert fingerprint(longer) == fingerprint(cfg)
+    longer.active_learning.budget += 1
+    assert fingerprint(longer) != fingerprint(cfg)
+    cfg.active_learning.warm_start_iters = 0
+    with pytest.raises(ValueError, match='warm_start_iters must be a positive integer'):
+        al_settings(cfg)
+
+
 def test_work_dir_from_another_config_is_refused(finished, synthetic_voc):
     work, _ = finished
     res = al_train(work, synthetic_voc, **{'active_learning.budget': 4})

@@ -118,6 +118,28 @@ def test_isal_prefers_images_aligned_with_minus_s(synthetic_voc, tmp_path):
     assert 'ISAL' == sel['strategy'] and 's_test' in sel['info']
 
 
+def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
+    model = build_detector('retinanet')
+    solver = dict(type='lissa', depth=10, power_iters=3, power_samples=4)
+    hard = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver),
+                  _ctx(synthetic_voc, model), 3)
+    sampled = [select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,
+                           pseudo='sampled', samples=2), _ctx(synthetic_voc, model, batch_size=b),
+                      3)['scores'] for b in (1, 4)]
+    assert sampled[0] == pytest.approx(sampled[1], rel=1e-4, abs=1e-6)
+    assert sampled[0] != pytest.approx(hard['scores'], rel=1e-3)
+    # Diversity picks among the pool_factor × budget most helpful, never outside them.
+    div = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,
+                      diversity=dict(pool_factor=2)), _ctx(synthetic_voc, model), 3)
+    top = rank_ids(hard['scores'], higher_is_better=False)
+    assert set(div['selected']) <= set(top[:6]) and len(set(div['selected'])) == 3
+    same = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,
+                       diversity=dict(pool_factor=1)), _ctx(synthetic_voc, model), 3)
+    assert set(same['selected']) == set(top[:3])
+    with pytest.raises(ValueError, match='ISAL.pseudo'):
+        build_strategy(dict(type='ISAL', pseudo='soft'))
+
+
 @pytest.mark.parametrize('name', ['random', 'entropy', 'least_confidence', 'coreset',
                                   'grad_similarity', 'isal'])
 def test_every_strategy_on_coco_format(name, synthetic_coco):

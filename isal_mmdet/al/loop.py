@@ -41,8 +41,8 @@ from .selection import select
 from .state import LabelState, initial_split
 
 AL_DEFAULTS = dict(initial_size=100, budget=100, rounds=3, strategy='isal', reference='val',
-                   seed=0, warm_start=False, oracle='gt', metric=None, batch_size=4,
-                   num_workers=0, export_coco=True)
+                   seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
+                   batch_size=4, num_workers=0, export_coco=True)
 
 
 def al_settings(cfg: Config) -> Dict[str, Any]:
@@ -58,14 +58,37 @@ def al_settings(cfg: Config) -> Dict[str, Any]:
     for key in ('initial_size', 'budget', 'rounds'):
         if not isinstance(al[key], int) or al[key] <= 0:
             raise ValueError(f'active_learning.{key} must be a positive integer, got {al[key]!r}')
+    iters = al['warm_start_iters']
+    if iters is not None and (not isinstance(iters, int) or iters <= 0):
+        raise ValueError(f'active_learning.warm_start_iters must be a positive integer or None, '
+                         f'got {iters!r}')
     return al
 
 
 def fingerprint(cfg: Config) -> str:
+    """Identifies the experiment; the round count is left out so a finished run can be
+    extended by more rounds."""
     keep = copy.deepcopy(cfg._cfg_dict.to_dict())
     keep.pop('work_dir', None)
     keep.pop('launcher', None)
+    keep.get('active_learning', {}).pop('rounds', None)
     return hashlib.sha256(Config(keep).pretty_text.encode()).hexdigest()[:16]
+
+
+def shorten_schedule(cfg: Config, iters: int) -> None:
+    """Fine-tuning rounds: an iteration-based schedule cut to ``iters``, its scheduler
+    steps scaled by the same ratio."""
+    if cfg.train_cfg.get('type') != 'IterBasedTrainLoop':
+        raise ValueError('active_learning.warm_start_iters needs an IterBasedTrainLoop')
+    ratio = iters / cfg.train_cfg.max_iters
+    cfg.train_cfg.max_iters = iters
+    schedulers = cfg.get('param_scheduler') or []
+    for sched in schedulers if isinstance(schedulers, list) else [schedulers]:
+        for key in ('begin', 'end'):
+            if isinstance(sched.get(key), int) and sched[key] < 10 ** 9:
+                sched[key] = max(1, round(sched[key] * ratio)) if sched[key] else 0
+        if 'milestones' in sched:
+            sched['milestones'] = [max(1, round(m * ratio)) for m in sched['milestones']]
 
 
 def primary_metric(metrics: Dict[str, float], key: Optional[str]) -> Optional[float]:
@@ -179,6 +202,8 @@ class ActiveLearningLoop:
             if osp.exists(prev):
                 with open(prev) as f:
                     cfg.load_from = f.read().strip()
+            if self.al['warm_start_iters']:
+                shorten_schedule(cfg, self.al['warm_start_iters'])
         return cfg
 
     def strategy_name(self) -> str:

@@ -165,25 +165,27 @@ def k_center_greedy(pool: Tensor, labelled: Optional[Tensor], budget: int,
     return picked
 
 
+def image_features(ctx: SelectionContext, dataset: Any) -> Dict[Hashable, Tensor]:
+    """Pooled neck features of every image in ``dataset``, merged over ranks."""
+    ctx.model.eval()
+    local = {}
+    for batch in ctx.loader(dataset):
+        ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
+        local.update(zip(ids, pooled_features(ctx.model, batch)))
+    merged: Dict[Hashable, Tensor] = {}
+    for part in gather_objects(local) or []:
+        merged.update(part)
+    return merged
+
+
 @STRATEGIES.register_module(name='coreset')
 @STRATEGIES.register_module()
 class CoreSet(Strategy):
     """k-center greedy on pooled neck features (Sener & Savarese)."""
 
-    def _features(self, ctx: SelectionContext, dataset: Any) -> Dict[Hashable, Tensor]:
-        ctx.model.eval()
-        local = {}
-        for batch in ctx.loader(dataset):
-            ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
-            local.update(zip(ids, pooled_features(ctx.model, batch)))
-        merged: Dict[Hashable, Tensor] = {}
-        for part in gather_objects(local) or []:
-            merged.update(part)
-        return merged
-
     def score(self, ctx):
-        self._pool = self._features(ctx, ctx.pool)
-        self._labelled = self._features(ctx, ctx.labelled)
+        self._pool = image_features(ctx, ctx.pool)
+        self._labelled = image_features(ctx, ctx.labelled)
         ids = sort_ids(self._pool)
         feats = torch.stack([self._pool[i] for i in ids]) if ids else torch.zeros(0, 1)
         lab = torch.stack(list(self._labelled.values())) if self._labelled else None
@@ -210,16 +212,34 @@ class ISAL(Strategy):
         solver: an s_test solver config (``dict(type='lissa'|'cg'|'exact'|'identity', ...)``).
             LiSSA without ``scales`` takes the detector family's official scales, or, where
             there are none (RetinaNet), scales from a power iteration.
-        score_thr, max_per_img: pseudo-label filter (UUIC).
+        score_thr, max_per_img, max_per_class: pseudo-label filter (UUIC).
+        pseudo: ``'hard'`` (paper): every box above ``score_thr`` is a label. ``'sampled'``:
+            I(z) is averaged over ``samples`` draws that keep each box with probability equal
+            to its score, the expected gradient over which boxes are real.
+        diversity: ``None``, or ``dict(pool_factor=k)``: k-center greedy on pooled features
+            among the ``k × budget`` most helpful images, so near-duplicates are not all taken.
         param_groups: ``{group: regex}`` for θ; default: the detector family's preset.
     """
     higher_is_better = False
 
     def __init__(self, solver: Any = 'lissa', score_thr: float = 0.1, max_per_img: int = 100,
-                 param_groups: Optional[Dict[str, str]] = None):
+                 param_groups: Optional[Dict[str, str]] = None,
+                 max_per_class: Optional[int] = None, pseudo: str = 'hard', samples: int = 4,
+                 diversity: Optional[Dict[str, Any]] = None):
+        if pseudo not in ('hard', 'sampled'):
+            raise ValueError(f"ISAL.pseudo must be 'hard' or 'sampled', got {pseudo!r}")
+        if diversity is not None and set(diversity) - {'pool_factor'}:
+            raise ValueError(f'ISAL.diversity: unknown field(s) '
+                             f'{sorted(set(diversity) - {"pool_factor"})}; known: pool_factor')
         self.solver_cfg = {'type': solver} if isinstance(solver, str) else dict(solver)
         self.score_thr, self.max_per_img = score_thr, max_per_img
+        self.max_per_class, self.pseudo, self.samples = max_per_class, pseudo, samples
+        self.diversity = diversity
         self.param_groups = param_groups
+
+    def objective(self, ctx: SelectionContext, draw: Optional[int] = None) -> DetectionObjective:
+        return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed,
+                                  max_per_class=self.max_per_class, draw=draw)
 
     def s_test(self, ctx: SelectionContext, objective: DetectionObjective, groups):
         if ctx.reference is None or len(ctx.reference) == 0:
@@ -236,12 +256,32 @@ class ISAL(Strategy):
         return s
 
     def score(self, ctx):
-        objective = DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed)
+        objective = self.objective(ctx)
         groups = detector_param_groups(ctx.model, self.param_groups)
         s = self.s_test(ctx, objective, groups)
-        scores = influence_scores(objective, ctx.model, groups, s, ctx.loader(ctx.pool))
+        draws = [None] if self.pseudo == 'hard' else list(range(self.samples))
+        scores: Dict[Hashable, float] = {}
+        for draw in draws:
+            scorer = self.objective(ctx, draw)
+            part = influence_scores(scorer, ctx.model, groups, s, ctx.loader(ctx.pool))
+            for i, val in part.items():
+                scores[i] = scores.get(i, 0.0) + val / len(draws)
+            objective.dropped_boxes += scorer.dropped_boxes
         ctx.info['dropped_boxes'] = objective.dropped_boxes
+        if self.diversity is not None:
+            self._pool = image_features(ctx, ctx.pool)
+            self._labelled = image_features(ctx, ctx.labelled)
         return broadcast_object(scores)
+
+    def select(self, scores, budget, ctx):
+        ranked = rank_ids(scores, self.higher_is_better)
+        if self.diversity is None:
+            return ranked[:budget]
+        cand = sort_ids(ranked[:math.ceil(self.diversity.get('pool_factor', 3) * budget)])
+        feats = torch.stack([self._pool[i] for i in cand])
+        lab = (torch.stack([self._labelled[i] for i in sort_ids(self._labelled)])
+               if self._labelled else None)
+        return [cand[j] for j in k_center_greedy(feats, lab, budget)]
 
 
 @STRATEGIES.register_module(name='grad_similarity')

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..influence import Objective
 from .batching import same_shape_groups
 from .losses import head_outputs, per_image_losses
-from .pseudo_labels import drop_degenerate, to_pseudo_gt
+from .pseudo_labels import drop_degenerate, presence_draw, to_pseudo_gt
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,15 @@ class DetectionObjective(Objective):
         score_thr: pseudo boxes need at least this score (0.1 in the official run).
         max_per_img: at most this many pseudo boxes per image.
         seed: mixed with the image id to seed RoI sampling (two-stage detectors).
+        max_per_class: at most this many pseudo boxes per class and image.
+        draw: ``None`` keeps every box above the threshold (hard labels, the paper); an
+            integer keeps each with probability equal to its score (:func:`presence_draw`).
     """
 
-    def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0):
+    def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
+                 max_per_class: Optional[int] = None, draw: Optional[int] = None):
         self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
+        self.max_per_class, self.draw = max_per_class, draw
         self.dropped_boxes = 0
 
     def collate(self, samples: Sequence[Any]) -> Any:
@@ -58,7 +63,10 @@ class DetectionObjective(Objective):
         outs = head_outputs(model, x)
         if pseudo:
             for ds, pred in zip(samples, self.predict(model, x, outs, samples)):
-                gt, dropped = to_pseudo_gt(pred, self.score_thr, self.max_per_img)
+                mask = None if self.draw is None else presence_draw(
+                    pred.scores.detach(), ds.metainfo['img_id'], self.seed, self.draw)
+                gt, dropped = to_pseudo_gt(pred, self.score_thr, self.max_per_img,
+                                           self.max_per_class, mask)
                 self._count_dropped(dropped, ds, 'predicted')
                 ds.gt_instances = InstanceData(bboxes=gt.bboxes, labels=gt.labels)
                 ds.ignored_instances = InstanceData(bboxes=gt.bboxes.new_zeros((0, 4)),

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Tuple
+import zlib
+from typing import Hashable, Optional, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -21,18 +22,41 @@ def drop_degenerate(instances: InstanceData) -> Tuple[InstanceData, int]:
     return (instances[keep] if dropped else instances), dropped
 
 
-def to_pseudo_gt(pred: InstanceData, score_thr: float = 0.1,
-                 max_per_img: int = 100) -> Tuple[InstanceData, int]:
+def presence_draw(scores: torch.Tensor, img_id: Hashable, seed: int, draw: int) -> torch.Tensor:
+    """Keeps each box with probability equal to its score, seeded by image, seed and draw.
+
+    Averaging influence over draws gives the expected gradient over which predicted boxes
+    are real, instead of treating every box above the threshold as certain."""
+    gen = torch.Generator().manual_seed(
+        (zlib.crc32(str(img_id).encode()) + 1000003 * seed + 7919 * draw) % (2 ** 63))
+    return torch.rand(len(scores), generator=gen) < scores.cpu()
+
+
+def to_pseudo_gt(pred: InstanceData, score_thr: float = 0.1, max_per_img: int = 100,
+                 max_per_class: Optional[int] = None,
+                 keep_mask: Optional[torch.Tensor] = None) -> Tuple[InstanceData, int]:
     """Predictions → ``InstanceData(bboxes, labels)`` to stand in for ground truth.
 
-    Keeps boxes with ``score >= score_thr``, the ``max_per_img`` best, without degenerate
+    Keeps boxes with ``score >= score_thr`` (and in ``keep_mask`` when given), at most
+    ``max_per_class`` per class and ``max_per_img`` in all, best first, without degenerate
     ones. An image may end with no box: its loss is then the background-only loss, which is
     still defined, so it is scored like any other (the official code skips it).
     Returns the instances and how many degenerate boxes were dropped.
     """
     scores = pred.scores.detach()
-    keep = torch.nonzero(scores >= score_thr).flatten()
-    keep = keep[scores[keep].argsort(descending=True, stable=True)][:max_per_img]
+    ok = scores >= score_thr
+    if keep_mask is not None:
+        ok &= keep_mask.to(ok.device)
+    keep = torch.nonzero(ok).flatten()
+    keep = keep[scores[keep].argsort(descending=True, stable=True)]
+    if max_per_class is not None:
+        labels = pred.labels[keep]
+        rank = torch.zeros_like(labels)
+        for c in labels.unique():
+            members = labels == c
+            rank[members] = torch.arange(int(members.sum()), device=labels.device)
+        keep = keep[rank < max_per_class]
+    keep = keep[:max_per_img]
     boxes = pred.bboxes.detach()
     boxes = boxes.tensor if hasattr(boxes, 'tensor') else boxes
     gt = InstanceData(bboxes=boxes[keep].clone(), labels=pred.labels[keep].clone(),
