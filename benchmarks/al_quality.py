@@ -194,6 +194,8 @@ def main():
     p.add_argument('--initial', type=int)
     p.add_argument('--budget', type=int)
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    p.add_argument('--analyse-only', action='store_true',
+                   help='read the finished runs in --work-dir, train nothing')
     args = p.parse_args()
     base = dict(QUICK) if args.quick or not args.config else dict(
         QUICK, config=args.config)
@@ -207,7 +209,11 @@ def main():
         first = None
         for s in args.strategies:
             wd = osp.join(osp.abspath(args.work_dir), s, f'seed{seed}')
-            rows = run_one(config, wd, s, seed, args, shared_round0=first)
+            if args.analyse_only:
+                with open(osp.join(wd, 'summary.json')) as f:
+                    rows = json.load(f)[:args.rounds]
+            else:
+                rows = run_one(config, wd, s, seed, args, shared_round0=first)
             first = first or osp.join(wd, 'round_0')
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
     res = analyse(curves, args.strategies, args.seeds)

@@ -154,7 +154,8 @@ def memory_child(args):
         torch.cuda.reset_peak_memory_stats()
     with RssSampler() as rss:
         isal_parts(ctx, dict(type='lissa', depth=50, power_iters=5, power_samples=8))
-    peak = dict(pool=len(ctx.pool), rss_growth_mb=rss.growth_mb, rss_start_mb=rss.start_mb)
+    peak = dict(pool=len(ctx.pool), rss_peak_mb=rss.peak_mb, rss_growth_mb=rss.growth_mb,
+                rss_start_mb=rss.start_mb)
     if args.device == 'cuda':
         peak['cuda_peak_mb'] = torch.cuda.max_memory_allocated() / 2 ** 20
     print(json.dumps(peak))
@@ -272,6 +273,7 @@ def main():
         d_ratio_scoring_over_inference=parts['seconds']['scoring'] / t_plain,
         d_ratio_batch1_over_batched_scoring=per_image_b1 / scoring_per_image,
         e_memory=memory,
+        e_rss_peak_ratio_10n_over_n=memory[1]['rss_peak_mb'] / memory[0]['rss_peak_mb'],
         e_rss_growth_ratio_10n_over_n=memory[1]['rss_growth_mb'] / max(
             memory[0]['rss_growth_mb'], 1e-9),
         s_test_info=parts['info'])

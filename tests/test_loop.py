@@ -126,6 +126,18 @@ def test_bad_input_gives_one_line_errors(synthetic_voc, tmp_path):
         res.stderr
 
 
+def test_warm_start_fine_tunes_from_previous_round(synthetic_voc, tmp_path):
+    res = al_train(tmp_path / 'w', synthetic_voc, **{
+        'active_learning.rounds': 2, 'active_learning.warm_start': True,
+        'active_learning.warm_start_iters': 2, 'active_learning.strategy': 'random'})
+    assert res.returncode == 0, res.stderr[-3000:]
+    train = tmp_path / 'w' / 'round_1' / 'train'
+    assert (train / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
+    logs = ''.join(p.read_text() for p in train.glob('*/*.log'))
+    assert 'Load checkpoint from' in logs and 'round_0' in logs
+    assert 'Advance dataloader' not in logs
+
+
 def test_fine_tuning_rounds_and_extending_an_experiment():
     from mmengine.config import Config
     from isal_mmdet.al.loop import al_settings, fingerprint, shorten_schedule

@@ -127,6 +127,8 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
                            pseudo='sampled', samples=2), _ctx(synthetic_voc, model, batch_size=b),
                       3)['scores'] for b in (1, 4)]
     assert sampled[0] == pytest.approx(sampled[1], rel=1e-4, abs=1e-6)
+    boxes = hard['info']['pseudo_boxes_per_image']
+    assert 0 < boxes['mean'] <= boxes['max'] <= 20
     assert sampled[0] != pytest.approx(hard['scores'], rel=1e-3)
     # Diversity picks among the pool_factor × budget most helpful, never outside them.
     div = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,

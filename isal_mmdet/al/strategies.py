@@ -261,13 +261,19 @@ class ISAL(Strategy):
         s = self.s_test(ctx, objective, groups)
         draws = [None] if self.pseudo == 'hard' else list(range(self.samples))
         scores: Dict[Hashable, float] = {}
+        counts: List[int] = []
         for draw in draws:
             scorer = self.objective(ctx, draw)
             part = influence_scores(scorer, ctx.model, groups, s, ctx.loader(ctx.pool))
             for i, val in part.items():
                 scores[i] = scores.get(i, 0.0) + val / len(draws)
             objective.dropped_boxes += scorer.dropped_boxes
+            counts += scorer.pseudo_boxes
         ctx.info['dropped_boxes'] = objective.dropped_boxes
+        counts = [c for part in gather_objects(counts) or [counts] for c in part]
+        ctx.info['pseudo_boxes_per_image'] = dict(
+            mean=sum(counts) / max(len(counts), 1), max=max(counts, default=0),
+            at_cap=sum(c >= self.max_per_img for c in counts) / max(len(counts), 1))
         if self.diversity is not None:
             self._pool = image_features(ctx, ctx.pool)
             self._labelled = image_features(ctx, ctx.labelled)

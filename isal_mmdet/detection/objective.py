@@ -38,6 +38,7 @@ class DetectionObjective(Objective):
         self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
         self.max_per_class, self.draw = max_per_class, draw
         self.dropped_boxes = 0
+        self.pseudo_boxes: List[int] = []
 
     def collate(self, samples: Sequence[Any]) -> Any:
         return pseudo_collate(list(samples))
@@ -68,6 +69,7 @@ class DetectionObjective(Objective):
                 gt, dropped = to_pseudo_gt(pred, self.score_thr, self.max_per_img,
                                            self.max_per_class, mask)
                 self._count_dropped(dropped, ds, 'predicted')
+                self.pseudo_boxes.append(len(gt))
                 ds.gt_instances = InstanceData(bboxes=gt.bboxes, labels=gt.labels)
                 ds.ignored_instances = InstanceData(bboxes=gt.bboxes.new_zeros((0, 4)),
                                                     labels=gt.labels.new_zeros((0,)))
