@@ -34,7 +34,7 @@ QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
              initial=40, budget=40)
 # name -> (changes to the config's ISAL strategy, changes to active_learning)
 VARIANTS = {
-    'isal-cg': (dict(solver=dict(type='cg', iters=50)), {}),
+    'isal-cg': (dict(solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
     'isal-identity': (dict(solver=dict(type='identity')), {}),
     'isal-damp0.1': (dict(solver=dict(damp=0.1)), {}),
     'isal-thr0.3': (dict(score_thr=0.3), {}),

@@ -1,0 +1,47 @@
+"""The label-savings arithmetic of benchmarks/al_quality.py, on hand-computed curves."""
+import os.path as osp
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
+import al_quality as q  # noqa: E402
+
+
+def test_auc_is_trapezoid_over_x_range():
+    assert q.auc([(40, 0.4), (80, 0.6), (120, 0.6)]) == pytest.approx((20 + 24) / 80)
+
+
+def test_labels_to_reach_interpolates_between_rounds():
+    curve = [(40, 0.40), (80, 0.60), (120, 0.70)]
+    assert q.labels_to_reach(curve, 0.50) == pytest.approx(60)
+    assert q.labels_to_reach(curve, 0.35) == 40
+    assert q.labels_to_reach(curve, 0.80) is None
+
+
+def test_cost_reduction_and_paired_differences():
+    curves = {'random': {0: [(40, 0.4), (80, 0.5), (120, 0.6)],
+                         1: [(40, 0.4), (80, 0.5), (120, 0.6)]},
+              'good': {0: [(40, 0.4), (80, 0.6), (120, 0.7)],
+                       1: [(40, 0.4), (80, 0.55), (120, 0.6)]}}
+    res = q.analyse(curves, ['random', 'good'], [0, 1])
+    # seed 0 reaches 0.6 at 80 images (1/3 fewer); seed 1 at 120 (none fewer)
+    assert res['cost_reduction']['good']['per_seed'] == pytest.approx([1 / 3, 0.0])
+    diff = res['paired_auc_vs']['good']['random']
+    assert diff['per_seed'] == pytest.approx([0.075, 0.025])
+    assert diff['mean'] == pytest.approx(0.05) and diff['mean_exceeds_stderr']
+
+
+def test_variants_change_only_what_they_name():
+    base = dict(type='ISAL', solver=dict(type='lissa', depth=200))
+    assert q.strategy_cfg(base, 'isal') == dict(strategy=base)
+    assert q.strategy_cfg(base, 'entropy') == dict(strategy='entropy')
+    thr = q.strategy_cfg(base, 'isal-thr0.3')['strategy']
+    assert thr == dict(base, score_thr=0.3)
+    damp = q.strategy_cfg(base, 'isal-damp0.1')['strategy']
+    assert damp['solver'] == dict(type='lissa', depth=200, damp=0.1)
+    assert q.strategy_cfg(base, 'isal-cg')['strategy']['solver']['type'] == 'cg'
+    assert q.strategy_cfg(base, 'isal-reflab')['reference'] == 'labelled'
+    assert base == dict(type='ISAL', solver=dict(type='lissa', depth=200))
