@@ -9,7 +9,8 @@ settings), or one of the ISAL variants in ``VARIANTS`` (the levers of docs/bench
 Rerunning with the same work dir skips finished rounds; a larger ``--rounds`` extends them.
 
 For each seed every strategy starts from the same round 0 (same initial images, same trained
-model: it is trained once and shared), so differences between strategies are paired.
+model: it is trained once, or taken from any finished run of that seed in the work dir), so
+differences between strategies are paired.
 
 Writes W/results.json, W/results.md and W/curves.png:
 - per-round test mAP per strategy and seed, mean ± std over seeds;
@@ -20,6 +21,7 @@ Writes W/results.json, W/results.md and W/curves.png:
   it is reported as not reached.
 """
 import argparse
+import glob
 import json
 import math
 import os
@@ -206,7 +208,9 @@ def main():
     import isal_mmdet  # noqa: F401
     curves = {s: {} for s in args.strategies}
     for seed in args.seeds:
-        first = None
+        done = sorted(glob.glob(osp.join(osp.abspath(args.work_dir), '*', f'seed{seed}',
+                                         'round_0', 'metrics.json')))
+        first = osp.dirname(done[0]) if done else None
         for s in args.strategies:
             wd = osp.join(osp.abspath(args.work_dir), s, f'seed{seed}')
             if args.analyse_only:
