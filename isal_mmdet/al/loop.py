@@ -224,13 +224,27 @@ class ActiveLearningLoop:
                              if not inst.get('ignore_flag', 0))
         return total
 
+    def last_checkpoint(self, k: int) -> Optional[str]:
+        pointer = osp.join(self.path(k, 'train'), 'last_checkpoint')
+        if not osp.exists(pointer):
+            return None
+        with open(pointer) as f:
+            path = f.read().strip()
+        return path if osp.exists(path) else None
+
     def run_round(self, k: int) -> None:
         labelled = self.labelled_for(k)
         runner = Runner.from_cfg(self.runner_cfg(k))
-        runner.train()
         metrics_path = self.path(k, 'metrics.json')
         metrics = self.agree(lambda: read_json(metrics_path) if osp.exists(metrics_path)
                              else None)
+        trained = self.agree(lambda: self.last_checkpoint(k))
+        if metrics is not None and trained is not None:
+            # Trained and tested already (a crash during selection, or a shared round 0):
+            # resuming would replay the whole data order just to reach the last iteration.
+            runner.load_checkpoint(trained, map_location='cpu')
+        else:
+            runner.train()
         if metrics is None:
             metrics = {k_: float(v) for k_, v in runner.test().items()}
             self.write(write_json, metrics_path, metrics)
