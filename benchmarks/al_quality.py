@@ -34,6 +34,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
              strategies=['random', 'entropy', 'isal'], seeds=[0, 1, 2], rounds=3,
              initial=40, budget=40)
+# paired differences are reported against these
+BASELINES = ('random', 'entropy', 'isal')
 # name -> (changes to the config's ISAL strategy, changes to active_learning)
 VARIANTS = {
     'isal-cg': (dict(solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
@@ -108,7 +110,7 @@ def mean_std(values):
 
 
 def analyse(curves, strategies, seeds):
-    out = dict(per_round={}, auc={}, cost_reduction={}, paired_auc_vs={})
+    out = dict(per_round={}, auc={}, cost_reduction={}, paired_auc_vs={}, paired_final_vs={})
     for s in strategies:
         rows = [curves[s][seed] for seed in seeds]
         out['per_round'][s] = [dict(num_labelled=rows[0][k][0],
@@ -126,15 +128,14 @@ def analyse(curves, strategies, seeds):
             out['cost_reduction'][s] = dict(per_seed=red, mean_std=mean_std(red),
                                             not_reached=sum(r is None for r in red))
     for s in strategies:
-        for base in strategies:
-            if base == s:
-                continue
-            diffs = [auc(curves[s][seed]) - auc(curves[base][seed]) for seed in seeds]
-            m, sd = mean_std(diffs)
-            se = sd / math.sqrt(len(diffs)) if sd is not None else None
-            out['paired_auc_vs'].setdefault(s, {})[base] = dict(
-                per_seed=diffs, mean=m, std=sd, stderr=se,
-                mean_exceeds_stderr=bool(se is not None and m > se))
+        for base in [b for b in BASELINES if b in strategies and b != s]:
+            for key, of in (('paired_auc_vs', auc), ('paired_final_vs', lambda c: c[-1][1])):
+                diffs = [of(curves[s][seed]) - of(curves[base][seed]) for seed in seeds]
+                m, sd = mean_std(diffs)
+                se = sd / math.sqrt(len(diffs)) if sd is not None else None
+                out[key].setdefault(s, {})[base] = dict(
+                    per_seed=diffs, mean=m, std=sd, stderr=se,
+                    mean_exceeds_stderr=bool(se is not None and m > se))
     return out
 
 
@@ -155,12 +156,13 @@ def report(res, strategies):
             f" ({cr['not_reached']} seed(s) not reached)" if cr['not_reached'] else ''))
         lines.append(f'| {s} | ' + ' | '.join(cells) +
                      f" | {fmt(res['auc'][s]['mean_std'])} | {crs} |")
-    lines += ['', '| paired AUC difference | mean | std | stderr | mean > stderr |',
-              '| --- | --- | --- | --- | --- |']
-    for s, bases in res['paired_auc_vs'].items():
-        for b, d in bases.items():
-            lines.append(f"| {s} − {b} | {d['mean']:+.4f} | {d['std']:.4f} | "
-                         f"{d['stderr']:.4f} | {d['mean_exceeds_stderr']} |")
+    for key, title in (('paired_auc_vs', 'AUC'), ('paired_final_vs', 'last-round mAP')):
+        lines += ['', f'| paired {title} difference | mean | std | stderr | mean > stderr |',
+                  '| --- | --- | --- | --- | --- |']
+        for s, bases in res[key].items():
+            for b, d in bases.items():
+                lines.append(f"| {s} − {b} | {d['mean']:+.4f} | {d['std']:.4f} | "
+                             f"{d['stderr']:.4f} | {d['mean_exceeds_stderr']} |")
     return '\n'.join(lines) + '\n'
 
 

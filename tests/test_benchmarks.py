@@ -32,6 +32,9 @@ def test_cost_reduction_and_paired_differences():
     diff = res['paired_auc_vs']['good']['random']
     assert diff['per_seed'] == pytest.approx([0.075, 0.025])
     assert diff['mean'] == pytest.approx(0.05) and diff['mean_exceeds_stderr']
+    final = res['paired_final_vs']['good']['random']
+    assert final['per_seed'] == pytest.approx([0.1, 0.0]) and not final['mean_exceeds_stderr']
+    assert 'good − random | +0.0500' in q.report(res, ['random', 'good'])
 
 
 def test_variants_change_only_what_they_name():
