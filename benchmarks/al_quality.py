@@ -5,7 +5,8 @@
     python benchmarks/al_quality.py --quick --work-dir W     # BCCD preset, see docs/benchmarks.md
 
 A strategy is a registered name (random, entropy, coreset, ...), ``isal`` (the config's ISAL
-settings), or one of the ISAL variants in ``VARIANTS`` (the levers of docs/benchmarks.md).
+settings), or an ISAL variant: ``isal-`` + levers from ``LEVERS`` joined by ``-``
+(``isal-cg-thr0.5``; the levers of docs/benchmarks.md).
 Rerunning with the same work dir skips finished rounds; a larger ``--rounds`` extends them.
 
 For each seed every strategy starts from the same round 0 (same initial images, same trained
@@ -36,17 +37,18 @@ QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
              initial=40, budget=40)
 # paired differences are reported against these
 BASELINES = ('random', 'entropy', 'isal')
-# name -> (changes to the config's ISAL strategy, changes to active_learning)
-VARIANTS = {
-    'isal-cg': (dict(solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
-    'isal-identity': (dict(solver=dict(type='identity')), {}),
-    'isal-damp0.1': (dict(solver=dict(damp=0.1)), {}),
-    'isal-thr0.3': (dict(score_thr=0.3), {}),
-    'isal-thr0.5': (dict(score_thr=0.5), {}),
-    'isal-cap10': (dict(max_per_class=10), {}),
-    'isal-sampled': (dict(pseudo='sampled', samples=4, score_thr=0.05), {}),
-    'isal-div': (dict(diversity=dict(pool_factor=3)), {}),
-    'isal-reflab': ({}, dict(reference='labelled')),
+# ISAL variants are named 'isal-' + levers joined by '-', e.g. 'isal-cg-thr0.5', applied in
+# order: lever -> (changes to the config's ISAL strategy, changes to active_learning)
+LEVERS = {
+    'cg': (dict(solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
+    'identity': (dict(solver=dict(type='identity')), {}),
+    'damp0.1': (dict(solver=dict(damp=0.1)), {}),
+    'thr0.3': (dict(score_thr=0.3), {}),
+    'thr0.5': (dict(score_thr=0.5), {}),
+    'cap10': (dict(max_per_class=10), {}),
+    'sampled': (dict(pseudo='sampled', samples=4, score_thr=0.05), {}),
+    'div': (dict(diversity=dict(pool_factor=3)), {}),
+    'reflab': ({}, dict(reference='labelled')),
 }
 
 
@@ -54,16 +56,21 @@ def strategy_cfg(config_strategy, name):
     """The ``active_learning`` changes that make ``name`` the experiment's strategy."""
     if name == 'isal' and isinstance(config_strategy, dict):
         return dict(strategy=config_strategy)
-    if name not in VARIANTS:
+    if not name.startswith('isal-'):
         return dict(strategy=name)
-    change, al_change = VARIANTS[name]
     base = dict(config_strategy) if isinstance(config_strategy, dict) else dict(type='ISAL')
-    for key, value in change.items():
-        if key == 'solver' and value.get('type', base.get('solver', {}).get('type')) == \
-                base.get('solver', {}).get('type'):
-            base['solver'] = dict(base.get('solver', {}), **value)
-        else:
-            base[key] = value
+    al_change = {}
+    for lever in name[len('isal-'):].split('-'):
+        if lever not in LEVERS:
+            raise ValueError(f'unknown ISAL lever {lever!r} in {name!r}; known: {sorted(LEVERS)}')
+        change, al_more = LEVERS[lever]
+        al_change.update(al_more)
+        for key, value in change.items():
+            solver = base.get('solver', {})
+            if key == 'solver' and value.get('type', solver.get('type')) == solver.get('type'):
+                base['solver'] = dict(solver, **value)
+            else:
+                base[key] = value
     return dict(al_change, strategy=base)
 
 

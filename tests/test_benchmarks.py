@@ -47,4 +47,8 @@ def test_variants_change_only_what_they_name():
     assert damp['solver'] == dict(type='lissa', depth=200, damp=0.1)
     assert q.strategy_cfg(base, 'isal-cg')['strategy']['solver']['type'] == 'cg'
     assert q.strategy_cfg(base, 'isal-reflab')['reference'] == 'labelled'
+    both = q.strategy_cfg(base, 'isal-cg-thr0.5')['strategy']
+    assert both['solver']['type'] == 'cg' and both['score_thr'] == 0.5
     assert base == dict(type='ISAL', solver=dict(type='lissa', depth=200))
+    with pytest.raises(ValueError, match="unknown ISAL lever 'nope'"):
+        q.strategy_cfg(base, 'isal-nope')
