@@ -1,7 +1,7 @@
 """Selection cost against plain inference, on one model and one pool, in one process.
 
     python benchmarks/selection_speed.py [--pool 100] [--ref-subset 20] [--device cpu|cuda]
-                                         [--out docs/selection_speed.json]
+                                         [--out docs/selection_speed.json] [--parts memory]
 
 Prints JSON with: (a) one plain inference pass over the pool; (b) ISAL end to end (v, s_test,
 pseudo labels + per-image influence), and its scoring part alone; (c) the official-style
@@ -209,6 +209,26 @@ def solver_comparison(args, cfg, labelled):
                 lissa_effective_damping=lam, solvers=rows)
 
 
+def measure_memory(args, model, labelled):
+    """(e): selection for N and 10N images, each in a fresh process."""
+    tmp = osp.join(args.data_root, '_bench')
+    os.makedirs(tmp, exist_ok=True)
+    torch.save(model.state_dict(), osp.join(tmp, 'weights.pth'))
+    json.dump(labelled, open(osp.join(tmp, 'labelled.json'), 'w'))
+    memory = []
+    for n in (args.pool, 10 * args.pool):
+        out = subprocess.run(
+            [sys.executable, __file__, '--memory-child', '--pool', str(n), '--device',
+             args.device, '--data-root', args.data_root, '--weights',
+             osp.join(tmp, 'weights.pth'), '--batch-size', str(args.batch_size),
+             '--labelled-file', osp.join(tmp, 'labelled.json')],
+            capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(f'memory run for pool {n} failed: {out.stderr[-2000:]}')
+        memory.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return memory
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--pool', type=int, default=100)
@@ -220,6 +240,8 @@ def main():
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--data-root', default=osp.join(ROOT, 'data', 'bench_synthetic'))
     p.add_argument('--out')
+    p.add_argument('--parts', choices=['all', 'memory'], default='all',
+                   help="'memory': only (e), the N vs 10N peak-memory runs")
     p.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--weights', help=argparse.SUPPRESS)
     p.add_argument('--labelled-file', help=argparse.SUPPRESS)
@@ -239,28 +261,21 @@ def main():
     model = train(cfg, model, labelled, args.train_iters)
     ctx = context(cfg, model, labelled, args.pool, args.batch_size)
 
+    memory = measure_memory(args, model, labelled)
+    mem_result = dict(
+        e_memory=memory,
+        e_rss_peak_ratio_10n_over_n=memory[1]['rss_peak_mb'] / memory[0]['rss_peak_mb'],
+        e_rss_growth_ratio_10n_over_n=memory[1]['rss_growth_mb'] / max(
+            memory[0]['rss_growth_mb'], 1e-9))
+    if args.parts == 'memory':
+        return emit(args, dict(device=args.device, torch_threads=torch.get_num_threads(),
+                               **mem_result))
     _, t_plain = timed(lambda: plain_inference(ctx))
     solver = dict(type='lissa', depth=1000, batch_size=1)
     parts = isal_parts(ctx, solver)
     t_isal = sum(parts['seconds'].values())
     per_image_b1, err = batch1_reference(ctx, parts, args.ref_subset)
     scoring_per_image = parts['seconds']['scoring'] / len(ctx.pool)
-
-    tmp = osp.join(args.data_root, '_bench')
-    os.makedirs(tmp, exist_ok=True)
-    torch.save(model.state_dict(), osp.join(tmp, 'weights.pth'))
-    json.dump(labelled, open(osp.join(tmp, 'labelled.json'), 'w'))
-    memory = []
-    for n in (args.pool, 10 * args.pool):
-        out = subprocess.run(
-            [sys.executable, __file__, '--memory-child', '--pool', str(n), '--device',
-             args.device, '--data-root', args.data_root, '--weights',
-             osp.join(tmp, 'weights.pth'), '--batch-size', str(args.batch_size),
-             '--labelled-file', osp.join(tmp, 'labelled.json')],
-            capture_output=True, text=True)
-        if out.returncode:
-            raise RuntimeError(f'memory run for pool {n} failed: {out.stderr[-2000:]}')
-        memory.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
     result = dict(
         device=args.device, torch_threads=torch.get_num_threads(), pool=len(ctx.pool),
@@ -272,18 +287,20 @@ def main():
         d_ratio_isal_over_inference=t_isal / t_plain,
         d_ratio_scoring_over_inference=parts['seconds']['scoring'] / t_plain,
         d_ratio_batch1_over_batched_scoring=per_image_b1 / scoring_per_image,
-        e_memory=memory,
-        e_rss_peak_ratio_10n_over_n=memory[1]['rss_peak_mb'] / memory[0]['rss_peak_mb'],
-        e_rss_growth_ratio_10n_over_n=memory[1]['rss_growth_mb'] / max(
-            memory[0]['rss_growth_mb'], 1e-9),
+        **mem_result,
         s_test_info=parts['info'])
     print(json.dumps(result, indent=1, default=float), flush=True)
     result['f_solvers'] = solver_comparison(args, cfg, labelled)
+    return emit(args, result)
+
+
+def emit(args, result):
     text = json.dumps(result, indent=1, default=float)
     print(text)
     if args.out:
         with open(args.out, 'w') as f:
             f.write(text + '\n')
+    return 0
 
 
 if __name__ == '__main__':
