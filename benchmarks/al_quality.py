@@ -82,7 +82,8 @@ def run_one(config, work_dir, strategy, seed, args, shared_round0=None):
     cfg.merge_from_dict(args.cfg_options)
     al = cfg.active_learning
     al.rounds, al.initial_size, al.budget, al.seed = args.rounds, args.initial, args.budget, seed
-    al.update(strategy_cfg(al.get('strategy'), strategy))
+    for key, value in strategy_cfg(al.get('strategy'), strategy).items():
+        al[key] = value  # assignment, not ConfigDict.update: that would merge solver dicts
     cfg.randomness = dict(seed=seed)
     if shared_round0 and not osp.exists(osp.join(work_dir, 'round_0', 'metrics.json')):
         os.makedirs(work_dir, exist_ok=True)

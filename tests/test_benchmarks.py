@@ -37,6 +37,15 @@ def test_cost_reduction_and_paired_differences():
     assert 'good − random | +0.0500' in q.report(res, ['random', 'good'])
 
 
+def test_variant_replaces_the_solver_of_a_config(tmp_path):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'))
+    al = cfg.active_learning
+    for key, value in q.strategy_cfg(al.get('strategy'), 'isal-cg').items():
+        al[key] = value
+    assert dict(al.strategy.solver) == q.LEVERS['cg'][0]['solver']
+
+
 def test_variants_change_only_what_they_name():
     base = dict(type='ISAL', solver=dict(type='lissa', depth=200))
     assert q.strategy_cfg(base, 'isal') == dict(strategy=base)
