@@ -147,6 +147,37 @@ def analyse(curves, strategies, seeds):
     return out
 
 
+def composition(work_dir, strategies, seeds, rounds, ann_dir):
+    """Mean ground-truth boxes per class in the images each strategy selected, and in the
+    pools it chose from (VOC XML only): shows which classes a strategy favours or avoids."""
+    import xml.etree.ElementTree as ET
+    counts = {}
+
+    def boxes(img_id):
+        if img_id not in counts:
+            root = ET.parse(osp.join(ann_dir, f'{img_id}.xml')).getroot()
+            counts[img_id] = [o.findtext('name') for o in root.iter('object')]
+        return counts[img_id]
+
+    out = {}
+    for s in strategies:
+        chosen, pool = [], []
+        for seed in seeds:
+            for k in range(rounds - 1):
+                path = osp.join(work_dir, s, f'seed{seed}', f'round_{k}', 'selection.json')
+                if osp.exists(path):
+                    with open(path) as f:
+                        sel = json.load(f)
+                    chosen += sel['selected']
+                    pool += list(sel['scores'])
+        if chosen:
+            names = sorted({n for i in pool for n in boxes(i)})
+            out[s] = {n: dict(selected=sum(boxes(i).count(n) for i in chosen) / len(chosen),
+                              pool=sum(boxes(i).count(n) for i in pool) / len(pool))
+                      for n in names}
+    return out
+
+
 def fmt(ms, digits=3):
     m, s = ms
     return '-' if m is None else f'{m:.{digits}f} ± {s:.{digits}f}'
@@ -171,6 +202,15 @@ def report(res, strategies):
             for b, d in bases.items():
                 lines.append(f"| {s} − {b} | {d['mean']:+.4f} | {d['std']:.4f} | "
                              f"{d['stderr']:.4f} | {d['mean_exceeds_stderr']} |")
+    comp = res.get('selected_composition') or {}
+    if comp:
+        names = sorted({n for c in comp.values() for n in c})
+        lines += ['', '| boxes per selected image (pool) | ' + ' | '.join(names) + ' |',
+                  '|' + ' --- |' * (len(names) + 1)]
+        for s, c in comp.items():
+            lines.append(f'| {s} | ' + ' | '.join(
+                f"{c[n]['selected']:.2f} ({c[n]['pool']:.2f})" if n in c else '-'
+                for n in names) + ' |')
     return '\n'.join(lines) + '\n'
 
 
@@ -232,6 +272,12 @@ def main():
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
     res = analyse(curves, args.strategies, args.seeds)
     res['curves'] = {s: {str(k): v for k, v in c.items()} for s, c in curves.items()}
+    from mmengine.config import Config
+    data_root = Config.fromfile(config).train_dataloader.dataset.get('data_root', '')
+    ann_dir = osp.join(data_root, 'Annotations')
+    if osp.isdir(ann_dir):
+        res['selected_composition'] = composition(osp.abspath(args.work_dir), args.strategies,
+                                                  args.seeds, args.rounds, ann_dir)
     res['setup'] = dict(config=osp.relpath(config, ROOT), strategies=args.strategies,
                         seeds=args.seeds, rounds=args.rounds, initial=args.initial,
                         budget=args.budget, cfg_options=dict(args.cfg_options))

@@ -61,3 +61,19 @@ def test_variants_change_only_what_they_name():
     assert base == dict(type='ISAL', solver=dict(type='lissa', depth=200))
     with pytest.raises(ValueError, match="unknown ISAL lever 'nope'"):
         q.strategy_cfg(base, 'isal-nope')
+
+
+def test_composition_counts_classes_of_selected_and_pool(tmp_path):
+    import json
+    ann = tmp_path / 'Annotations'
+    ann.mkdir()
+    for img, names in {'a': ['cat', 'cat'], 'b': ['dog'], 'c': []}.items():
+        objs = ''.join(f'<object><name>{n}</name></object>' for n in names)
+        (ann / f'{img}.xml').write_text(f'<annotation>{objs}</annotation>')
+    rd = tmp_path / 'w' / 'isal' / 'seed0' / 'round_0'
+    rd.mkdir(parents=True)
+    (rd / 'selection.json').write_text(json.dumps(
+        dict(selected=['a'], scores={'a': -1.0, 'b': 0.0, 'c': 1.0})))
+    comp = q.composition(str(tmp_path / 'w'), ['isal'], [0], 2, str(ann))
+    assert comp['isal']['cat'] == dict(selected=2.0, pool=pytest.approx(2 / 3))
+    assert comp['isal']['dog'] == dict(selected=0.0, pool=pytest.approx(1 / 3))
