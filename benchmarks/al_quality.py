@@ -42,6 +42,8 @@ BASELINES = ('random', 'entropy', 'isal')
 LEVERS = {
     'cg': (dict(solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
     'identity': (dict(solver=dict(type='identity')), {}),
+    'fisher': (dict(curvature='fisher', solver=dict(type='cg', max_iter=30, num_samples=16)),
+               {}),
     'damp0.1': (dict(solver=dict(damp=0.1)), {}),
     'thr0.3': (dict(score_thr=0.3), {}),
     'thr0.5': (dict(score_thr=0.5), {}),

@@ -109,6 +109,22 @@ def test_zero_curvature_group_gets_v_over_damp():
     assert torch.allclose(s.flatten(), v.flatten() / 0.01, rtol=1e-6)
 
 
+def test_fisher_product_equals_explicit_mean_outer_product_and_cg_converges():
+    obj, data, model, groups, v = _problem(model_fn=mlp)
+    grads = torch.stack([loss_grad(obj, model, groups, obj.collate([x])).flatten()
+                         for x in data])
+    fisher = grads.T @ grads / len(data)
+    vec = groups.wrap([torch.randn_like(p) for p in groups.params()])
+    curv = Curvature(obj, model, groups, data, kind='fisher')
+    got = curv.mean_hvp(vec, list(range(len(data))), batch_size=7).flatten()
+    assert torch.allclose(got, fisher @ vec.flatten(), rtol=1e-4, atol=1e-6)
+    s, info = CG(damp=0.01, max_iter=200, tol=1e-8).solve(v, curv)
+    want = torch.linalg.solve(fisher + 0.01 * torch.eye(len(fisher)), v.flatten())
+    assert torch.allclose(s.flatten(), want, rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match='curvature kind'):
+        Curvature(obj, model, groups, data, kind='ggn')
+
+
 def test_identity_and_registry():
     obj, data, model, groups, v = _problem()
     s, _ = build_solver('identity').solve(v, Curvature(obj, model, groups, data))

@@ -218,6 +218,7 @@ class ISAL(Strategy):
             to its score, the expected gradient over which boxes are real.
         diversity: ``None``, or ``dict(pool_factor=k)``: k-center greedy on pooled features
             among the ``k × budget`` most helpful images, so near-duplicates are not all taken.
+        curvature: ``'hessian'`` (paper) or ``'fisher'`` (empirical Fisher, PSD).
         param_groups: ``{group: regex}`` for θ; default: the detector family's preset.
     """
     higher_is_better = False
@@ -225,7 +226,7 @@ class ISAL(Strategy):
     def __init__(self, solver: Any = 'lissa', score_thr: float = 0.1, max_per_img: int = 100,
                  param_groups: Optional[Dict[str, str]] = None,
                  max_per_class: Optional[int] = None, pseudo: str = 'hard', samples: int = 4,
-                 diversity: Optional[Dict[str, Any]] = None):
+                 diversity: Optional[Dict[str, Any]] = None, curvature: str = 'hessian'):
         if pseudo not in ('hard', 'sampled'):
             raise ValueError(f"ISAL.pseudo must be 'hard' or 'sampled', got {pseudo!r}")
         if diversity is not None and set(diversity) - {'pool_factor'}:
@@ -234,7 +235,7 @@ class ISAL(Strategy):
         self.solver_cfg = {'type': solver} if isinstance(solver, str) else dict(solver)
         self.score_thr, self.max_per_img = score_thr, max_per_img
         self.max_per_class, self.pseudo, self.samples = max_per_class, pseudo, samples
-        self.diversity = diversity
+        self.diversity, self.curvature = diversity, curvature
         self.param_groups = param_groups
 
     def objective(self, ctx: SelectionContext, draw: Optional[int] = None) -> DetectionObjective:
@@ -250,7 +251,8 @@ class ISAL(Strategy):
             cfg.setdefault('scales', default_scales(ctx.model))
             cfg.setdefault('seed', ctx.seed)
         solver = build_solver(cfg)
-        s, info = solver.solve(v, Curvature(objective, ctx.model, groups, ctx.labelled))
+        s, info = solver.solve(v, Curvature(objective, ctx.model, groups, ctx.labelled,
+                                            kind=self.curvature))
         ctx.info['s_test'] = info.as_dict()
         ctx.info['v_norm'] = v.norm()
         return s

@@ -4,7 +4,7 @@ Pieces: :class:`ParamGroups` choose θ, an :class:`Objective` turns batches into
 losses, :class:`Curvature` exposes the training Hessian through HVPs, solvers turn the
 reference gradient v into ``s = H⁻¹v``, and :func:`influence_scores` projects samples on s.
 """
-from .autograd_ops import (directional_derivatives, hvp, influence_mode, loss_grad,
+from .autograd_ops import (directional_derivatives, fisher_vp, hvp, influence_mode, loss_grad,
                            summed_gradient)
 from .curvature import Curvature
 from .objective import Objective
@@ -16,7 +16,8 @@ from .vector import GroupVector
 
 __all__ = [
     'CG', 'Curvature', 'Exact', 'GroupVector', 'Identity', 'InverseHVP', 'LiSSA', 'Objective',
-    'ParamGroups', 'SOLVERS', 'SolveInfo', 'build_solver', 'directional_derivatives', 'hvp',
+    'ParamGroups', 'SOLVERS', 'SolveInfo', 'build_solver', 'directional_derivatives',
+    'fisher_vp', 'hvp',
     'influence_mode', 'influence_scores', 'iter_influence', 'loss_grad', 'power_iteration',
     'summed_gradient'
 ]

@@ -66,6 +66,29 @@ def hvp(objective: Objective, model: nn.Module, groups: ParamGroups, batch: Any,
     return groups.wrap([h.detach() for h in _grads(dot, params)])
 
 
+def fisher_vp(objective: Objective, model: nn.Module, groups: ParamGroups, batch: Any,
+              vec: GroupVector, reduction: str = 'mean') -> GroupVector:
+    """F·vec for the empirical Fisher F = mean (or sum) of g_i g_iᵀ, g_i = ∇θ L_i.
+
+    Positive semi-definite where the Hessian of a non-convex loss (focal loss) is not, so
+    solvers converge. The per-sample ⟨g_i, vec⟩ come from :func:`directional_derivatives`'
+    dummy-weight trick; Σ_i ⟨g_i, vec⟩ g_i is one more backward through the same graph.
+    """
+    losses = objective.per_sample_loss(model, batch, pseudo=False)
+    if not losses.requires_grad:
+        return groups.zeros()
+    u = torch.ones_like(losses, requires_grad=True)
+    params = groups.params()
+    gs = _grads(losses, params, create_graph=True, grad_outputs=u)
+    dot = sum((g * v).sum() for g, v in zip(gs, vec.tensors()) if g.requires_grad)
+    if not isinstance(dot, Tensor) or not dot.requires_grad:
+        return groups.zeros()
+    (proj,) = torch.autograd.grad(dot, u, retain_graph=True)
+    if reduction == 'mean':
+        proj = proj / losses.shape[0]
+    return groups.wrap([t.detach() for t in _grads(losses, params, grad_outputs=proj.detach())])
+
+
 def directional_derivatives(objective: Objective, model: nn.Module, groups: ParamGroups,
                             batch: Any, vec: GroupVector, pseudo: bool = True) -> Tensor:
     """``[⟨∇θ L_i, vec⟩ for i in batch]`` from one batched pass.

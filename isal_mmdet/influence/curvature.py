@@ -6,24 +6,33 @@ from typing import Any, Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .autograd_ops import hvp
+from .autograd_ops import fisher_vp, hvp
 from .dist import all_reduce_sum_, rank_and_world
 from .objective import Objective
 from .params import ParamGroups
 from .vector import GroupVector
 
 
-class Curvature:
-    """H = mean over samples of ∇²θ L_i, on ``data`` (an indexable set of samples).
+KINDS = {'hessian': hvp, 'fisher': fisher_vp}
 
-    ``num_hvps`` counts sample-level HVPs (a batch of 8 counts 8), the unit used when solvers
-    are compared.
+
+class Curvature:
+    """H = mean over samples of ∇²θ L_i on ``data`` (an indexable set of samples), or, with
+    ``kind='fisher'``, the empirical Fisher mean g_i g_iᵀ (PSD: use it when the loss is not
+    convex in θ and the Hessian is indefinite).
+
+    ``num_hvps`` counts sample-level products (a batch of 8 counts 8), the unit used when
+    solvers are compared.
     """
 
     def __init__(self, objective: Objective, model: nn.Module, groups: ParamGroups,
-                 data: Sequence[Any], collate: Optional[Callable[[List[Any]], Any]] = None):
+                 data: Sequence[Any], collate: Optional[Callable[[List[Any]], Any]] = None,
+                 kind: str = 'hessian'):
         if len(data) == 0:
             raise ValueError('the Hessian set is empty: no labelled sample to take curvature on')
+        if kind not in KINDS:
+            raise ValueError(f'curvature kind must be one of {sorted(KINDS)}, got {kind!r}')
+        self.product = KINDS[kind]
         self.objective = objective
         self.model = model
         self.groups = groups
@@ -46,7 +55,7 @@ class Curvature:
         batch = self.batch(indices)
         if batch is None:
             return self.groups.zeros()
-        return hvp(self.objective, self.model, self.groups, batch, vec, 'mean')
+        return self.product(self.objective, self.model, self.groups, batch, vec, 'mean')
 
     def mean_hvp(self, vec: GroupVector, indices: Sequence[int], batch_size: int) -> GroupVector:
         """Mean-Hessian HVP over a fixed subset, its samples sharded over ranks and summed."""
@@ -58,7 +67,8 @@ class Curvature:
             self.num_hvps += len(chunk)
             batch = self.batch(chunk)
             if batch is not None:
-                total = total + hvp(self.objective, self.model, self.groups, batch, vec, 'sum')
+                total = total + self.product(self.objective, self.model, self.groups, batch,
+                                             vec, 'sum')
         all_reduce_sum_(total)
         return total.scale(1.0 / max(len(indices), 1))
 
