@@ -13,7 +13,7 @@ For each seed every strategy starts from the same round 0 (same initial images, 
 model: it is trained once, or taken from any finished run of that seed in the work dir), so
 differences between strategies are paired.
 
-Writes W/results.json, W/results.md and W/curves.png:
+Writes W/results.json, W/results.md and W/results.png (``--report`` renames them):
 - per-round test mAP per strategy and seed, mean ± std over seeds;
 - AUC: the area under mAP vs labelled images (trapezoid), divided by the x range;
 - annotation-cost reduction against random (the paper's metric): with R the labelled count
@@ -248,6 +248,8 @@ def main():
     p.add_argument('--initial', type=int)
     p.add_argument('--budget', type=int)
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    p.add_argument('--report', default='results',
+                   help='names W/<report>.json, W/<report>.md and W/<report>.png')
     p.add_argument('--analyse-only', action='store_true',
                    help='read the finished runs in --work-dir, train nothing')
     args = p.parse_args()
@@ -284,11 +286,12 @@ def main():
                         seeds=args.seeds, rounds=args.rounds, initial=args.initial,
                         budget=args.budget, cfg_options=dict(args.cfg_options))
     os.makedirs(args.work_dir, exist_ok=True)
-    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+    out = osp.join(args.work_dir, args.report)
+    with open(out + '.json', 'w') as f:
         json.dump(res, f, indent=1)
-    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+    with open(out + '.md', 'w') as f:
         f.write(report(res, args.strategies))
-    plot(osp.join(args.work_dir, 'curves.png'), res, args.strategies)
+    plot(out + '.png', res, args.strategies)
     print(report(res, args.strategies))
     return 0
 
