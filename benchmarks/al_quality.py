@@ -51,6 +51,7 @@ LEVERS = {
     'sampled': (dict(pseudo='sampled', samples=4, score_thr=0.05), {}),
     'div': (dict(diversity=dict(pool_factor=3)), {}),
     'reflab': ({}, dict(reference='labelled')),
+    'harmful': (dict(prefer='harmful'), {}),
 }
 
 

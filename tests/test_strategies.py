@@ -138,6 +138,10 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
     same = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,
                        diversity=dict(pool_factor=1)), _ctx(synthetic_voc, model), 3)
     assert set(same['selected']) == set(top[:3])
+    harmful = build_strategy(dict(type='ISAL', prefer='harmful'))
+    assert harmful.select(hard['scores'], 3, None) == rank_ids(hard['scores'], True)[:3]
+    with pytest.raises(ValueError, match='ISAL.prefer'):
+        build_strategy(dict(type='ISAL', prefer='both'))
     with pytest.raises(ValueError, match='ISAL.pseudo'):
         build_strategy(dict(type='ISAL', pseudo='soft'))
 

@@ -219,6 +219,9 @@ class ISAL(Strategy):
         diversity: ``None``, or ``dict(pool_factor=k)``: k-center greedy on pooled features
             among the ``k × budget`` most helpful images, so near-duplicates are not all taken.
         curvature: ``'hessian'`` (paper) or ``'fisher'`` (empirical Fisher, PSD).
+        prefer: ``'helpful'`` (paper): most negative I(z) first. ``'harmful'``: most positive
+            first, the images where training on the model's own predictions would raise the
+            reference loss most, i.e. where those predictions are most wrong.
         param_groups: ``{group: regex}`` for θ; default: the detector family's preset.
     """
     higher_is_better = False
@@ -226,7 +229,11 @@ class ISAL(Strategy):
     def __init__(self, solver: Any = 'lissa', score_thr: float = 0.1, max_per_img: int = 100,
                  param_groups: Optional[Dict[str, str]] = None,
                  max_per_class: Optional[int] = None, pseudo: str = 'hard', samples: int = 4,
-                 diversity: Optional[Dict[str, Any]] = None, curvature: str = 'hessian'):
+                 diversity: Optional[Dict[str, Any]] = None, curvature: str = 'hessian',
+                 prefer: str = 'helpful'):
+        if prefer not in ('helpful', 'harmful'):
+            raise ValueError(f"ISAL.prefer must be 'helpful' or 'harmful', got {prefer!r}")
+        self.higher_is_better = prefer == 'harmful'
         if pseudo not in ('hard', 'sampled'):
             raise ValueError(f"ISAL.pseudo must be 'hard' or 'sampled', got {pseudo!r}")
         if diversity is not None and set(diversity) - {'pool_factor'}:
