@@ -40,11 +40,14 @@ BASELINES = ('random', 'entropy', 'isal')
 # ISAL variants are named 'isal-' + levers joined by '-', e.g. 'isal-cg-thr0.5', applied in
 # order: lever -> (changes to the config's ISAL strategy, changes to active_learning)
 LEVERS = {
-    'cg': (dict(solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
+    'paper': (dict(curvature='hessian', solver=dict(type='lissa', depth=200, power_iters=10,
+                                                    power_samples=16)), {}),
+    'cg': (dict(curvature='hessian', solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
     'identity': (dict(solver=dict(type='identity')), {}),
     'fisher': (dict(curvature='fisher', solver=dict(type='cg', max_iter=30, num_samples=16)),
                {}),
-    'damp0.1': (dict(solver=dict(damp=0.1)), {}),
+    'damp0.1': (dict(curvature='hessian', solver=dict(type='lissa', depth=200, power_iters=10,
+                                                      power_samples=16, damp=0.1)), {}),
     'thr0.3': (dict(score_thr=0.3), {}),
     'thr0.5': (dict(score_thr=0.5), {}),
     'cap10': (dict(max_per_class=10), {}),

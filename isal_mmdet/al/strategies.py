@@ -202,23 +202,31 @@ class CoreSet(Strategy):
         return [ids[j] for j in k_center_greedy(feats, None, budget, min_dist=dist)]
 
 
+DEFAULT_SOLVER = dict(type='cg', max_iter=30, num_samples=64)
+
+
 @STRATEGIES.register_module(name='isal')
 @STRATEGIES.register_module()
 class ISAL(Strategy):
     """Influence selection: I(z) = −⟨H⁻¹v, g_z⟩ with UUIC pseudo gradients; most negative
     first.
 
+    The defaults (empirical Fisher, CG) are what worked best on BCCD (docs/benchmarks.md):
+    the focal loss's Hessian is indefinite, so the paper's LiSSA diverges there. The paper's
+    own settings: ``curvature='hessian', solver='lissa'``.
+
     Args:
-        solver: an s_test solver config (``dict(type='lissa'|'cg'|'exact'|'identity', ...)``).
-            LiSSA without ``scales`` takes the detector family's official scales, or, where
-            there are none (RetinaNet), scales from a power iteration.
+        solver: an s_test solver config (``dict(type='lissa'|'cg'|'exact'|'identity', ...)``);
+            default CG, 30 iterations on 64 labelled images. LiSSA without ``scales`` takes
+            the detector family's official scales, or, where there are none (RetinaNet),
+            scales from a power iteration.
         score_thr, max_per_img, max_per_class: pseudo-label filter (UUIC).
         pseudo: ``'hard'`` (paper): every box above ``score_thr`` is a label. ``'sampled'``:
             I(z) is averaged over ``samples`` draws that keep each box with probability equal
             to its score, the expected gradient over which boxes are real.
         diversity: ``None``, or ``dict(pool_factor=k)``: k-center greedy on pooled features
             among the ``k × budget`` most helpful images, so near-duplicates are not all taken.
-        curvature: ``'hessian'`` (paper) or ``'fisher'`` (empirical Fisher, PSD).
+        curvature: ``'fisher'`` (empirical Fisher, PSD) or ``'hessian'`` (paper).
         prefer: ``'helpful'`` (paper): most negative I(z) first. ``'harmful'``: most positive
             first, the images where training on the model's own predictions would raise the
             reference loss most, i.e. where those predictions are most wrong.
@@ -226,10 +234,10 @@ class ISAL(Strategy):
     """
     higher_is_better = False
 
-    def __init__(self, solver: Any = 'lissa', score_thr: float = 0.1, max_per_img: int = 100,
+    def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
                  param_groups: Optional[Dict[str, str]] = None,
                  max_per_class: Optional[int] = None, pseudo: str = 'hard', samples: int = 4,
-                 diversity: Optional[Dict[str, Any]] = None, curvature: str = 'hessian',
+                 diversity: Optional[Dict[str, Any]] = None, curvature: str = 'fisher',
                  prefer: str = 'helpful'):
         if prefer not in ('helpful', 'harmful'):
             raise ValueError(f"ISAL.prefer must be 'helpful' or 'harmful', got {prefer!r}")
@@ -239,6 +247,7 @@ class ISAL(Strategy):
         if diversity is not None and set(diversity) - {'pool_factor'}:
             raise ValueError(f'ISAL.diversity: unknown field(s) '
                              f'{sorted(set(diversity) - {"pool_factor"})}; known: pool_factor')
+        solver = DEFAULT_SOLVER if solver is None else solver
         self.solver_cfg = {'type': solver} if isinstance(solver, str) else dict(solver)
         self.score_thr, self.max_per_img = score_thr, max_per_img
         self.max_per_class, self.pseudo, self.samples = max_per_class, pseudo, samples

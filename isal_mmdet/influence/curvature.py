@@ -58,19 +58,23 @@ class Curvature:
         return self.product(self.objective, self.model, self.groups, batch, vec, 'mean')
 
     def mean_hvp(self, vec: GroupVector, indices: Sequence[int], batch_size: int) -> GroupVector:
-        """Mean-Hessian HVP over a fixed subset, its samples sharded over ranks and summed."""
+        """Mean-Hessian HVP over a fixed subset: fixed batches spread over ranks, summed in
+        float64, so the result does not depend on the number of ranks (CG would amplify
+        float32 summation-order differences)."""
         rank, world = rank_and_world()
-        mine = list(indices)[rank::world]
-        total = self.groups.zeros()
-        for k in range(0, len(mine), batch_size):
-            chunk = mine[k:k + batch_size]
+        indices = list(indices)
+        chunks = [indices[k:k + batch_size] for k in range(0, len(indices), batch_size)]
+        total = self.groups.zeros().map(torch.Tensor.double)
+        for chunk in chunks[rank::world]:
             self.num_hvps += len(chunk)
             batch = self.batch(chunk)
             if batch is not None:
                 total = total + self.product(self.objective, self.model, self.groups, batch,
-                                             vec, 'sum')
+                                             vec, 'sum').map(torch.Tensor.double)
         all_reduce_sum_(total)
-        return total.scale(1.0 / max(len(indices), 1))
+        dtypes = [p.dtype for p in self.groups.params()]
+        mean = total.scale(1.0 / max(len(indices), 1))
+        return self.groups.wrap([t.to(d) for t, d in zip(mean.tensors(), dtypes)])
 
     def subset(self, num_samples: Optional[int], seed: int) -> List[int]:
         """A fixed, seeded subset of sample indices (all of them when ``num_samples`` is None)."""
