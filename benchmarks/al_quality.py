@@ -36,7 +36,7 @@ QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
              strategies=['random', 'entropy', 'isal'], seeds=[0, 1, 2], rounds=3,
              initial=40, budget=40)
 # paired differences are reported against these
-BASELINES = ('random', 'entropy', 'isal')
+BASELINES = ('random', 'entropy', 'isal-paper', 'isal')
 # ISAL variants are named 'isal-' + levers joined by '-', e.g. 'isal-cg-thr0.5', applied in
 # order: lever -> (changes to the config's ISAL strategy, changes to active_learning)
 LEVERS = {
