@@ -198,13 +198,11 @@ class ActiveLearningLoop:
         randomness.setdefault('seed', self.al['seed'])
         cfg.randomness = randomness
         if self.al['warm_start'] and k > 0:
-            prev = osp.join(self.path(k - 1, 'train'), 'last_checkpoint')
-            own = osp.join(self.path(k, 'train'), 'last_checkpoint')
+            prev = self.last_checkpoint(k - 1)
             # Weights only: resuming from the previous round would carry over its iteration
             # count and skip this round's training. A crash inside this round resumes as usual.
-            if osp.exists(prev) and not osp.exists(own):
-                with open(prev) as f:
-                    cfg.load_from = f.read().strip()
+            if prev is not None and self.last_checkpoint(k) is None:
+                cfg.load_from = prev
                 cfg.resume = False
             if self.al['warm_start_iters']:
                 shorten_schedule(cfg, self.al['warm_start_iters'])

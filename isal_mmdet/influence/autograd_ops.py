@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, List, Sequence
+from typing import Any, Iterable, Iterator, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -66,45 +66,42 @@ def hvp(objective: Objective, model: nn.Module, groups: ParamGroups, batch: Any,
     return groups.wrap([h.detach() for h in _grads(dot, params)])
 
 
+def _projections(losses: Tensor, groups: ParamGroups, vec: GroupVector) -> Optional[Tensor]:
+    """``[⟨∇θ L_i, vec⟩]`` from a dummy weight u per sample: ⟨∇θ Σ u_i L_i, vec⟩ is linear in
+    u and its gradient in u is the per-sample projection. None when θ is not in the graph.
+    Keeps the graph of ``losses`` for one more backward."""
+    u = torch.ones_like(losses, requires_grad=True)
+    gs = _grads(losses, groups.params(), create_graph=True, grad_outputs=u)
+    dot = sum((g * v).sum() for g, v in zip(gs, vec.tensors()) if g.requires_grad)
+    if not isinstance(dot, Tensor) or not dot.requires_grad:
+        return None
+    (du,) = torch.autograd.grad(dot, u, retain_graph=True)
+    return du.detach()
+
+
 def fisher_vp(objective: Objective, model: nn.Module, groups: ParamGroups, batch: Any,
               vec: GroupVector, reduction: str = 'mean') -> GroupVector:
     """F·vec for the empirical Fisher F = mean (or sum) of g_i g_iᵀ, g_i = ∇θ L_i.
 
     Positive semi-definite where the Hessian of a non-convex loss (focal loss) is not, so
-    solvers converge. The per-sample ⟨g_i, vec⟩ come from :func:`directional_derivatives`'
-    dummy-weight trick; Σ_i ⟨g_i, vec⟩ g_i is one more backward through the same graph.
+    solvers converge. Σ_i ⟨g_i, vec⟩ g_i is one more backward through the projections' graph.
     """
     losses = objective.per_sample_loss(model, batch, pseudo=False)
-    if not losses.requires_grad:
+    proj = _projections(losses, groups, vec) if losses.requires_grad else None
+    if proj is None:
         return groups.zeros()
-    u = torch.ones_like(losses, requires_grad=True)
-    params = groups.params()
-    gs = _grads(losses, params, create_graph=True, grad_outputs=u)
-    dot = sum((g * v).sum() for g, v in zip(gs, vec.tensors()) if g.requires_grad)
-    if not isinstance(dot, Tensor) or not dot.requires_grad:
-        return groups.zeros()
-    (proj,) = torch.autograd.grad(dot, u, retain_graph=True)
     if reduction == 'mean':
         proj = proj / losses.shape[0]
-    return groups.wrap([t.detach() for t in _grads(losses, params, grad_outputs=proj.detach())])
+    return groups.wrap([t.detach() for t in _grads(losses, groups.params(), grad_outputs=proj)])
 
 
 def directional_derivatives(objective: Objective, model: nn.Module, groups: ParamGroups,
                             batch: Any, vec: GroupVector, pseudo: bool = True) -> Tensor:
-    """``[⟨∇θ L_i, vec⟩ for i in batch]`` from one batched pass.
-
-    With ``u`` a dummy weight per sample, ``⟨∇θ Σ u_i L_i, vec⟩`` is linear in ``u`` and its
-    gradient in ``u`` is exactly the per-sample projection: two backward passes for the whole
-    batch, and no per-sample gradient is ever stored.
+    """``[⟨∇θ L_i, vec⟩ for i in batch]`` from one batched pass (see :func:`_projections`):
+    two backward passes for the whole batch, and no per-sample gradient is ever stored.
     """
     losses = objective.per_sample_loss(model, batch, pseudo=pseudo)
-    if not losses.requires_grad:
+    proj = _projections(losses, groups, vec) if losses.requires_grad else None
+    if proj is None:
         return torch.zeros(losses.shape[0], dtype=torch.float64)
-    u = torch.ones_like(losses, requires_grad=True)
-    params = groups.params()
-    gs = _grads(losses, params, create_graph=True, grad_outputs=u)
-    dot = sum((g * v).sum() for g, v in zip(gs, vec.tensors()) if g.requires_grad)
-    if not isinstance(dot, Tensor) or not dot.requires_grad:
-        return torch.zeros(losses.shape[0], dtype=torch.float64)
-    (du,) = torch.autograd.grad(dot, u)
-    return du.detach().double()
+    return proj.double()
