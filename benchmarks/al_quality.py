@@ -52,6 +52,7 @@ LEVERS = {
     'thr0.5': (dict(score_thr=0.5), {}),
     'cap10': (dict(max_per_class=10), {}),
     'sampled': (dict(pseudo='sampled', samples=4, score_thr=0.05), {}),
+    'soft': (dict(pseudo='soft'), {}),
     'div': (dict(diversity=dict(pool_factor=3)), {}),
     'reflab': ({}, dict(reference='labelled')),
     'harmful': (dict(prefer='harmful'), {}),

@@ -8,6 +8,7 @@ from conftest import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
 import al_quality as q  # noqa: E402
+import soft_labels  # noqa: E402
 
 
 def test_auc_is_trapezoid_over_x_range():
@@ -77,3 +78,13 @@ def test_composition_counts_classes_of_selected_and_pool(tmp_path):
     comp = q.composition(str(tmp_path / 'w'), ['isal'], [0], 2, str(ann))
     assert comp['isal']['cat'] == dict(selected=2.0, pool=pytest.approx(2 / 3))
     assert comp['isal']['dog'] == dict(selected=0.0, pool=pytest.approx(1 / 3))
+
+
+def test_soft_label_gradient_vanishes_for_likelihoods_not_for_focal():
+    rows = soft_labels.sigmoid_rows()
+    assert max(abs(r['soft_bce']) for r in rows) < 1e-12
+    assert soft_labels.softmax_ce_max_abs() < 1e-12
+    # focal: not zero; a descent step moves every q toward one value between 0.27 and 0.5
+    assert all(r['soft_focal'] < 0 for r in rows if r['q'] < 0.27)
+    assert all(r['soft_focal'] > 0 for r in rows if r['q'] > 0.5)
+    assert q.strategy_cfg(dict(type='ISAL'), 'isal-soft')['strategy']['pseudo'] == 'soft'

@@ -102,6 +102,43 @@ def test_image_without_pseudo_box_gets_finite_score_and_clamped_normaliser(synth
     assert clamped == pytest.approx(ours, rel=1e-6)
 
 
+@pytest.mark.parametrize('family', ['retinanet', 'fcos'])
+def test_soft_labels_are_the_expected_focal_loss_per_image(family, synthetic_voc):
+    model = build_detector(family)
+    groups = detector_param_groups(model)
+    items = _items(voc_dataset(synthetic_voc), 4, with_boxes=False)
+    obj = DetectionObjective(soft=True)
+    with torch.no_grad():
+        batched = obj.per_sample_loss(model, pseudo_collate(items), pseudo=True)
+        for item, got in zip(items, batched):
+            one = model.data_preprocessor(pseudo_collate([item]), False)
+            logits = torch.cat([lvl[0].permute(1, 2, 0).reshape(-1, 3) for lvl in
+                                model.bbox_head(model.extract_feat(one['inputs']))[0]])
+            p = q = logits.sigmoid()
+            a, g = 0.25, 2.0
+            want = (q * -a * (1 - p) ** g * p.log()
+                    + (1 - q) * -(1 - a) * p ** g * (1 - p).log()).sum() / q.sum().clamp(min=1)
+            assert float(got) == pytest.approx(float(want), rel=1e-5)
+    # Scores through the batched double backward match a batch-1 autograd loop.
+    s = _random_s(groups)
+    got = influence_scores(obj, model, groups, s, [pseudo_collate(items)])
+    with groups.only_these_require_grad(model), torch.enable_grad():
+        for item in items:
+            g = loss_grad(obj, model, groups, pseudo_collate([item]), pseudo=True)
+            # the expected box is the predicted one: no gradient on regression weights
+            reg = [t for name in g.keys() if 'cls' not in name for t in g[name]]
+            assert reg and all(float(t.abs().max()) == 0 for t in reg)
+            assert got[item['data_samples'].metainfo['img_id']] == pytest.approx(
+                float(-g.dot(s)), rel=1e-4, abs=1e-6)
+
+
+def test_soft_labels_refuse_likelihood_heads(synthetic_voc):
+    model = build_detector('faster_rcnn')
+    items = _items(voc_dataset(synthetic_voc), 1)
+    with pytest.raises(ValueError, match="pseudo='soft' needs a single-stage"):
+        DetectionObjective(soft=True).per_sample_loss(model, pseudo_collate(items), pseudo=True)
+
+
 def test_pseudo_labels_threshold_cap_and_degenerate_boxes():
     pred = InstanceData(
         bboxes=torch.tensor([[0, 0, 10, 10], [5, 5, 5, 20], [1, 1, 8, 9], [2, 2, 9, 9.]]),

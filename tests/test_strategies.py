@@ -143,7 +143,12 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
     with pytest.raises(ValueError, match='ISAL.prefer'):
         build_strategy(dict(type='ISAL', prefer='both'))
     with pytest.raises(ValueError, match='ISAL.pseudo'):
-        build_strategy(dict(type='ISAL', pseudo='soft'))
+        build_strategy(dict(type='ISAL', pseudo='fuzzy'))
+    soft = [select(dict(type='ISAL', solver=solver, pseudo='soft'),
+                   _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
+    assert soft[0]['scores'] == pytest.approx(soft[1]['scores'], rel=1e-4, abs=1e-6)
+    assert soft[0]['scores'] != pytest.approx(hard['scores'], rel=1e-3)
+    assert 'pseudo_boxes_per_image' not in soft[0]['info']
 
 
 @pytest.mark.parametrize('name', ['random', 'entropy', 'least_confidence', 'coreset',

@@ -223,7 +223,9 @@ class ISAL(Strategy):
         score_thr, max_per_img, max_per_class: pseudo-label filter (UUIC).
         pseudo: ``'hard'`` (paper): every box above ``score_thr`` is a label. ``'sampled'``:
             I(z) is averaged over ``samples`` draws that keep each box with probability equal
-            to its score, the expected gradient over which boxes are real.
+            to its score, the expected gradient over which boxes are real. ``'soft'``: the
+            expected loss over each prediction's own class probabilities, no boxes (sigmoid
+            focal heads only; for likelihood losses it is zero).
         diversity: ``None``, or ``dict(pool_factor=k)``: k-center greedy on pooled features
             among the ``k × budget`` most helpful images, so near-duplicates are not all taken.
         curvature: ``'fisher'`` (empirical Fisher, PSD) or ``'hessian'`` (paper).
@@ -242,8 +244,8 @@ class ISAL(Strategy):
         if prefer not in ('helpful', 'harmful'):
             raise ValueError(f"ISAL.prefer must be 'helpful' or 'harmful', got {prefer!r}")
         self.higher_is_better = prefer == 'harmful'
-        if pseudo not in ('hard', 'sampled'):
-            raise ValueError(f"ISAL.pseudo must be 'hard' or 'sampled', got {pseudo!r}")
+        if pseudo not in ('hard', 'sampled', 'soft'):
+            raise ValueError(f"ISAL.pseudo must be 'hard', 'sampled' or 'soft', got {pseudo!r}")
         if diversity is not None and set(diversity) - {'pool_factor'}:
             raise ValueError(f'ISAL.diversity: unknown field(s) '
                              f'{sorted(set(diversity) - {"pool_factor"})}; known: pool_factor')
@@ -256,7 +258,8 @@ class ISAL(Strategy):
 
     def objective(self, ctx: SelectionContext, draw: Optional[int] = None) -> DetectionObjective:
         return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed,
-                                  max_per_class=self.max_per_class, draw=draw)
+                                  max_per_class=self.max_per_class, draw=draw,
+                                  soft=self.pseudo == 'soft')
 
     def s_test(self, ctx: SelectionContext, objective: DetectionObjective, groups):
         if ctx.reference is None or len(ctx.reference) == 0:
@@ -277,7 +280,7 @@ class ISAL(Strategy):
         objective = self.objective(ctx)
         groups = detector_param_groups(ctx.model, self.param_groups)
         s = self.s_test(ctx, objective, groups)
-        draws = [None] if self.pseudo == 'hard' else list(range(self.samples))
+        draws = list(range(self.samples)) if self.pseudo == 'sampled' else [None]
         scores: Dict[Hashable, float] = {}
         counts: List[int] = []
         for draw in draws:
@@ -289,9 +292,10 @@ class ISAL(Strategy):
             counts += scorer.pseudo_boxes
         ctx.info['dropped_boxes'] = objective.dropped_boxes
         counts = [c for part in gather_objects(counts) or [counts] for c in part]
-        ctx.info['pseudo_boxes_per_image'] = dict(
-            mean=sum(counts) / max(len(counts), 1), max=max(counts, default=0),
-            at_cap=sum(c >= self.max_per_img for c in counts) / max(len(counts), 1))
+        if self.pseudo != 'soft':
+            ctx.info['pseudo_boxes_per_image'] = dict(
+                mean=sum(counts) / max(len(counts), 1), max=max(counts, default=0),
+                at_cap=sum(c >= self.max_per_img for c in counts) / max(len(counts), 1))
         if self.diversity is not None:
             self._pool = image_features(ctx, ctx.pool)
             self._labelled = image_features(ctx, ctx.labelled)

@@ -157,6 +157,39 @@ def two_stage_losses(model: TwoStageDetector, x: Tuple[Tensor, ...], rpn_outs: t
     return torch.stack(losses)
 
 
+def soft_label_losses(model: nn.Module, outs: tuple, data_samples: list) -> Tensor:
+    """Each image's focal loss in expectation over its own predicted class probabilities q.
+
+    Soft pseudo labels, for single-stage heads with a sigmoid focal loss. The expected box is
+    the predicted one, so box losses add no gradient. Normalised by the expected number of
+    positives, Σq, clamped to >= 1 like ``avg_factor``. For likelihood losses (BCE, softmax
+    cross-entropy) this expectation has zero gradient (benchmarks/soft_labels.py), so other
+    heads are refused.
+    """
+    head = getattr(model, 'bbox_head', None)
+    loss_cls = getattr(head, 'loss_cls', None)
+    if not isinstance(model, SingleStageDetector) or not (
+            getattr(loss_cls, 'use_sigmoid', False) and hasattr(loss_cls, 'gamma')):
+        raise ValueError(f"pseudo='soft' needs a single-stage detector with a sigmoid focal "
+                         f"loss, not {type(model).__name__}; its expected likelihood "
+                         f"gradient would be zero")
+    cls_scores = outs[0]
+    sizes = [lvl.shape[-2:] for lvl in cls_scores]
+    losses = []
+    for i, ds in enumerate(data_samples):
+        valid = torch.cat(head.prior_generator.valid_flags(sizes, ds.metainfo['pad_shape'],
+                                                           cls_scores[0].device))
+        logits = torch.cat([lvl[i].permute(1, 2, 0).reshape(-1, head.cls_out_channels)
+                            for lvl in cls_scores])[valid]
+        q = logits.detach().sigmoid()
+        per_target = [focal_loss_module.py_sigmoid_focal_loss(
+            logits, torch.full_like(q, t), gamma=loss_cls.gamma, alpha=loss_cls.alpha,
+            reduction='none') for t in (1.0, 0.0)]
+        expected = (q * per_target[0] + (1 - q) * per_target[1]).sum()
+        losses.append(loss_cls.loss_weight * expected / q.sum().clamp(min=1))
+    return torch.stack(losses)
+
+
 def head_outputs(model: nn.Module, x: Tuple[Tensor, ...]) -> tuple:
     """The batched dense-head forward whose outputs both losses and predictions slice."""
     if isinstance(model, TwoStageDetector):

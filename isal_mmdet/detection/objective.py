@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..influence import Objective
 from .batching import same_shape_groups
-from .losses import head_outputs, per_image_losses
+from .losses import head_outputs, per_image_losses, soft_label_losses
 from .pseudo_labels import drop_degenerate, presence_draw, to_pseudo_gt
 
 logger = logging.getLogger(__name__)
@@ -31,12 +31,15 @@ class DetectionObjective(Objective):
         max_per_class: at most this many pseudo boxes per class and image.
         draw: ``None`` keeps every box above the threshold (hard labels, the paper); an
             integer keeps each with probability equal to its score (:func:`presence_draw`).
+        soft: pseudo loss = the expected loss over the predicted class probabilities
+            (:func:`.losses.soft_label_losses`) instead of boxes.
     """
 
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
-                 max_per_class: Optional[int] = None, draw: Optional[int] = None):
+                 max_per_class: Optional[int] = None, draw: Optional[int] = None,
+                 soft: bool = False):
         self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
-        self.max_per_class, self.draw = max_per_class, draw
+        self.max_per_class, self.draw, self.soft = max_per_class, draw, soft
         self.dropped_boxes = 0
         self.pseudo_boxes: List[int] = []
 
@@ -62,6 +65,8 @@ class DetectionObjective(Objective):
                                     and any(p.requires_grad for p in feat_params)):
             x = model.extract_feat(inputs)
         outs = head_outputs(model, x)
+        if pseudo and self.soft:
+            return soft_label_losses(model, outs, samples)
         if pseudo:
             for ds, pred in zip(samples, self.predict(model, x, outs, samples)):
                 mask = None if self.draw is None else presence_draw(
