@@ -149,6 +149,11 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
     assert soft[0]['scores'] == pytest.approx(soft[1]['scores'], rel=1e-4, abs=1e-6)
     assert soft[0]['scores'] != pytest.approx(hard['scores'], rel=1e-3)
     assert 'pseudo_boxes_per_image' not in soft[0]['info']
+    # refused before s_test, which would fail first here for want of a reference set
+    two_stage = _ctx(synthetic_voc, build_detector('faster_rcnn'))
+    two_stage.reference = None
+    with pytest.raises(ValueError, match="pseudo='soft' needs a single-stage"):
+        select(dict(type='ISAL', solver=solver, pseudo='soft'), two_stage, 3)
 
 
 @pytest.mark.parametrize('name', ['random', 'entropy', 'least_confidence', 'coreset',

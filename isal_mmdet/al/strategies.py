@@ -13,6 +13,7 @@ from mmengine.utils import ProgressBar
 from torch import Tensor, nn
 
 from ..detection import (DetectionObjective, default_scales, detector_param_groups)
+from ..detection.losses import focal_head
 from ..detection.uncertainty import box_class_probs, pooled_features
 from ..influence import (Curvature, build_solver, influence_scores, summed_gradient)
 from ..influence.dist import broadcast_object, gather_objects, rank_and_world
@@ -277,6 +278,8 @@ class ISAL(Strategy):
         return s
 
     def score(self, ctx):
+        if self.pseudo == 'soft':
+            focal_head(ctx.model)  # refuse before the costly solve
         objective = self.objective(ctx)
         groups = detector_param_groups(ctx.model, self.param_groups)
         s = self.s_test(ctx, objective, groups)

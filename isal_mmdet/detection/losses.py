@@ -157,6 +157,18 @@ def two_stage_losses(model: TwoStageDetector, x: Tuple[Tensor, ...], rpn_outs: t
     return torch.stack(losses)
 
 
+def focal_head(model: nn.Module) -> Tuple[nn.Module, nn.Module]:
+    """The dense head and its sigmoid focal loss, which soft pseudo labels need."""
+    head = getattr(model, 'bbox_head', None)
+    loss_cls = getattr(head, 'loss_cls', None)
+    if not isinstance(model, SingleStageDetector) or not (
+            getattr(loss_cls, 'use_sigmoid', False) and hasattr(loss_cls, 'gamma')):
+        raise ValueError(f"pseudo='soft' needs a single-stage detector with a sigmoid focal "
+                         f"loss, not {type(model).__name__}; its expected likelihood "
+                         f"gradient would be zero")
+    return head, loss_cls
+
+
 def soft_label_losses(model: nn.Module, outs: tuple, data_samples: list) -> Tensor:
     """Each image's focal loss in expectation over its own predicted class probabilities q.
 
@@ -166,13 +178,7 @@ def soft_label_losses(model: nn.Module, outs: tuple, data_samples: list) -> Tens
     cross-entropy) this expectation has zero gradient (benchmarks/soft_labels.py), so other
     heads are refused.
     """
-    head = getattr(model, 'bbox_head', None)
-    loss_cls = getattr(head, 'loss_cls', None)
-    if not isinstance(model, SingleStageDetector) or not (
-            getattr(loss_cls, 'use_sigmoid', False) and hasattr(loss_cls, 'gamma')):
-        raise ValueError(f"pseudo='soft' needs a single-stage detector with a sigmoid focal "
-                         f"loss, not {type(model).__name__}; its expected likelihood "
-                         f"gradient would be zero")
+    head, loss_cls = focal_head(model)
     cls_scores = outs[0]
     sizes = [lvl.shape[-2:] for lvl in cls_scores]
     losses = []
