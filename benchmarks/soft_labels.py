@@ -7,13 +7,13 @@ For a loss that is a log-likelihood (sigmoid BCE, softmax cross-entropy: Faster 
 ``fc_cls``, the RPN) the expected gradient under the model's own distribution is zero, so
 soft-label influence is identically 0. For RetinaNet's sigmoid focal loss it is not zero:
 the focal loss is not a proper scoring rule, so its expected gradient moves every probability
-toward one fixed value. It is a function of the prediction alone, like an uncertainty score. The table puts it next to the hard-label gradient (target 1 where
-q ≥ 0.1, UUIC's rule), per logit, using mmdet's own loss functions.
+toward one fixed value. It is a function of the prediction alone, like an uncertainty score.
+The table puts it next to the hard-label gradient (target 1 where q ≥ 0.1, UUIC's rule), per
+logit, using mmdet's own loss functions.
 """
 import argparse
 import importlib
 import os
-import os.path as osp
 
 import torch
 import torch.nn.functional as F
