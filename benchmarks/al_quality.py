@@ -2,7 +2,8 @@
 
     python benchmarks/al_quality.py CONFIG --work-dir W [--strategies random entropy isal]
         [--seeds 0 1 2] [--rounds 3] [--initial 40] [--budget 40] [--cfg-options k=v ...]
-    python benchmarks/al_quality.py --quick --work-dir W     # BCCD preset, see docs/benchmarks.md
+    python benchmarks/al_quality.py --quick --work-dir W     # pretrained BCCD preset
+    python benchmarks/al_quality.py --preset scratch --work-dir W   # the from-scratch study
 
 A strategy is a registered name (random, entropy, coreset, ...), ``isal`` (the config's ISAL
 settings), or an ISAL variant: ``isal-`` + levers from ``LEVERS`` joined by ``-``
@@ -20,6 +21,8 @@ Writes W/results.json, W/results.md and W/results.png (``--report`` renames them
   of random's last round and m its mAP there, x_S is the first labelled count at which S's
   curve (linear between rounds) reaches m; reduction = (R − x_S) / R. When S never reaches m
   it is reported as not reached.
+- the same per box annotated (annotation effort grows with the boxes drawn): AUC over the
+  box range every strategy of a seed covers, and the boxes needed to reach random's mAP.
 """
 import argparse
 import glob
@@ -32,9 +35,14 @@ import statistics
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
-             strategies=['random', 'entropy', 'isal'], seeds=[0, 1, 2], rounds=3,
-             initial=40, budget=40)
+# --quick: the pretrained regime (ImageNet EfficientNet-Lite0 RetinaNet on BCCD)
+QUICK = dict(config=osp.join(ROOT, 'configs', 'isal_retinanet_efflite_bccd.py'),
+             strategies=['random', 'entropy', 'isal', 'isal-fixed'], seeds=[0, 1, 2],
+             rounds=4, initial=40, budget=40)
+# --preset scratch: the from-scratch R18 study of docs/benchmarks.md, reproducible as it was
+PRESETS = dict(quick=QUICK, scratch=dict(
+    QUICK, config=osp.join(ROOT, 'configs', 'isal_retinanet_bccd.py'),
+    strategies=['random', 'entropy', 'isal'], rounds=3))
 # paired differences are reported against these; 'isal-fisher' is the default spelt out
 BASELINES = ('random', 'entropy', 'isal-paper', 'isal', 'isal-fisher')
 # ISAL variants are named 'isal-' + levers joined by '-', e.g. 'isal-cg-thr0.5', applied in
@@ -56,6 +64,7 @@ LEVERS = {
     'div': (dict(diversity=dict(pool_factor=3)), {}),
     'reflab': ({}, dict(reference='labelled')),
     'harmful': (dict(prefer='harmful'), {}),
+    'fixed': (dict(normaliser='fixed'), {}),
 }
 
 
@@ -124,6 +133,52 @@ def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def interp(points, x):
+    """mAP at ``x`` on the curve, linear between rounds (``x`` within its range)."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1] if x == points[-1][0] else None
+
+
+def auc_on(points, lo, hi, steps=200):
+    """Mean of the interpolated curve over ``[lo, hi]``: curves with different x ranges
+    (boxes annotated) compared on the range they share."""
+    xs = [lo + (hi - lo) * k / steps for k in range(steps + 1)]
+    return statistics.mean(interp(points, x) for x in xs) if hi > lo else interp(points, lo)
+
+
+def analyse_boxes(box_curves, strategies, seeds):
+    """Per box annotated: AUC on the shared box range and the boxes to reach random."""
+    out = dict(auc={}, cost_reduction={}, paired_auc_vs={})
+    shared = {seed: (max(box_curves[s][seed][0][0] for s in strategies),
+                     min(box_curves[s][seed][-1][0] for s in strategies)) for seed in seeds}
+    aucs = {s: [auc_on(box_curves[s][seed], *shared[seed]) for seed in seeds]
+            for s in strategies}
+    for s in strategies:
+        out['auc'][s] = dict(per_seed=aucs[s], mean_std=mean_std(aucs[s]))
+        if 'random' in strategies:
+            red = []
+            for seed in seeds:
+                rnd = box_curves['random'][seed]
+                x = labels_to_reach(box_curves[s][seed], rnd[-1][1])
+                red.append(None if x is None else (rnd[-1][0] - x) / rnd[-1][0])
+            out['cost_reduction'][s] = dict(per_seed=red, mean_std=mean_std(red),
+                                            not_reached=sum(r is None for r in red))
+        for base in [b for b in BASELINES if b in strategies and b != s]:
+            out['paired_auc_vs'].setdefault(s, {})[base] = paired(
+                [a - b for a, b in zip(aucs[s], aucs[base])])
+    out['shared_box_range'] = {str(k): v for k, v in shared.items()}
+    return out
+
+
+def paired(diffs):
+    m, sd = mean_std(diffs)
+    se = sd / math.sqrt(len(diffs)) if sd is not None else None
+    return dict(per_seed=diffs, mean=m, std=sd, stderr=se,
+                mean_exceeds_stderr=bool(se is not None and m > se))
+
+
 def analyse(curves, strategies, seeds):
     out = dict(per_round={}, auc={}, cost_reduction={}, paired_auc_vs={}, paired_final_vs={})
     for s in strategies:
@@ -145,12 +200,8 @@ def analyse(curves, strategies, seeds):
     for s in strategies:
         for base in [b for b in BASELINES if b in strategies and b != s]:
             for key, of in (('paired_auc_vs', auc), ('paired_final_vs', lambda c: c[-1][1])):
-                diffs = [of(curves[s][seed]) - of(curves[base][seed]) for seed in seeds]
-                m, sd = mean_std(diffs)
-                se = sd / math.sqrt(len(diffs)) if sd is not None else None
-                out[key].setdefault(s, {})[base] = dict(
-                    per_seed=diffs, mean=m, std=sd, stderr=se,
-                    mean_exceeds_stderr=bool(se is not None and m > se))
+                out[key].setdefault(s, {})[base] = paired(
+                    [of(curves[s][seed]) - of(curves[base][seed]) for seed in seeds])
     return out
 
 
@@ -209,6 +260,21 @@ def report(res, strategies):
             for b, d in bases.items():
                 lines.append(f"| {s} − {b} | {d['mean']:+.4f} | {d['std']:.4f} | "
                              f"{d['stderr']:.4f} | {d['mean_exceeds_stderr']} |")
+    boxes = res.get('per_box')
+    if boxes:
+        lines += ['', '| per box annotated | AUC on the shared box range | boxes to reach '
+                  'random (reduction) |', '| --- | --- | --- |']
+        for s in strategies:
+            cr = boxes['cost_reduction'].get(s)
+            crs = '-' if cr is None else (fmt(cr['mean_std'], 3) + (
+                f" ({cr['not_reached']} seed(s) not reached)" if cr['not_reached'] else ''))
+            lines.append(f"| {s} | {fmt(boxes['auc'][s]['mean_std'])} | {crs} |")
+        lines += ['', '| paired AUC difference per box | mean | std | stderr | mean > stderr |',
+                  '| --- | --- | --- | --- | --- |']
+        for s, bases in boxes['paired_auc_vs'].items():
+            for b, d in bases.items():
+                lines.append(f"| {s} − {b} | {d['mean']:+.4f} | {d['std']:.4f} | "
+                             f"{d['stderr']:.4f} | {d['mean_exceeds_stderr']} |")
     comp = res.get('selected_composition') or {}
     if comp:
         names = sorted({n for c in comp.values() for n in c})
@@ -221,22 +287,30 @@ def report(res, strategies):
     return '\n'.join(lines) + '\n'
 
 
-def plot(path, res, strategies):
+def plot(path, res, strategies, box_curves):
+    """mAP against labelled images (mean ± std over seeds) and against boxes annotated
+    (every seed's curve)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for s in strategies:
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for c, s in enumerate(strategies):
         xs = [r['num_labelled'] for r in res['per_round'][s]]
         m = [r['mAP'][0] for r in res['per_round'][s]]
         sd = [r['mAP'][1] for r in res['per_round'][s]]
-        ax.plot(xs, m, marker='o', label=s)
+        ax.plot(xs, m, marker='o', label=s, color=f'C{c}')
         ax.fill_between(xs, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
-                        alpha=0.15)
+                        alpha=0.15, color=f'C{c}')
+        for k, pts in enumerate(box_curves[s].values()):
+            bx.plot(*zip(*pts), marker='.', color=f'C{c}', alpha=0.6,
+                    label=s if k == 0 else None)
     ax.set_xlabel('labelled images')
     ax.set_ylabel('test mAP (mean ± std over seeds)')
-    ax.grid(alpha=0.3)
-    ax.legend()
+    bx.set_xlabel('boxes annotated')
+    bx.set_ylabel('test mAP (each seed)')
+    for a in (ax, bx):
+        a.grid(alpha=0.3)
+        a.legend()
     fig.tight_layout()
     fig.savefig(path)
 
@@ -246,7 +320,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config', nargs='?')
     p.add_argument('--work-dir', required=True)
-    p.add_argument('--quick', action='store_true', help='the BCCD preset')
+    p.add_argument('--quick', action='store_true',
+                   help='the pretrained BCCD preset (same as --preset quick)')
+    p.add_argument('--preset', choices=sorted(PRESETS),
+                   help="'quick': pretrained BCCD; 'scratch': the from-scratch R18 study")
     p.add_argument('--strategies', nargs='+')
     p.add_argument('--seeds', nargs='+', type=int)
     p.add_argument('--rounds', type=int)
@@ -258,14 +335,16 @@ def main():
     p.add_argument('--analyse-only', action='store_true',
                    help='read the finished runs in --work-dir, train nothing')
     args = p.parse_args()
-    base = dict(QUICK) if args.quick or not args.config else dict(
-        QUICK, config=args.config)
+    preset = PRESETS[args.preset or 'quick']
+    base = dict(preset) if args.quick or args.preset or not args.config else dict(
+        preset, config=args.config)
     for key in ('strategies', 'seeds', 'rounds', 'initial', 'budget'):
         if getattr(args, key) is None:
             setattr(args, key, base[key])
     config = args.config or base['config']
     import isal_mmdet  # noqa: F401
     curves = {s: {} for s in args.strategies}
+    box_curves = {s: {} for s in args.strategies}
     for seed in args.seeds:
         done = sorted(glob.glob(osp.join(osp.abspath(args.work_dir), '*', f'seed{seed}',
                                          'round_0', 'metrics.json')))
@@ -279,7 +358,10 @@ def main():
                 rows = run_one(config, wd, s, seed, args, shared_round0=first)
             first = first or osp.join(wd, 'round_0')
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
+            box_curves[s][seed] = [(r['num_boxes'], r['mAP']) for r in rows]
     res = analyse(curves, args.strategies, args.seeds)
+    res['per_box'] = analyse_boxes(box_curves, args.strategies, args.seeds)
+    res['box_curves'] = {s: {str(k): v for k, v in c.items()} for s, c in box_curves.items()}
     res['curves'] = {s: {str(k): v for k, v in c.items()} for s, c in curves.items()}
     from mmengine.config import Config
     data_root = Config.fromfile(config).train_dataloader.dataset.get('data_root', '')
@@ -296,7 +378,7 @@ def main():
         json.dump(res, f, indent=1)
     with open(out + '.md', 'w') as f:
         f.write(report(res, args.strategies))
-    plot(out + '.png', res, args.strategies)
+    plot(out + '.png', res, args.strategies, box_curves)
     print(report(res, args.strategies))
     return 0
 

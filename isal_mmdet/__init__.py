@@ -6,6 +6,7 @@ orchestration). Importing the package registers its components in mmdet's regist
 """
 from . import compat  # noqa: F401  (checkpoint loading fix, applied once)
 from .al.hook import ISALSelectionHook
+from .detection.backbones import EfficientNetLite
 from .al.strategies import (STRATEGIES, CoreSet, Entropy, GradSimilarity, ISAL,
                             LeastConfidence, Random, build_strategy)
 from .datasets.al_subset import ActiveSubset
@@ -13,6 +14,6 @@ from .datasets.al_subset import ActiveSubset
 __version__ = '0.1.0'
 
 __all__ = [
-    'ActiveSubset', 'CoreSet', 'Entropy', 'GradSimilarity', 'ISAL', 'ISALSelectionHook',
+    'ActiveSubset', 'CoreSet', 'EfficientNetLite', 'Entropy', 'GradSimilarity', 'ISAL', 'ISALSelectionHook',
     'LeastConfidence', 'Random', 'STRATEGIES', 'build_strategy'
 ]

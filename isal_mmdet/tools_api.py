@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from mmdet.registry import MODELS
@@ -15,7 +16,7 @@ from .al.context import selection_context
 from .al.data import unwrap_subset
 from .al.io import read_json
 from .al.launch import init_distributed
-from .al.loop import AL_DEFAULTS
+from .al.settings import AL_DEFAULTS, al_settings, strategy_for_tool
 from .al.selection import select
 from .compat import trust_checkpoints
 
@@ -33,13 +34,17 @@ def build_model(cfg: Config, checkpoint: str) -> torch.nn.Module:
     return model.eval()
 
 
-def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: str, out_dir: str,
+def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str], out_dir: str,
                            budget: Optional[int] = None, labelled_file: Optional[str] = None,
                            reference: Optional[str] = None, batch_size: Optional[int] = None,
                            seed: Optional[int] = None, launcher: str = 'none') -> Dict[str, Any]:
+    """Selects with ``checkpoint``'s model. ``strategy=None`` takes the config's
+    ``active_learning.strategy``; a name that is the config strategy's type keeps its
+    arguments (:func:`strategy_for_tool`)."""
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    al = dict(AL_DEFAULTS)
-    al.update(cfg.get('active_learning', {}))
+    al = al_settings(cfg) if 'active_learning' in cfg else dict(AL_DEFAULTS)
+    spec, how = strategy_for_tool(al['strategy'], strategy)
+    print_log(f'strategy: {spec} ({how})', logger='current')
     init_distributed(launcher)
     if labelled_file is not None:
         labelled = read_json(labelled_file)
@@ -57,4 +62,4 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: str, out_dir:
                             batch_size=batch_size or al['batch_size'],
                             num_workers=al['num_workers'], seed=al['seed'] if seed is None
                             else seed)
-    return select(strategy, ctx, budget or al['budget'], out_dir, al['export_coco'])
+    return select(spec, ctx, budget or al['budget'], out_dir, al['export_coco'])

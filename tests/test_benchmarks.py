@@ -88,3 +88,17 @@ def test_soft_label_gradient_vanishes_for_likelihoods_not_for_focal():
     assert all(r['soft_focal'] < 0 for r in rows if r['q'] < 0.27)
     assert all(r['soft_focal'] > 0 for r in rows if r['q'] > 0.5)
     assert q.strategy_cfg(dict(type='ISAL'), 'isal-soft')['strategy']['pseudo'] == 'soft'
+
+
+def test_per_box_analysis_on_the_shared_box_range():
+    # 'sparse' picks images with fewer boxes: behind per image, ahead per box
+    boxes = {'random': {0: [(100, 0.4), (200, 0.5), (300, 0.6)]},
+             'sparse': {0: [(100, 0.4), (150, 0.45), (200, 0.55)]}}
+    res = q.analyse_boxes(boxes, ['random', 'sparse'], [0])
+    assert res['shared_box_range']['0'] == (100, 200)
+    assert res['auc']['random']['per_seed'] == pytest.approx([0.45])
+    assert res['auc']['sparse']['per_seed'] == pytest.approx([0.4625], rel=1e-3)
+    assert res['paired_auc_vs']['sparse']['random']['per_seed'] == pytest.approx(
+        [0.0125], rel=1e-2)
+    assert res['cost_reduction']['sparse']['not_reached'] == 1  # never reaches 0.6
+    assert q.interp([(0, 0.0), (10, 1.0)], 2.5) == pytest.approx(0.25)

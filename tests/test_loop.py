@@ -126,6 +126,25 @@ def test_bad_input_gives_one_line_errors(synthetic_voc, tmp_path):
         res.stderr
 
 
+@pytest.mark.parametrize('field,value,message', [
+    ('strategy', 'isall', "active_learning.strategy: unknown strategy 'isall'; choose one of"),
+    ('reference', 'test', "active_learning.reference must be one of ['val', 'labelled']"),
+    ('oracle', 'human', "active_learning.oracle must be one of ['gt', 'none']"),
+    ('strategy.solver.type', 'lisa', "active_learning.strategy: unknown s_test solver"),
+    ('warm_start_iters', 5, 'active_learning.warm_start_iters needs warm_start=True'),
+    ('metric', 3, 'active_learning.metric must be a metric name'),
+    ('batch_size', 0, 'active_learning.batch_size must be a positive integer'),
+])
+def test_invalid_fields_fail_before_any_training(field, value, message, synthetic_voc,
+                                                 tmp_path):
+    start = time.time()
+    res = al_train(tmp_path / 'w', synthetic_voc, **{f'active_learning.{field}': value})
+    assert res.returncode == 2, res.stdout[-2000:]
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert time.time() - start < 60
+    assert not osp.exists(tmp_path / 'w' / 'round_0' / 'train')
+
+
 def test_warm_start_fine_tunes_from_previous_round(synthetic_voc, tmp_path):
     res = al_train(tmp_path / 'w', synthetic_voc, **{
         'active_learning.rounds': 2, 'active_learning.warm_start': True,

@@ -184,3 +184,89 @@ def test_labelled_ids_not_in_dataset_are_an_error(synthetic_voc):
     with pytest.raises(ValueError, match=r"1 labelled id\(s\) are not in train_dataloader"):
         first = open(f'{synthetic_voc}/ImageSets/Main/train.txt').read().split()[0]
         selection_context(cfg, None, [first, 'no_such_image'])
+
+
+def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
+    """normaliser='fixed': the count is the reference set's mean positives per image, and
+    scores still do not depend on batch size."""
+    model = build_detector('retinanet')
+    cfg = dict(type='ISAL', score_thr=0.0, max_per_img=20, normaliser='fixed',
+               solver=dict(type='cg', max_iter=5, num_samples=4))
+    runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
+    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-7)
+    ctx = _ctx(synthetic_voc, model)
+    obj = DetectionObjective(avg_factor=1.0)
+    from mmengine.dataset import pseudo_collate
+    with torch.no_grad():
+        obj.per_sample_loss(model, pseudo_collate([ctx.reference[i]
+                                                   for i in range(len(ctx.reference))]))
+    assert runs[0]['info']['avg_factor'] == pytest.approx(
+        max(sum(obj.positives) / len(obj.positives), 1.0))
+    image = select(dict(cfg, normaliser='image'), _ctx(synthetic_voc, model), 3)
+    assert image['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
+    with pytest.raises(ValueError, match='ISAL.normaliser'):
+        build_strategy(dict(type='ISAL', normaliser='batch'))
+
+
+def test_isal_with_no_pseudo_box_is_flagged_uninformative(synthetic_voc, caplog):
+    model = build_detector('retinanet')
+    with caplog.at_level(logging.WARNING, logger='isal_mmdet'):
+        out = select(dict(type='ISAL', score_thr=1.01, solver=dict(type='cg', max_iter=2,
+                                                                    num_samples=4)),
+                     _ctx(synthetic_voc, model), 3)
+    assert len(out['selected']) == 3
+    assert any('no pseudo box' in r for r in out['info']['uninformative'])
+    assert 'carries little information' in caplog.text
+    ok = select(dict(type='ISAL', score_thr=0.0, max_per_img=20,
+                     solver=dict(type='cg', max_iter=2, num_samples=4)),
+                _ctx(synthetic_voc, model), 3)
+    assert 'uninformative' not in ok['info']
+
+
+def test_bad_strategy_arguments_are_one_line_errors():
+    from isal_mmdet.al.settings import checked_strategy
+    for spec, match in ((dict(type='ISAL', solver=dict(type='lisa')), "solver 'lisa'"),
+                        (dict(type='ISAL', solver=dict(type='cg', iters=3)), 'ISAL.solver'),
+                        (dict(type='entropy', thr=0.2), 'thr'),
+                        (dict(type='ISAL', curvature='gauss'), 'ISAL.curvature'),
+                        ('isall', "unknown strategy 'isall'")):
+        with pytest.raises(ValueError, match=match) as err:
+            checked_strategy(spec)
+        assert str(err.value).startswith('active_learning.strategy: ')
+        assert '\n' not in str(err.value)
+
+
+@pytest.mark.parametrize('name', ['random', 'entropy', 'least_confidence', 'coreset',
+                                  'grad_similarity', 'isal'])
+def test_no_strategy_selects_an_unreadable_image(name, synthetic_voc, tmp_path):
+    """Every strategy, random included, sees the same readable pool; the exports too."""
+    import shutil
+    root = tmp_path / 'voc'
+    shutil.copytree(synthetic_voc, root)
+    ctx = _ctx(str(root), build_detector('retinanet'))
+    pool_ids = ctx.pool.img_ids()
+    # truncate the images random would draw first
+    first = rank_ids(build_strategy('random').score(ctx), True)[:4]
+    for img_id in first:
+        path = root / 'JPEGImages' / f'{img_id}.jpg'
+        path.write_bytes(path.read_bytes()[:200])
+    cfg = dict(type='ISAL', solver=dict(type='cg', max_iter=2, num_samples=4)) \
+        if name == 'isal' else name
+    out = select(cfg, _ctx(str(root), ctx.model), 3, out_dir=str(tmp_path / 'out'))
+    assert len(out['selected']) == 3 and not set(out['selected']) & set(first)
+    assert set(out['selected']) <= set(pool_ids)
+    coco = json.load(open(tmp_path / 'out' / 'preannotations_coco.json'))
+    assert len(coco['images']) == 3
+
+
+def test_tools_take_the_config_strategy_and_its_arguments():
+    from isal_mmdet.al.settings import strategy_for_tool
+    paper = dict(type='ISAL', curvature='hessian', solver=dict(type='lissa', depth=7))
+    assert strategy_for_tool(paper, None)[0] == paper
+    assert strategy_for_tool(paper, 'isal')[0] == paper          # same type: its arguments
+    assert strategy_for_tool(paper, 'ISAL')[0] == paper
+    assert strategy_for_tool(paper, 'grad_similarity')[0] == 'grad_similarity'
+    assert strategy_for_tool(paper, 'entropy')[0] == 'entropy'
+    assert strategy_for_tool('entropy', 'isal')[0] == 'isal'
+    with pytest.raises(ValueError, match="--strategy: unknown strategy 'isall'"):
+        strategy_for_tool(paper, 'isall')

@@ -1,6 +1,6 @@
 """Score a pool and select from a trained checkpoint, without training.
 
-    python tools/al_select.py CONFIG CHECKPOINT --strategy NAME [--budget N] --out DIR
+    python tools/al_select.py CONFIG CHECKPOINT [--strategy NAME] [--budget N] --out DIR
         [--labelled IDS_JSON] [--reference val|labelled] [--batch-size B]
         [--launcher none|pytorch|slurm] [--cfg-options k=v ...]
 
@@ -17,8 +17,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
     p.add_argument('checkpoint')
-    p.add_argument('--strategy', required=True,
-                   help='isal, grad_similarity, entropy, least_confidence, coreset, random')
+    p.add_argument('--strategy',
+                   help="isal, grad_similarity, entropy, least_confidence, coreset, random; "
+                        "default: the config's active_learning.strategy, whose arguments are "
+                        "also kept when this names its type")
     p.add_argument('--budget', type=int)
     p.add_argument('--out', required=True)
     p.add_argument('--labelled', help='JSON list of labelled image ids')

@@ -8,9 +8,8 @@ from torch import nn
 from ..datasets.al_subset import ActiveSubset
 from .data import (build_dataset, dataset_ids, scoring_dataset_cfg, test_pipeline_of,
                    unwrap_subset)
+from .settings import REFERENCES
 from .strategies import SelectionContext
-
-REFERENCES = ('val', 'labelled')
 
 
 def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashable],

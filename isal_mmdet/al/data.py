@@ -79,6 +79,16 @@ def check_class_names(ds: Any, field: str) -> None:
                                  f'{field}.metainfo.classes {sorted(classes)}')
 
 
+def check_reference(ds: Any, field: str) -> None:
+    """The reference set defines v: it must hold images, and boxes."""
+    if len(ds) == 0:
+        raise ValueError(f'{field}: the reference set has no image')
+    if not any(inst.get('ignore_flag', 0) == 0 for i in range(len(ds))
+               for inst in ds.get_data_info(i).get('instances', [])):
+        raise ValueError(f'{field}: the reference set has no box (ISAL\'s reference gradient '
+                         'needs labelled boxes)')
+
+
 def dataset_ids(ds: Any) -> List[Hashable]:
     return [ds.get_data_info(i)['img_id'] for i in range(len(ds))]
 

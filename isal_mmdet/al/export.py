@@ -34,13 +34,18 @@ def coco_preannotations(model: torch.nn.Module, dataset: Any, ids: Sequence[Hash
                         classes: Sequence[str], score_thr: float = 0.1,
                         batch_size: int = 4) -> dict:
     """COCO json of the ``ids`` images with the model's boxes (original image coordinates)
-    as pre-annotations carrying a ``score``, for CVAT / Label Studio import."""
+    as pre-annotations carrying a ``score``, for CVAT / Label Studio import. An image the
+    dataset cannot load (None, logged by the dataset) is left out."""
     index = {dataset.get_data_info(i)['img_id']: i for i in range(len(dataset))}
     images, anns = [], []
     model.eval()
     for start in range(0, len(ids), batch_size):
-        chunk = ids[start:start + batch_size]
-        batch = pseudo_collate([dataset[index[i]] for i in chunk])
+        loaded = [(i, dataset[index[i]]) for i in ids[start:start + batch_size]]
+        loaded = [(i, sample) for i, sample in loaded if sample is not None]
+        if not loaded:
+            continue
+        chunk = [i for i, _ in loaded]
+        batch = pseudo_collate([sample for _, sample in loaded])
         for img_id, result in zip(chunk, model.test_step(batch)):
             coco_id = len(images) + 1
             info = dataset.get_data_info(index[img_id])

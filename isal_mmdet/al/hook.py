@@ -11,6 +11,7 @@ from .context import selection_context
 from .data import build_dataset, dataset_ids, unwrap_subset
 from .io import read_json
 from .selection import select
+from .settings import REFERENCES, checked_strategy
 
 
 @HOOKS.register_module()
@@ -33,6 +34,14 @@ class ISALSelectionHook(Hook):
     def __init__(self, strategy: Any = 'isal', budget: int = 100, pool: Optional[dict] = None,
                  reference: str = 'val', out_dir: Optional[str] = None, batch_size: int = 4,
                  num_workers: int = 0, seed: int = 0, export_coco: bool = True):
+        # checked when the runner builds its hooks, before any training
+        checked_strategy(strategy, 'ISALSelectionHook.strategy')
+        if reference not in REFERENCES:
+            raise ValueError(f'ISALSelectionHook.reference must be one of {list(REFERENCES)}, '
+                             f'got {reference!r}')
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
+            raise ValueError(f'ISALSelectionHook.budget must be a positive integer, got '
+                             f'{budget!r}')
         self.strategy, self.budget, self.pool = strategy, budget, pool
         self.reference, self.out_dir = reference, out_dir
         self.batch_size, self.num_workers = batch_size, num_workers

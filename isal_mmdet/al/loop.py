@@ -34,36 +34,13 @@ from mmengine.runner import Runner
 from ..compat import trust_checkpoints
 from ..influence.dist import barrier, broadcast_object
 from .context import selection_context
-from .data import build_dataset, dataset_ids, scoring_dataset_cfg, test_pipeline_of, unwrap_subset
+from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
+                   test_pipeline_of, unwrap_subset)
 from .io import read_json, write_json, write_text
 from .launch import cpu_wrapper_cfg, init_distributed
 from .selection import select
+from .settings import ORACLES, al_settings
 from .state import LabelState, initial_split
-
-AL_DEFAULTS = dict(initial_size=100, budget=100, rounds=3, strategy='isal', reference='val',
-                   seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
-                   batch_size=4, num_workers=0, export_coco=True)
-
-
-def al_settings(cfg: Config) -> Dict[str, Any]:
-    if 'active_learning' not in cfg:
-        raise ValueError('config has no `active_learning = dict(...)` block')
-    al = dict(AL_DEFAULTS)
-    unknown = set(cfg.active_learning) - set(AL_DEFAULTS)
-    if unknown:
-        raise ValueError(f'active_learning: unknown field(s) {sorted(unknown)}; known: '
-                         f'{sorted(AL_DEFAULTS)}')
-    al.update(cfg.active_learning.to_dict() if hasattr(cfg.active_learning, 'to_dict')
-              else dict(cfg.active_learning))
-    for key in ('initial_size', 'budget', 'rounds'):
-        if not isinstance(al[key], int) or al[key] <= 0:
-            raise ValueError(f'active_learning.{key} must be a positive integer, got {al[key]!r}')
-    iters = al['warm_start_iters']
-    if iters is not None and (not isinstance(iters, int) or iters <= 0):
-        raise ValueError(f'active_learning.warm_start_iters must be a positive integer or None, '
-                         f'got {iters!r}')
-    return al
-
 
 def fingerprint(cfg: Config) -> str:
     """Identifies the experiment; the round count is left out so a finished run can be
@@ -109,8 +86,8 @@ class ActiveLearningLoop:
         self.al = al_settings(cfg)
         if oracle is not None:
             self.al['oracle'] = oracle
-        if self.al['oracle'] not in ('gt', 'none'):
-            raise ValueError(f"active_learning.oracle must be 'gt' or 'none', got "
+        if self.al['oracle'] not in ORACLES:
+            raise ValueError(f"active_learning.oracle must be one of {list(ORACLES)}, got "
                              f"{self.al['oracle']!r}")
         self.work_dir = osp.abspath(work_dir)
         self.launcher = launcher
@@ -161,6 +138,13 @@ class ActiveLearningLoop:
         self.all_ids = dataset_ids(self.source)
         if not self.all_ids:
             raise ValueError('train_dataloader.dataset: the pool has no image')
+        if self.al['rounds'] > 1 and self.al['initial_size'] == len(self.all_ids):
+            raise ValueError(f"active_learning.initial_size={self.al['initial_size']} leaves "
+                             f'no unlabelled image of {len(self.all_ids)} to select from')
+        if self.al['reference'] == 'val':
+            check_reference(build_dataset(scoring_dataset_cfg(
+                self.cfg.val_dataloader.dataset, pipeline), 'val_dataloader.dataset'),
+                'val_dataloader.dataset')
 
     # -- rounds ------------------------------------------------------------------------------
     def labelled_for(self, k: int) -> List[Hashable]:

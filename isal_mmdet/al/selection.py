@@ -7,7 +7,8 @@ from typing import Any, Dict, Optional
 
 from ..influence.dist import barrier, broadcast_object, rank_and_world
 from .export import coco_preannotations, export_selection
-from .strategies import SelectionContext, Strategy, build_strategy, rank_ids
+from .settings import checked_strategy
+from .strategies import SelectionContext, Strategy, rank_ids
 
 logger = logging.getLogger('isal_mmdet')
 
@@ -18,8 +19,10 @@ def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
 
     Returns ``dict(strategy, selected, scores, seconds, info, paths)`` on every rank.
     """
-    strategy: Strategy = build_strategy(strategy_cfg)
+    strategy: Strategy = checked_strategy(strategy_cfg)
     name = type(strategy).__name__
+    spec = (strategy_cfg.to_dict() if hasattr(strategy_cfg, 'to_dict') else strategy_cfg
+            if isinstance(strategy_cfg, (str, dict)) else name)
     if not isinstance(budget, int) or budget <= 0:
         raise ValueError(f'active_learning.budget must be a positive integer, got {budget!r}')
     if len(ctx.pool) == 0:
@@ -41,6 +44,6 @@ def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
             pre = coco_preannotations(ctx.model, ctx.pool, selected, classes)
         result['paths'] = export_selection(
             out_dir, name, selected, scores, rank_ids(scores, strategy.higher_is_better),
-            preannotations=pre, seconds=seconds, info=ctx.info)
+            preannotations=pre, seconds=seconds, info=ctx.info, strategy_cfg=spec)
     barrier()
     return result

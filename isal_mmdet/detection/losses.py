@@ -22,11 +22,11 @@ import importlib
 import sys
 import zlib
 from contextlib import ExitStack, contextmanager
-from typing import Dict, Hashable, Iterator, List, Sequence, Tuple
+from typing import Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.dense_heads import AnchorHead
+from mmdet.models.dense_heads import AnchorFreeHead, AnchorHead
 from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
 from mmdet.models.losses.utils import weighted_loss
 from mmdet.models.utils import unpack_gt_instances
@@ -75,8 +75,16 @@ def _py_sigmoid_focal_loss(pred, target, weight=None, gamma=2.0, alpha=0.25, red
 
 
 @contextmanager
-def per_image_normalisation(*heads: nn.Module) -> Iterator[None]:
-    """Make each head's loss normalise inside the image it is given."""
+def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = None,
+                            positives: Optional[List[float]] = None) -> Iterator[None]:
+    """Make each head's loss normalise inside the image it is given: by the image's own
+    positive count (clamped to >= 1), or by ``avg_factor``, one fixed count for every image
+    (anchor heads only), so that an image's background terms weigh the same whatever its
+    number of boxes. ``positives`` collects each anchor head call's own count."""
+    free = [type(h).__name__ for h in heads if isinstance(h, AnchorFreeHead)]
+    if avg_factor is not None and free:
+        raise ValueError(f"ISAL normaliser='fixed' needs anchor heads (RetinaNet, RPN); "
+                         f"{free[0]} normalises inside its own loss")
     with ExitStack() as stack:
         stack.enter_context(_patched(focal_loss_module, 'sigmoid_focal_loss',
                                      _py_sigmoid_focal_loss))
@@ -90,7 +98,9 @@ def per_image_normalisation(*heads: nn.Module) -> Iterator[None]:
 
                 def clamped(*args, _original=original, **kwargs):
                     out = _original(*args, **kwargs)
-                    return out[:-1] + (max(out[-1], 1),)
+                    if positives is not None:
+                        positives.append(float(out[-1]))
+                    return out[:-1] + (avg_factor or max(out[-1], 1),)
 
                 stack.enter_context(_patched(head, 'get_targets', clamped))
         yield
@@ -124,10 +134,10 @@ def _slice_outs(outs: Sequence[Sequence[Tensor]], i: int) -> Tuple[List[Tensor],
 
 
 def single_stage_losses(model: SingleStageDetector, x: Tuple[Tensor, ...], outs: tuple,
-                        data_samples: list, seed: int = 0) -> Tensor:
+                        data_samples: list, seed: int = 0, **norm) -> Tensor:
     head = model.bbox_head
     losses = []
-    with per_image_normalisation(head):
+    with per_image_normalisation(head, **norm):
         for i, ds in enumerate(data_samples):
             gt, gt_ignore, metas = unpack_gt_instances([ds])
             with image_seeded_rng(ds.metainfo.get('img_id', i), seed):
@@ -137,11 +147,11 @@ def single_stage_losses(model: SingleStageDetector, x: Tuple[Tensor, ...], outs:
 
 
 def two_stage_losses(model: TwoStageDetector, x: Tuple[Tensor, ...], rpn_outs: tuple,
-                     data_samples: list, seed: int = 0) -> Tensor:
+                     data_samples: list, seed: int = 0, **norm) -> Tensor:
     rpn_head, roi_head = model.rpn_head, model.roi_head
     proposal_cfg = model.train_cfg.get('rpn_proposal', model.test_cfg.rpn)
     losses = []
-    with per_image_normalisation(rpn_head, roi_head.bbox_head):
+    with per_image_normalisation(rpn_head, roi_head.bbox_head, **norm):
         for i, ds in enumerate(data_samples):
             rpn_ds = copy.deepcopy(ds)
             rpn_ds.gt_instances.labels = torch.zeros_like(rpn_ds.gt_instances.labels)
@@ -207,8 +217,11 @@ def head_outputs(model: nn.Module, x: Tuple[Tensor, ...]) -> tuple:
 
 
 def per_image_losses(model: nn.Module, x: Tuple[Tensor, ...], outs: tuple, data_samples: list,
-                     seed: int = 0) -> Tensor:
-    """``[L_1..L_B]``, each image's training loss as if it were alone (see module doc)."""
+                     seed: int = 0, avg_factor: Optional[float] = None,
+                     positives: Optional[List[float]] = None) -> Tensor:
+    """``[L_1..L_B]``, each image's training loss as if it were alone (see module doc);
+    ``avg_factor``/``positives``: see :func:`per_image_normalisation`."""
+    norm = dict(avg_factor=avg_factor, positives=positives)
     if isinstance(model, TwoStageDetector):
-        return two_stage_losses(model, x, outs, data_samples, seed)
-    return single_stage_losses(model, x, outs, data_samples, seed)
+        return two_stage_losses(model, x, outs, data_samples, seed, **norm)
+    return single_stage_losses(model, x, outs, data_samples, seed, **norm)

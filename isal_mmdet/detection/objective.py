@@ -33,15 +33,22 @@ class DetectionObjective(Objective):
             integer keeps each with probability equal to its score (:func:`presence_draw`).
         soft: pseudo loss = the expected loss over the predicted class probabilities
             (:func:`.losses.soft_label_losses`) instead of boxes.
+        avg_factor: ``None``: each image's loss is divided by its own positive count;
+            a number: by this fixed count (anchor heads), the same for every image.
+
+    ``positives`` collects every image's own positive count (anchor heads), from which a
+    fixed ``avg_factor`` is taken.
     """
 
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
                  max_per_class: Optional[int] = None, draw: Optional[int] = None,
-                 soft: bool = False):
+                 soft: bool = False, avg_factor: Optional[float] = None):
         self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
         self.max_per_class, self.draw, self.soft = max_per_class, draw, soft
+        self.avg_factor = avg_factor
         self.dropped_boxes = 0
         self.pseudo_boxes: List[int] = []
+        self.positives: List[float] = []
 
     def collate(self, samples: Sequence[Any]) -> Any:
         return pseudo_collate(list(samples))
@@ -82,7 +89,8 @@ class DetectionObjective(Objective):
             for ds in samples:
                 ds.gt_instances, dropped = drop_degenerate(ds.gt_instances)
                 self._count_dropped(dropped, ds, 'ground-truth')
-        return per_image_losses(model, x, outs, samples, self.seed)
+        return per_image_losses(model, x, outs, samples, self.seed, self.avg_factor,
+                                self.positives)
 
     def _count_dropped(self, dropped: int, ds: Any, kind: str) -> None:
         if dropped:

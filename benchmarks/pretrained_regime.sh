@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The pretrained-regime study of docs/benchmarks.md, in the order it was run; every step is
+# resumable (rerun the script: finished rounds are kept).
+#   benchmarks/pretrained_regime.sh [WORK=work_dirs/pretrained]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=${1:-work_dirs/pretrained}
+PY=${PYTHON:-.venv/bin/python}
+CFG=configs/isal_retinanet_efflite_bccd.py
+# 1. training noise: the same 40 labelled images, three training seeds
+for t in 0 1 2; do
+  "$PY" tools/al_train.py "$CFG" --work-dir "$W/noise/train_seed$t" \
+    --cfg-options active_learning.rounds=1 randomness.seed=$t
+done
+# 2. what ISAL prefers on the round-0 checkpoint, and the terms of its score
+"$PY" benchmarks/isal_diagnostics.py "$CFG" --work-dir "$W/noise/train_seed0" \
+  --out "$W/diagnostics_round0.json"
+# 3. the paired study, seed by seed (partial results: --analyse-only --seeds ...)
+"$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" \
+  --strategies random entropy isal isal-fixed --seeds 0 1 2 --rounds 4

@@ -1,0 +1,86 @@
+"""The ``active_learning`` config block: defaults and validation of every field.
+
+Everything here runs before any training, so a typo costs seconds, not a round.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+from .strategies import Strategy, build_strategy
+
+AL_DEFAULTS = dict(initial_size=100, budget=100, rounds=3, strategy='isal', reference='val',
+                   seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
+                   batch_size=4, num_workers=0, export_coco=True)
+REFERENCES = ('val', 'labelled')
+ORACLES = ('gt', 'none')
+
+
+def _fail(key: str, msg: str) -> None:
+    raise ValueError(f'active_learning.{key} {msg}')
+
+
+def checked_strategy(spec: Any, field: str = 'active_learning.strategy') -> Strategy:
+    """The strategy built from ``spec``; a bad name or argument is one line naming ``field``."""
+    try:
+        return build_strategy(spec)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f'{field}: {e}') from None
+
+
+def validate(al: Dict[str, Any], train_loop: Optional[str] = None) -> None:
+    """Checks every field of a complete settings dict (defaults merged in)."""
+    for key in ('initial_size', 'budget', 'rounds', 'batch_size'):
+        if not isinstance(al[key], int) or isinstance(al[key], bool) or al[key] <= 0:
+            _fail(key, f'must be a positive integer, got {al[key]!r}')
+    for key in ('seed', 'num_workers'):
+        if not isinstance(al[key], int) or isinstance(al[key], bool) or al[key] < 0:
+            _fail(key, f'must be a non-negative integer, got {al[key]!r}')
+    for key in ('warm_start', 'export_coco'):
+        if not isinstance(al[key], bool):
+            _fail(key, f'must be True or False, got {al[key]!r}')
+    if al['reference'] not in REFERENCES:
+        _fail('reference', f'must be one of {list(REFERENCES)}, got {al["reference"]!r}')
+    if al['oracle'] not in ORACLES:
+        _fail('oracle', f'must be one of {list(ORACLES)}, got {al["oracle"]!r}')
+    if al['metric'] is not None and not isinstance(al['metric'], str):
+        _fail('metric', f'must be a metric name (e.g. "pascal_voc/mAP") or None, '
+                        f'got {al["metric"]!r}')
+    iters = al['warm_start_iters']
+    if iters is not None:
+        if not isinstance(iters, int) or isinstance(iters, bool) or iters <= 0:
+            _fail('warm_start_iters', f'must be a positive integer or None, got {iters!r}')
+        if not al['warm_start']:
+            _fail('warm_start_iters', 'needs warm_start=True')
+        if train_loop is not None and train_loop != 'IterBasedTrainLoop':
+            _fail('warm_start_iters', f'needs train_cfg.type=IterBasedTrainLoop, got '
+                                      f'{train_loop!r}')
+    checked_strategy(al['strategy'])
+
+
+def al_settings(cfg: Any) -> Dict[str, Any]:
+    """The config's ``active_learning`` block with defaults, every field validated."""
+    if 'active_learning' not in cfg:
+        raise ValueError('config has no `active_learning = dict(...)` block')
+    block = cfg.active_learning
+    block = block.to_dict() if hasattr(block, 'to_dict') else dict(block)
+    unknown = set(block) - set(AL_DEFAULTS)
+    if unknown:
+        raise ValueError(f'active_learning: unknown field(s) {sorted(unknown)}; known: '
+                         f'{sorted(AL_DEFAULTS)}')
+    al = dict(AL_DEFAULTS, **block)
+    train_cfg = cfg.get('train_cfg') or {}
+    validate(al, train_cfg.get('type'))
+    return al
+
+
+def strategy_for_tool(config_strategy: Any, requested: Optional[str]) -> Tuple[Any, str]:
+    """``(strategy spec, how it was chosen)`` for a tool run on a config: the config's own
+    strategy when none is requested, or when the requested name is the config strategy's
+    type (its arguments are kept); otherwise the requested name with default arguments."""
+    if requested is None:
+        return config_strategy, 'from the config'
+    if isinstance(config_strategy, dict):
+        ours = type(checked_strategy(config_strategy))
+        if type(checked_strategy(requested, '--strategy')) is ours:
+            return config_strategy, f'{requested!r} with the config\'s arguments'
+    return requested, f'{requested!r} with default arguments'

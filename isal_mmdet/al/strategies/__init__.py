@@ -1,0 +1,32 @@
+"""Selection strategies behind one interface (:class:`Strategy`): score the pool, then
+pick ``budget`` ids. One module per family: random, uncertainty, coreset, isal."""
+from __future__ import annotations
+
+from typing import Any
+
+from ...registry import STRATEGIES
+from .base import SelectionContext, Strategy, collate_readable, rank_ids
+from .coreset import CoreSet, image_features, k_center_greedy
+from .isal import DEFAULT_SOLVER, GradSimilarity, ISAL
+from .random import Random
+from .uncertainty import Entropy, LeastConfidence, entropy_of_boxes, least_confidence_of_boxes
+
+__all__ = [
+    'CoreSet', 'DEFAULT_SOLVER', 'Entropy', 'GradSimilarity', 'ISAL', 'LeastConfidence',
+    'Random', 'STRATEGIES', 'SelectionContext', 'Strategy', 'build_strategy',
+    'collate_readable', 'entropy_of_boxes', 'image_features', 'k_center_greedy',
+    'least_confidence_of_boxes', 'rank_ids'
+]
+
+
+def build_strategy(cfg: Any) -> Strategy:
+    """``'isal'`` or ``dict(type='ISAL', solver=...)`` → a strategy, with a one-line error."""
+    if isinstance(cfg, Strategy):
+        return cfg
+    cfg = {'type': cfg} if isinstance(cfg, str) else dict(cfg)
+    name = cfg.pop('type', None)
+    cls = STRATEGIES.module_dict.get(name)
+    if cls is None:
+        names = sorted(k for k in STRATEGIES.module_dict if k.islower())
+        raise ValueError(f'unknown strategy {name!r}; choose one of {names}')
+    return cls(**cfg)

@@ -1,0 +1,82 @@
+"""What every strategy shares: the selection context, the interface, ranking."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, Iterator, List
+
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.utils import ProgressBar
+from torch import nn
+
+from ...influence.dist import broadcast_object, gather_objects, rank_and_world
+from ..state import sort_ids
+
+
+@dataclass
+class SelectionContext:
+    """What a strategy may look at. Datasets yield mmdet samples with ``img_id`` metainfo."""
+    model: nn.Module
+    pool: Any
+    labelled: Any
+    reference: Any = None
+    batch_size: int = 4
+    num_workers: int = 0
+    seed: int = 0
+    progress: bool = True
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    def loader(self, dataset: Any, shard: bool = True) -> Iterator[Any]:
+        """This rank's share of ``dataset`` in batches, in a fixed order."""
+        rank, world = rank_and_world() if shard else (0, 1)
+        indices = list(range(len(dataset)))[rank::world]
+        subset = torch.utils.data.Subset(dataset, indices)
+        dl = torch.utils.data.DataLoader(subset, batch_size=self.batch_size, shuffle=False,
+                                         num_workers=self.num_workers,
+                                         collate_fn=collate_readable)
+        bar = ProgressBar(len(indices)) if self.progress and rank == 0 and indices else None
+        for batch, n in dl:
+            if batch is not None:
+                yield batch
+            if bar is not None:
+                for _ in range(n):
+                    bar.update()
+        if bar is not None:
+            print(flush=True)
+
+
+def collate_readable(samples: List[Any]) -> Any:
+    """``(batch of the readable samples or None, number of samples)``: unreadable images
+    (None, logged by ActiveSubset) are left out of scoring."""
+    ok = [s for s in samples if s is not None]
+    return (pseudo_collate(ok) if ok else None), len(samples)
+
+
+def rank_ids(scores: Dict[Hashable, float], higher_is_better: bool) -> List[Hashable]:
+    """Best first; ties broken by id so equal scores select the same images every time."""
+    ordered = sort_ids(scores)
+    sign = -1.0 if higher_is_better else 1.0
+    return sorted(ordered, key=lambda i: sign * scores[i])
+
+
+class Strategy:
+    """Base class. ``score`` runs on every rank over its shard; ``select`` on the merged
+    scores. Subclasses set ``higher_is_better``."""
+    higher_is_better = True
+
+    def score(self, ctx: SelectionContext) -> Dict[Hashable, float]:
+        local = {}
+        for batch in ctx.loader(ctx.pool):
+            ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
+            local.update(zip(ids, self.score_batch(ctx, batch)))
+        merged: Dict[Hashable, float] = {}
+        for part in gather_objects(local) or []:
+            merged.update(part)
+        return broadcast_object(merged)
+
+    def score_batch(self, ctx: SelectionContext, batch: Any) -> List[float]:
+        raise NotImplementedError
+
+    def select(self, scores: Dict[Hashable, float], budget: int,
+               ctx: SelectionContext) -> List[Hashable]:
+        return rank_ids(scores, self.higher_is_better)[:budget]
