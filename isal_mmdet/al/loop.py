@@ -321,6 +321,9 @@ class ActiveLearningLoop:
         selected = read_json(sel_path)['selected']
         if self.source.get_data_info(0).get('xml_path') is None:
             return self.import_coco(k, selected)
+        if self.annotations:
+            raise ValueError('--annotations is for COCO datasets; an XML dataset waits for '
+                             'one Pascal VOC XML per selected image')
         since = os.path.getmtime(sel_path)
         index = {self.source.get_data_info(i)['img_id']: i for i in range(len(self.source))}
         missing = []
