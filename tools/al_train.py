@@ -2,6 +2,7 @@
 
     python tools/al_train.py CONFIG [--work-dir W] [--cfg-options k=v ...]
                              [--launcher none|pytorch|slurm] [--oracle gt|none] [--force]
+                             [--annotations FILE] [--allow-missing]
 """
 import argparse
 import os.path as osp
@@ -20,6 +21,12 @@ def parse_args(argv=None):
     p.add_argument('--oracle', choices=['gt', 'none'],
                    help="'gt': simulate labelling with the dataset's boxes (default); "
                         "'none': stop after each selection for real annotation")
+    p.add_argument('--annotations', metavar='FILE',
+                   help='with --oracle none and a COCO dataset: the labelling tool\'s COCO '
+                        'export of the waiting round (default: W/round_<k>/annotations_coco.json)')
+    p.add_argument('--allow-missing', action='store_true',
+                   help='with --oracle none: selected images missing from the export stay '
+                        'unlabelled instead of the round waiting for them')
     p.add_argument('--force', action='store_true',
                    help='continue a work dir written with a different config')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -39,7 +46,8 @@ def main(argv=None) -> int:
     work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     try:
-        loop = ActiveLearningLoop(cfg, work_dir, args.launcher, args.force, args.oracle)
+        loop = ActiveLearningLoop(cfg, work_dir, args.launcher, args.force, args.oracle,
+                                  args.annotations, args.allow_missing)
         paused = loop.run()
     except (ValueError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)

@@ -34,8 +34,10 @@ def coco_preannotations(model: torch.nn.Module, dataset: Any, ids: Sequence[Hash
                         classes: Sequence[str], score_thr: float = 0.1,
                         batch_size: int = 4) -> dict:
     """COCO json of the ``ids`` images with the model's boxes (original image coordinates)
-    as pre-annotations carrying a ``score``, for CVAT / Label Studio import. An image the
-    dataset cannot load (None, logged by the dataset) is left out."""
+    as pre-annotations carrying a ``score``, for CVAT / Label Studio import. CVAT's "COCO 1.0"
+    importer needs ``segmentation`` in every annotation (``[]``: a box) and ``iscrowd``;
+    Label Studio's COCO converter reads ``score``. An image the dataset cannot load (None,
+    logged by the dataset) is left out."""
     index = {dataset.get_data_info(i)['img_id']: i for i in range(len(dataset))}
     images, anns = [], []
     model.eval()
@@ -59,7 +61,7 @@ def coco_preannotations(model: torch.nn.Module, dataset: Any, ids: Sequence[Hash
                 x1, y1, x2, y2 = box
                 anns.append(dict(id=len(anns) + 1, image_id=coco_id, category_id=label + 1,
                                  bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1),
-                                 iscrowd=0, score=score))
+                                 iscrowd=0, segmentation=[], score=score))
     cats = [dict(id=k + 1, name=name) for k, name in enumerate(classes)]
     return dict(images=images, annotations=anns, categories=cats)
 

@@ -7,6 +7,8 @@ Work-dir contract (``W``)::
     W/round_<k>/train/         mmengine work dir (checkpoints, logs)
     W/round_<k>/metrics.json   test metrics of round k's model
     W/round_<k>/selection.json strategy, selected ids and every pool score, for round k+1
+    W/round_<k>/annotations_coco.json  (oracle=none, COCO) the labelling tool's export
+    W/round_<k+1>/train_annotations.json  the ann_file merged with it, which round k+1 reads
     W/summary.json, W/summary.csv, W/curve.png
 
 Every file is written atomically and a finished round is never rewritten, so running the
@@ -19,6 +21,7 @@ import csv
 import gc
 import hashlib
 import io
+import logging
 import os
 import os.path as osp
 import time
@@ -33,6 +36,7 @@ from mmengine.runner import Runner
 
 from ..compat import trust_checkpoints
 from ..influence.dist import barrier, broadcast_object
+from .annotations import MERGED_FILE, export_path_for, import_export
 from .context import selection_context
 from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
                    test_pipeline_of, unwrap_subset)
@@ -81,7 +85,8 @@ class ActiveLearningLoop:
     """Runs (or resumes) a whole experiment in ``work_dir``."""
 
     def __init__(self, cfg: Config, work_dir: str, launcher: str = 'none',
-                 force: bool = False, oracle: Optional[str] = None):
+                 force: bool = False, oracle: Optional[str] = None,
+                 annotations: Optional[str] = None, allow_missing: bool = False):
         self.cfg = cfg
         self.al = al_settings(cfg)
         if oracle is not None:
@@ -89,6 +94,11 @@ class ActiveLearningLoop:
         if self.al['oracle'] not in ORACLES:
             raise ValueError(f"active_learning.oracle must be one of {list(ORACLES)}, got "
                              f"{self.al['oracle']!r}")
+        if (annotations or allow_missing) and self.al['oracle'] != 'none':
+            raise ValueError('--annotations and --allow-missing need --oracle none')
+        self.annotations = annotations
+        self.allow_missing = allow_missing
+        self.sources: Dict[str, Any] = {}
         self.work_dir = osp.abspath(work_dir)
         self.launcher = launcher
         self.force = force
@@ -169,8 +179,24 @@ class ActiveLearningLoop:
         return self.agree(lambda: osp.exists(self.path(k, 'metrics.json')) and (
             last or osp.exists(self.path(k, 'selection.json'))))
 
-    def runner_cfg(self, k: int) -> Config:
+    def merged_ann_file(self, k: int) -> Optional[str]:
+        """The annotation file round k trains on once annotations were imported (oracle=none,
+        COCO): the latest ``round_<j>/train_annotations.json``, j ≤ k; None: the config's."""
+        merged = (self.path(j, MERGED_FILE) for j in range(k, 0, -1))
+        return next((path for path in merged if osp.exists(path)), None)
+
+    def with_ann_file(self, ann_file: Optional[str]) -> Config:
+        """A copy of the config whose training data source reads ``ann_file`` (if given)."""
         cfg = copy.deepcopy(self.cfg)
+        if ann_file is not None:
+            inner, subset = unwrap_subset(cfg.train_dataloader.dataset)
+            inner['ann_file'] = ann_file
+            cfg.train_dataloader.dataset = inner if subset is None else dict(
+                type='ActiveSubset', dataset=inner, **subset)
+        return cfg
+
+    def runner_cfg(self, k: int, ann_file: Optional[str] = None) -> Config:
+        cfg = self.with_ann_file(ann_file)
         cfg.pop('active_learning', None)
         cfg.work_dir = self.path(k, 'train')
         inner, _ = unwrap_subset(cfg.train_dataloader.dataset)
@@ -196,11 +222,17 @@ class ActiveLearningLoop:
         strategy = self.al['strategy']
         return strategy if isinstance(strategy, str) else str(strategy.get('type'))
 
-    def count_boxes(self, ids: List[Hashable]) -> int:
+    def count_boxes(self, ids: List[Hashable], ann_file: Optional[str] = None) -> int:
+        source = self.source
+        if ann_file is not None:
+            if ann_file not in self.sources:
+                self.sources[ann_file] = build_dataset(dict(self.source_cfg, ann_file=ann_file),
+                                                       ann_file)
+            source = self.sources[ann_file]
         wanted = set(ids)
         total = 0
-        for i in range(len(self.source)):
-            info = self.source.get_data_info(i)
+        for i in range(len(source)):
+            info = source.get_data_info(i)
             if info['img_id'] in wanted:
                 total += sum(1 for inst in info.get('instances', [])
                              if not inst.get('ignore_flag', 0))
@@ -216,7 +248,8 @@ class ActiveLearningLoop:
 
     def run_round(self, k: int) -> None:
         labelled = self.labelled_for(k)
-        runner = Runner.from_cfg(self.runner_cfg(k))
+        ann_file = self.agree(lambda: self.merged_ann_file(k))
+        runner = Runner.from_cfg(self.runner_cfg(k, ann_file))
         metrics_path = self.path(k, 'metrics.json')
         metrics = self.agree(lambda: read_json(metrics_path) if osp.exists(metrics_path)
                              else None)
@@ -234,7 +267,8 @@ class ActiveLearningLoop:
         selected = self.agree(lambda: osp.exists(self.path(k, 'selection.json')))
         if k < self.al['rounds'] - 1 and not selected:
             model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-            ctx = selection_context(self.cfg, model, labelled, self.al['reference'],
+            ctx = selection_context(self.with_ann_file(ann_file), model, labelled,
+                                    self.al['reference'],
                                     batch_size=self.al['batch_size'],
                                     num_workers=self.al['num_workers'], seed=self.al['seed'])
             result = select(self.al['strategy'], ctx, self.al['budget'], self.round_dir(k),
@@ -242,7 +276,7 @@ class ActiveLearningLoop:
             seconds = result['seconds']
         mAP = primary_metric(metrics, self.al['metric'])
         print_log(f"round {k}: {len(labelled)} labelled images, "
-                  f"{self.count_boxes(labelled)} boxes, mAP "
+                  f"{self.count_boxes(labelled, ann_file)} boxes, mAP "
                   f"{'-' if mAP is None else f'{mAP:.4f}'}, strategy {self.strategy_name()}, "
                   f"selection {'-' if seconds is None else f'{seconds:.1f}s'}",
                   logger='current')
@@ -264,18 +298,21 @@ class ActiveLearningLoop:
         return None
 
     def missing_annotations(self, k: int) -> Optional[str]:
-        """With a human oracle, round k+1 waits until every image selected in round k has an
-        annotation file written after the selection (VOC-style XML datasets)."""
+        """With a human oracle, round k+1 waits for the annotations of the images selected in
+        round k: a new Pascal VOC XML per image (XML datasets), or a COCO export from a
+        labelling tool, which is then merged (COCO datasets, :meth:`import_coco`)."""
         sel_path = self.path(k, 'selection.json')
         selected = read_json(sel_path)['selected']
+        if self.source.get_data_info(0).get('xml_path') is None:
+            return self.import_coco(k, selected)
+        if self.annotations:
+            raise ValueError('--annotations is for COCO datasets; an XML dataset waits for '
+                             'one Pascal VOC XML per selected image')
         since = os.path.getmtime(sel_path)
         index = {self.source.get_data_info(i)['img_id']: i for i in range(len(self.source))}
         missing = []
         for img_id in selected:
-            xml = self.source.get_data_info(index[img_id]).get('xml_path')
-            if xml is None:
-                raise ValueError('oracle=none needs an XML (VOC-style) dataset; with COCO, '
-                                 'merge the new annotations into ann_file and use oracle=gt')
+            xml = self.source.get_data_info(index[img_id])['xml_path']
             if not osp.exists(xml) or os.path.getmtime(xml) <= since:
                 missing.append(xml)
         if not missing:
@@ -285,6 +322,43 @@ class ActiveLearningLoop:
                 f'XML yet, e.g. {missing[0]}. Pre-annotations to start from: '
                 f'{self.path(k, "preannotations_coco.json")}. Save each XML at that path, then '
                 'run the same command again.')
+
+    def import_coco(self, k: int, selected: List[Hashable]) -> Optional[str]:
+        """Imports round k's COCO export into ``round_<k+1>/train_annotations.json`` (with
+        ``round_<k+1>/labeled.json``, written first: the merged file marks a finished import)."""
+        merged = self.path(k + 1, MERGED_FILE)
+        if osp.exists(merged):
+            return None
+        export = export_path_for(self.round_dir(k), self.annotations)
+        waits = f'round {k + 1} waits for annotations: '
+        stale = self.annotations and osp.exists(export) and (
+            os.path.getmtime(export) <= os.path.getmtime(self.path(k, 'selection.json')))
+        if not osp.exists(export) or stale:
+            return (f'{waits}label the {len(selected)} images of '
+                    f'{self.path(k, "preannotations_coco.json")} (COCO with the model\'s boxes, '
+                    f'for CVAT "COCO 1.0" or Label Studio; contact sheet '
+                    f'{self.path(k, "selected.jpg")}), then export them as COCO to {export}'
+                    f'{" (the file there predates this selection)" if stale else ""} and run the '
+                    'same command again.')
+        base = self.merged_ann_file(k) or self.source.ann_file
+        result = import_export(export, base, selected, self.source.metainfo['classes'])
+        if result.missing and not self.allow_missing:
+            return (f'{waits}{len(result.missing)} of {len(selected)} selected images are not '
+                    f'in {export}, e.g. {result.missing[:3]}: export them too and run the same '
+                    'command again, or add --allow-missing to leave them unlabelled.')
+        if result.missing:
+            print_log(f'{len(result.missing)} selected images are not in {export} and stay '
+                      f'unlabelled (--allow-missing): {result.missing}', logger='current',
+                      level=logging.WARNING)
+        labelled = LabelState.load(self.path(k, 'labeled.json'), self.all_ids).add(
+            result.labelled)
+        write_json(self.path(k + 1, 'labeled.json'), labelled.labelled)
+        write_json(merged, result.coco)
+        print_log(f'{export}: imported {len(result.labelled)} images, {result.boxes} boxes '
+                  f'({result.clipped} clipped to the image, {result.dropped} under 1 px '
+                  f'dropped, {len(result.ignored)} images not selected in round {k} ignored) '
+                  f'-> {merged}', logger='current')
+        return None
 
     # -- summary -----------------------------------------------------------------------------
     def write_summary(self) -> None:
@@ -299,7 +373,8 @@ class ActiveLearningLoop:
             metrics = read_json(self.path(k, 'metrics.json'))
             sel_path = self.path(k, 'selection.json')
             sel = read_json(sel_path) if osp.exists(sel_path) else {}
-            rows.append(dict(round=k, num_labelled=len(ids), num_boxes=self.count_boxes(ids),
+            boxes = self.count_boxes(ids, self.merged_ann_file(k))
+            rows.append(dict(round=k, num_labelled=len(ids), num_boxes=boxes,
                              mAP=primary_metric(metrics, self.al['metric']),
                              strategy=self.strategy_name(),
                              selection_seconds=sel.get('seconds'), metrics=metrics))
@@ -314,29 +389,33 @@ class ActiveLearningLoop:
                         r['selection_seconds']] + [r['metrics'].get(m) for m in keys])
         write_text(osp.join(self.work_dir, 'summary.csv'), buf.getvalue())
         if rows:
-            plot_curve(osp.join(self.work_dir, 'curve.png'),
-                       {self.strategy_name(): [(r['num_labelled'], r['mAP']) for r in rows]})
+            plot_curve(osp.join(self.work_dir, 'curve.png'), {self.strategy_name(): [
+                (r['num_labelled'], r['num_boxes'], r['mAP']) for r in rows]})
         barrier()
 
 
 def plot_curve(path: str, curves: Dict[str, List[tuple]], title: str = '') -> None:
-    """mAP against labelled images, one line per strategy; written atomically."""
+    """mAP against labelled images and against annotated boxes (what labelling costs), one
+    line per strategy, ``curves = {name: [(images, boxes, mAP), ...]}``; written atomically."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     from .io import atomic_write
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100, sharey=True)
     for name, pts in curves.items():
-        pts = [(x, y) for x, y in pts if y is not None]
+        pts = [p for p in pts if p[2] is not None]
         if pts:
-            ax.plot(*zip(*pts), marker='o', label=name)
-    ax.set_xlabel('labelled images')
-    ax.set_ylabel('test mAP')
-    ax.grid(alpha=0.3)
-    ax.legend()
+            images, boxes, mAP = zip(*pts)
+            axes[0].plot(images, mAP, marker='o', label=name)
+            axes[1].plot(boxes, mAP, marker='o', label=name)
+    for ax, xlabel in zip(axes, ('labelled images', 'annotated boxes')):
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel('test mAP')
+    axes[0].legend()
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format='png'), mode='wb')
     plt.close(fig)

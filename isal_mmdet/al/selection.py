@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Dict, Optional
 
 from ..influence.dist import barrier, broadcast_object, rank_and_world
 from .export import coco_preannotations, export_selection
+from .report import contact_sheet
 from .settings import checked_strategy
 from .strategies import SelectionContext, Strategy, rank_ids
 
@@ -39,11 +41,15 @@ def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
                   info=ctx.info, paths={})
     if out_dir is not None and rank_and_world()[0] == 0:
         pre = None
+        ranking = rank_ids(scores, strategy.higher_is_better)
         if export_coco:
             classes = ctx.pool.metainfo.get('classes', ())
             pre = coco_preannotations(ctx.model, ctx.pool, selected, classes)
-        result['paths'] = export_selection(
-            out_dir, name, selected, scores, rank_ids(scores, strategy.higher_is_better),
-            preannotations=pre, seconds=seconds, info=ctx.info, strategy_cfg=spec)
+            chosen = set(selected)
+            contact_sheet(os.path.join(out_dir, 'selected.jpg'), pre, ctx.pool,
+                          [i for i in ranking if i in chosen], scores)
+        result['paths'] = export_selection(out_dir, name, selected, scores, ranking,
+                                           preannotations=pre, seconds=seconds, info=ctx.info,
+                                           strategy_cfg=spec)
     barrier()
     return result
