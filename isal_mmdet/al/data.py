@@ -27,10 +27,14 @@ def unwrap_subset(ds_cfg: Any) -> Tuple[dict, Optional[dict]]:
 
 
 def with_annotations(pipeline: Sequence[dict]) -> List[dict]:
-    """A deterministic pipeline that also loads boxes (real labels for v and H)."""
+    """A deterministic pipeline that also loads boxes (real labels for v and H), right after
+    the image, so that ``Resize`` rescales and clips them with it. mmdet's test pipelines
+    load boxes after ``Resize``, in original-image coordinates, for evaluation only."""
+    loads = ('LoadAnnotations', 'mmdet.LoadAnnotations')
     pipeline = [dict(p) for p in pipeline]
-    if not any(p.get('type') in ('LoadAnnotations', 'mmdet.LoadAnnotations') for p in pipeline):
-        pipeline.insert(1, dict(type='LoadAnnotations', with_bbox=True))
+    found = [p for p in pipeline if p.get('type') in loads]
+    pipeline = [p for p in pipeline if p.get('type') not in loads]
+    pipeline.insert(1, found[0] if found else dict(type='LoadAnnotations', with_bbox=True))
     return pipeline
 
 
