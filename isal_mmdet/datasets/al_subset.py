@@ -107,7 +107,7 @@ class ActiveSubset:
             if path not in self.skipped:
                 self.skipped.add(path)
                 logger.warning('skipping unreadable image %s (%s: %s)', path,
-                               type(e).__name__, e)
+                               type(e).__name__, ' '.join(str(e).split()))
             return None
 
     def _check_complete(self, index: int) -> None:
