@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os.path as osp
+import re
 from typing import Any, Dict, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
@@ -28,10 +29,32 @@ def build_model(cfg: Config, checkpoint: str) -> torch.nn.Module:
     register_all_modules(init_default_scope=False)
     trust_checkpoints(checkpoint)
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, checkpoint, map_location='cpu', revise_keys=[(r'^module\.', '')])
+    state = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state = state.get('state_dict', state) if isinstance(state, dict) else None
+    if state is None:
+        raise ValueError(f'{checkpoint}: not a checkpoint (no state dict in it)')
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    check_fits(model, state, checkpoint)
+    model.load_state_dict(state, strict=False)  # only extra keys are left to ignore
     if torch.cuda.is_available():
         model = model.cuda()
     return model.eval()
+
+
+def check_fits(model: torch.nn.Module, state: Dict[str, Any], checkpoint: str) -> None:
+    """A checkpoint of another architecture (or class count) loads with mere warnings in
+    mmengine and then selects with random weights; here it is a one-line error."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    other = [k for k in own if k in state and
+             tuple(getattr(state[k], 'shape', ())) != tuple(own[k].shape)]
+    if missing or other:
+        example = (f'e.g. {missing[0]} is missing' if missing else
+                   f'e.g. {other[0]} is {tuple(state[other[0]].shape)}, the model has '
+                   f'{tuple(own[other[0]].shape)}')
+        raise ValueError(f'{checkpoint}: not a checkpoint of the config\'s model '
+                         f'({type(model).__name__}): {len(missing)} of its {len(own)} weights '
+                         f'missing, {len(other)} of another shape ({example})')
 
 
 def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str], out_dir: str,

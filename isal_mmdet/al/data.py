@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os.path as osp
 import xml.etree.ElementTree as ET
 from typing import Any, Hashable, List, Optional, Sequence, Tuple
 
 from mmengine.config import ConfigDict
 from mmdet.registry import DATASETS
+from PIL import Image
 
 from ..datasets.al_subset import ActiveSubset
+
+logger = logging.getLogger('isal_mmdet')
+_SIZES_CHECKED: set = set()
 
 
 def _plain(cfg: Any) -> dict:
@@ -27,10 +32,14 @@ def unwrap_subset(ds_cfg: Any) -> Tuple[dict, Optional[dict]]:
 
 
 def with_annotations(pipeline: Sequence[dict]) -> List[dict]:
-    """A deterministic pipeline that also loads boxes (real labels for v and H)."""
+    """A deterministic pipeline that also loads boxes (real labels for v and H), right after
+    the image, so that ``Resize`` rescales and clips them with it. mmdet's test pipelines
+    load boxes after ``Resize``, in original-image coordinates, for evaluation only."""
+    loads = ('LoadAnnotations', 'mmdet.LoadAnnotations')
     pipeline = [dict(p) for p in pipeline]
-    if not any(p.get('type') in ('LoadAnnotations', 'mmdet.LoadAnnotations') for p in pipeline):
-        pipeline.insert(1, dict(type='LoadAnnotations', with_bbox=True))
+    found = [p for p in pipeline if p.get('type') in loads]
+    pipeline = [p for p in pipeline if p.get('type') not in loads]
+    pipeline.insert(1, found[0] if found else dict(type='LoadAnnotations', with_bbox=True))
     return pipeline
 
 
@@ -60,16 +69,19 @@ def build_dataset(ds_cfg: dict, field: str) -> Any:
     check_data_source(ds_cfg, field)
     ds = DATASETS.build(copy.deepcopy(ds_cfg))
     ds.full_init()
-    check_class_names(ds, field)
+    check_xml_annotations(ds, field)
+    warn_if_no_box(ds, field)
     return ds
 
 
-def check_class_names(ds: Any, field: str) -> None:
+def check_xml_annotations(ds: Any, field: str) -> None:
     """mmdet's XML loader silently drops objects whose class is not in metainfo; a typo would
-    quietly remove boxes, so it is an error here."""
+    quietly remove boxes, so it is an error here. An XML whose ``<size>`` is not its image's
+    is a warning (see :func:`check_xml_size`)."""
     classes = set(ds.metainfo.get('classes', ()))
     for i in range(len(ds)):
-        xml = ds.get_data_info(i).get('xml_path')
+        info = ds.get_data_info(i)
+        xml = info.get('xml_path')
         if xml is None:
             return
         for obj in ET.parse(xml).getroot().iter('object'):
@@ -77,16 +89,43 @@ def check_class_names(ds: Any, field: str) -> None:
             if name not in classes:
                 raise ValueError(f'{xml}: object name {name!r} is not in '
                                  f'{field}.metainfo.classes {sorted(classes)}')
+        check_xml_size(info)
+
+
+def check_xml_size(info: dict) -> None:
+    """Boxes are in the frame of the XML's ``<size>``; an image of another size (resized or
+    replaced after annotation) may have its boxes in the wrong place. mmdet uses the pixels
+    and the boxes as written, so this is logged once per file, naming it."""
+    xml = info['xml_path']
+    if xml in _SIZES_CHECKED:
+        return
+    _SIZES_CHECKED.add(xml)
+    try:
+        with Image.open(info['img_path']) as img:
+            width, height = img.size
+    except (OSError, ValueError):  # unreadable: ActiveSubset logs and skips the image
+        return
+    if (width, height) != (info.get('width'), info.get('height')):
+        logger.warning('%s: <size> %sx%s disagrees with its image %s (%dx%d); its boxes are '
+                       'used as written', xml, info.get('width'), info.get('height'),
+                       info['img_path'], width, height)
+
+
+def warn_if_no_box(ds: Any, field: str) -> None:
+    """A set without a single box (a wrong ann_file, or classes that match no category) trains
+    nothing and, as ISAL's reference set, gives a gradient without label information."""
+    boxes = sum(not inst.get('ignore_flag', 0) for i in range(len(ds))
+                for inst in ds.get_data_info(i).get('instances', []))
+    if len(ds) and not boxes:
+        logger.warning('%s: none of its %d images has a box (check ann_file and '
+                       'metainfo.classes); it carries no label information', field, len(ds))
 
 
 def check_reference(ds: Any, field: str) -> None:
-    """The reference set defines v: it must hold images, and boxes."""
+    """The reference set defines v: without an image there is nothing to select for (one
+    without a box is logged by :func:`build_dataset`)."""
     if len(ds) == 0:
         raise ValueError(f'{field}: the reference set has no image')
-    if not any(inst.get('ignore_flag', 0) == 0 for i in range(len(ds))
-               for inst in ds.get_data_info(i).get('instances', [])):
-        raise ValueError(f'{field}: the reference set has no box (ISAL\'s reference gradient '
-                         'needs labelled boxes)')
 
 
 def dataset_ids(ds: Any) -> List[Hashable]:

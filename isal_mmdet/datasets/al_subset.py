@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from typing import Any, Hashable, Iterable, List, Optional, Union
 
 import numpy as np
 from mmdet.registry import DATASETS
 
 from ..al.io import read_json
+from . import coco_checks  # noqa: F401  (COCO categories by name, unique image ids)
 
 logger = logging.getLogger('isal_mmdet')
 
@@ -36,6 +38,7 @@ class ActiveSubset:
         self._indices: List[int] = []
         self._fully_initialized = False
         self.skipped: set = set()
+        self._complete: set = set()
         if not lazy_init:
             self.full_init()
 
@@ -95,6 +98,7 @@ class ActiveSubset:
 
     def _load(self, index: int) -> Any:
         try:
+            self._check_complete(index)
             if hasattr(self.dataset, 'prepare_data'):
                 return self.dataset.prepare_data(index)
             return self.dataset[index]
@@ -103,9 +107,31 @@ class ActiveSubset:
             if path not in self.skipped:
                 self.skipped.add(path)
                 logger.warning('skipping unreadable image %s (%s: %s)', path,
-                               type(e).__name__, e)
+                               type(e).__name__, ' '.join(str(e).split()))
             return None
+
+    def _check_complete(self, index: int) -> None:
+        if index in self._complete:
+            return
+        path = self.dataset.get_data_info(index).get('img_path')
+        if path and truncated_jpeg(path):
+            raise OSError('JPEG data ends before its end-of-image marker (truncated file)')
+        self._complete.add(index)
 
     def __len__(self) -> int:
         self.full_init()
         return len(self._indices)
+
+
+def truncated_jpeg(path: str, tail: int = 4096) -> bool:
+    """True for a local JPEG without its end-of-image marker. OpenCV decodes a JPEG cut short
+    without an error (the missing rows come out grey), so the loader alone would score and
+    train on it. The marker is looked for in the last ``tail`` bytes: some cameras append
+    data after it."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, 'rb') as f:
+        if f.read(2) != b'\xff\xd8':
+            return False
+        f.seek(max(2, os.path.getsize(path) - tail))
+        return b'\xff\xd9' not in f.read()
