@@ -248,13 +248,15 @@ class Woodbury(InverseHVP):
 
     Every rank holds all of G, n·|θ|·8 bytes; above ``max_bytes`` the solve falls back to CG
     (``fallback_iters`` iterations) with a warning. Fisher only: the Hessian has no such
-    low-rank form.
+    low-rank form. ``batch_size`` 1 by default: each per-sample backward through a batched
+    head costs as much as the whole batch's, and batch 1 measured faster and smaller on CPU
+    (docs/benchmarks.md).
     """
     name = 'woodbury'
     repeats_samples = False
 
     def __init__(self, damp: float = 0.01, num_samples: Optional[int] = 64,
-                 batch_size: int = 8, seed: int = 0, max_bytes: int = 2 ** 30,
+                 batch_size: int = 1, seed: int = 0, max_bytes: int = 2 ** 30,
                  fallback_iters: int = 30):
         if damp <= 0:
             raise ValueError(f'woodbury: damp must be > 0, got {damp}')
@@ -276,7 +278,7 @@ class Woodbury(InverseHVP):
                            self.fallback_iters)
             with curv.objective.cached():
                 s, info = CG(self.damp, self.fallback_iters, num_samples=self.num_samples,
-                             batch_size=self.batch_size, seed=self.seed)._solve(v, curv)
+                             seed=self.seed)._solve(v, curv)
             info.extra.update(extra, fell_back=True)
             return s, info
         start = curv.num_grads
