@@ -3,6 +3,8 @@
 # resumable (rerun the script: finished rounds are kept).
 #   benchmarks/pretrained_regime.sh [WORK=work_dirs/pretrained]
 set -euo pipefail
+# one thread: two-thread OpenMP on a busy 2-core machine runs 10x slower, not 2x faster
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
 W=${1:-work_dirs/pretrained}
 PY=${PYTHON:-.venv/bin/python}

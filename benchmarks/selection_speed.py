@@ -1,14 +1,17 @@
 """Selection cost against plain inference, on one model and one pool, in one process.
 
     python benchmarks/selection_speed.py [--pool 100] [--ref-subset 20] [--device cpu|cuda]
-                                         [--out docs/selection_speed.json] [--parts memory]
+                                         [--out docs/selection_speed.json]
+                                         [--parts all|memory|fisher]
 
 Prints JSON with: (a) one plain inference pass over the pool; (b) ISAL end to end (v, s_test,
 pseudo labels + per-image influence), and its scoring part alone; (c) the official-style
 batch-1 reference (one backward per image) on a subset, extrapolated per image, and its
 agreement with (b); (d) the ratios; (e) peak selection memory for N and 10N images, each in
 its own process; (f) HVPs and relative error of lissa (paper settings), cg and exact on one
-problem with a reduced θ (retina_cls of a narrow head) so that exact is affordable.
+problem with a reduced θ (retina_cls of a narrow head) so that exact is affordable; (g) the
+default s_test on the empirical Fisher, CG (30 iterations) against the exact Woodbury solve,
+side by side: time, relative difference of s, peak memory of each solve.
 """
 import argparse
 import json
@@ -209,6 +212,56 @@ def solver_comparison(args, cfg, labelled):
                 lissa_effective_damping=lam, solvers=rows)
 
 
+def fisher_solves(args, ctx):
+    """(g): CG, 30 iterations (the former default; with and without the feature cache) and
+    the exact Woodbury solve on the same Fisher system (64 labelled images at most, damp
+    0.01), each timed with its peak memory; then the default ISAL end to end (v, woodbury,
+    scoring) against plain inference."""
+    from isal_mmdet.detection import DetectionObjective, detector_param_groups
+    from isal_mmdet.influence import (Curvature, build_solver, influence_scores,
+                                      summed_gradient)
+    obj = DetectionObjective(seed=0)
+    groups = detector_param_groups(ctx.model)
+    v, t_v = timed(lambda: summed_gradient(obj, ctx.model, groups, ctx.loader(ctx.reference)))
+    rows, sols = {}, {}
+    cg = dict(type='cg', max_iter=30, num_samples=64)
+    for name, cfg, cache in [('cg_30_no_cache', cg, 0), ('cg_30', cg, obj.cache_bytes),
+                             ('woodbury', dict(type='woodbury', num_samples=64), 0),
+                             ('woodbury_batch8', dict(type='woodbury', num_samples=64,
+                                                      batch_size=8), 0)]:
+        curv = Curvature(DetectionObjective(seed=0, cache_bytes=cache), ctx.model, groups,
+                         ctx.labelled, kind='fisher')
+        if args.device == 'cuda':
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+
+        def solve():
+            out = build_solver(cfg).solve(v, curv)
+            if args.device == 'cuda':
+                torch.cuda.synchronize()
+            return out
+
+        with RssSampler() as rss:
+            (s, info), t = timed(solve)
+        sols[name] = s
+        rows[name] = dict(info.as_dict(), seconds=t, rss_growth_mb=rss.growth_mb,
+                          gradients=curv.num_grads, fisher_products=curv.num_hvps)
+        if args.device == 'cuda':
+            rows[name]['cuda_peak_mb'] = torch.cuda.max_memory_allocated() / 2 ** 20
+    cg, exact = (sols[k].flatten().double() for k in ('cg_30', 'woodbury'))
+    diff = (cg - exact).norm() / exact.norm()
+    _, t_plain = timed(lambda: plain_inference(ctx))
+    _, t_score = timed(lambda: influence_scores(obj, ctx.model, groups, sols['woodbury'],
+                                                ctx.loader(ctx.pool)))
+    t_default = t_v + rows['woodbury']['seconds'] + t_score
+    return dict(theta_params=groups.numel(), pool=len(ctx.pool), labelled=len(ctx.labelled),
+                reference=len(ctx.reference), v_seconds=t_v, solves=rows,
+                speedup_cg_over_woodbury=rows['cg_30']['seconds'] / rows['woodbury']['seconds'],
+                rel_diff_s_cg_vs_woodbury=float(diff), plain_inference_s=t_plain,
+                scoring_s=t_score, default_end_to_end_s=t_default,
+                ratio_default_over_inference=t_default / t_plain)
+
+
 def measure_memory(args, model, labelled):
     """(e): selection for N and 10N images, each in a fresh process."""
     tmp = osp.join(args.data_root, '_bench')
@@ -240,8 +293,9 @@ def main():
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--data-root', default=osp.join(ROOT, 'data', 'bench_synthetic'))
     p.add_argument('--out')
-    p.add_argument('--parts', choices=['all', 'memory'], default='all',
-                   help="'memory': only (e), the N vs 10N peak-memory runs")
+    p.add_argument('--parts', choices=['all', 'memory', 'fisher'], default='all',
+                   help="'memory': only (e), the N vs 10N peak-memory runs; 'fisher': only "
+                        "(g), CG against the exact Fisher solve")
     p.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--weights', help=argparse.SUPPRESS)
     p.add_argument('--labelled-file', help=argparse.SUPPRESS)
@@ -250,7 +304,8 @@ def main():
         return memory_child(args)
 
     from isal_mmdet.datasets.synthetic import make_synthetic
-    n_images = int((args.pool * 10 + args.labelled) / 0.6) + 10
+    pools = 1 if args.parts == 'fisher' else 10  # (e) needs a pool of 10N
+    n_images = int((args.pool * pools + args.labelled) / 0.6) + 10
     make_synthetic(args.data_root, num_images=n_images, seed=0, fmt='voc')
     cfg, model = build(args)
     from isal_mmdet.al.data import build_dataset, dataset_ids, scoring_dataset_cfg
@@ -260,6 +315,9 @@ def main():
     labelled = dataset_ids(source)[:args.labelled]
     model = train(cfg, model, labelled, args.train_iters)
     ctx = context(cfg, model, labelled, args.pool, args.batch_size)
+    if args.parts == 'fisher':
+        return emit(args, dict(device=args.device, torch_threads=torch.get_num_threads(),
+                               labelled=len(labelled), g_fisher=fisher_solves(args, ctx)))
 
     memory = measure_memory(args, model, labelled)
     mem_result = dict(
@@ -290,6 +348,7 @@ def main():
         **mem_result,
         s_test_info=parts['info'])
     print(json.dumps(result, indent=1, default=float), flush=True)
+    result['g_fisher'] = fisher_solves(args, ctx)
     result['f_solvers'] = solver_comparison(args, cfg, labelled)
     return emit(args, result)
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Hashable, List, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dataset import pseudo_collate
@@ -35,6 +36,8 @@ class DetectionObjective(Objective):
             (:func:`.losses.soft_label_losses`) instead of boxes.
         avg_factor: ``None``: each image's loss is divided by its own positive count;
             a number: by this fixed count (anchor heads), the same for every image.
+        cache_bytes: at most this many bytes of backbone/neck features kept per image
+            within :meth:`cached` (a curvature solve).
 
     ``positives`` collects every image's own positive count (anchor heads), from which a
     fixed ``avg_factor`` is taken.
@@ -42,13 +45,30 @@ class DetectionObjective(Objective):
 
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
                  max_per_class: Optional[int] = None, draw: Optional[int] = None,
-                 soft: bool = False, avg_factor: Optional[float] = None):
+                 soft: bool = False, avg_factor: Optional[float] = None,
+                 cache_bytes: int = 2 ** 30):
         self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
         self.max_per_class, self.draw, self.soft = max_per_class, draw, soft
-        self.avg_factor = avg_factor
+        self.avg_factor, self.cache_bytes = avg_factor, cache_bytes
         self.dropped_boxes = 0
         self.pseudo_boxes: List[int] = []
         self.positives: List[float] = []
+        self.features: Optional[Dict[Hashable, Tuple[Tensor, ...]]] = None
+        self._feature_bytes = 0
+
+    @contextmanager
+    def cached(self) -> Iterator[None]:
+        """Keeps each image's backbone/neck features for the solve: every curvature product
+        (CG, LiSSA, power iteration) after the first then runs the head alone. Used only when
+        no backbone/neck parameter requires grad (θ is head-only, as in every preset)."""
+        outer = self.features is None
+        if outer:
+            self.features, self._feature_bytes = {}, 0
+        try:
+            yield
+        finally:
+            if outer:
+                self.features = None
 
     def collate(self, samples: Sequence[Any]) -> Any:
         return pseudo_collate(list(samples))
@@ -63,14 +83,31 @@ class DetectionObjective(Objective):
                 out[i] = loss
         return torch.stack(out)
 
-    def _group_losses(self, model: nn.Module, inputs: Tensor, samples: list,
-                      pseudo: bool) -> Tensor:
+    def _features(self, model: nn.Module, inputs: Tensor, samples: list) -> Tuple[Tensor, ...]:
+        """``model.extract_feat(inputs)``, from :attr:`features` where every image is there;
+        the batch is the concatenation of its images' cached slices, so it is the same
+        tensor as the batch it was cut from."""
         feat_params = list(model.backbone.parameters())
         if getattr(model, 'with_neck', False):
             feat_params += list(model.neck.parameters())
-        with torch.set_grad_enabled(torch.is_grad_enabled()
-                                    and any(p.requires_grad for p in feat_params)):
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in feat_params)
+        keys = [ds.metainfo.get('img_id') for ds in samples]
+        cache = None if grad or None in keys else self.features
+        if cache is not None and all(k in cache for k in keys):
+            return tuple(torch.cat(level) for level in zip(*(cache[k] for k in keys)))
+        with torch.set_grad_enabled(grad):
             x = model.extract_feat(inputs)
+        if cache is not None:
+            size = sum(level[0].numel() * level.element_size() for level in x)
+            for i, key in enumerate(keys):
+                if key not in cache and self._feature_bytes + size <= self.cache_bytes:
+                    cache[key] = tuple(level[i:i + 1].clone() for level in x)
+                    self._feature_bytes += size
+        return x
+
+    def _group_losses(self, model: nn.Module, inputs: Tensor, samples: list,
+                      pseudo: bool) -> Tensor:
+        x = self._features(model, inputs, samples)
         outs = head_outputs(model, x)
         if pseudo and self.soft:
             return soft_label_losses(model, outs, samples)

@@ -5,19 +5,18 @@ losses, :class:`Curvature` exposes the training Hessian through HVPs, solvers tu
 reference gradient v into ``s = H⁻¹v``, and :func:`influence_scores` projects samples on s.
 """
 from .autograd_ops import (directional_derivatives, fisher_vp, hvp, influence_mode, loss_grad,
-                           summed_gradient)
+                           per_sample_grads, summed_gradient)
 from .curvature import Curvature
 from .objective import Objective
 from .params import ParamGroups
 from .scores import influence_scores, iter_influence
-from .solvers import (CG, SOLVERS, Exact, Identity, InverseHVP, LiSSA, SolveInfo,
+from .solvers import (CG, SOLVERS, Exact, Identity, InverseHVP, LiSSA, SolveInfo, Woodbury,
                       build_solver, power_iteration)
 from .vector import GroupVector
 
 __all__ = [
     'CG', 'Curvature', 'Exact', 'GroupVector', 'Identity', 'InverseHVP', 'LiSSA', 'Objective',
-    'ParamGroups', 'SOLVERS', 'SolveInfo', 'build_solver', 'directional_derivatives',
-    'fisher_vp', 'hvp',
-    'influence_mode', 'influence_scores', 'iter_influence', 'loss_grad', 'power_iteration',
-    'summed_gradient'
+    'ParamGroups', 'SOLVERS', 'SolveInfo', 'Woodbury', 'build_solver',
+    'directional_derivatives', 'fisher_vp', 'hvp', 'influence_mode', 'influence_scores',
+    'iter_influence', 'loss_grad', 'per_sample_grads', 'power_iteration', 'summed_gradient'
 ]

@@ -26,9 +26,9 @@ def influence_mode(model: nn.Module, groups: ParamGroups) -> Iterator[None]:
 
 
 def _grads(out: Tensor, params: Sequence[Tensor], create_graph: bool = False,
-           grad_outputs: Any = None) -> List[Tensor]:
+           grad_outputs: Any = None, retain_graph: Optional[bool] = None) -> List[Tensor]:
     gs = torch.autograd.grad(out, params, grad_outputs=grad_outputs, create_graph=create_graph,
-                             allow_unused=True)
+                             retain_graph=retain_graph, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, params)]
 
 
@@ -93,6 +93,26 @@ def fisher_vp(objective: Objective, model: nn.Module, groups: ParamGroups, batch
     if reduction == 'mean':
         proj = proj / losses.shape[0]
     return groups.wrap([t.detach() for t in _grads(losses, groups.params(), grad_outputs=proj)])
+
+
+def per_sample_grads(objective: Objective, model: nn.Module, groups: ParamGroups, batch: Any,
+                     pseudo: bool = False) -> Tensor:
+    """``[B, |θ|]`` float64 rows ∇θ L_i, in :meth:`ParamGroups.params` order.
+
+    One batched forward, then one backward per sample through the kept graph: θ is the last
+    layers, so each backward is a head's worth of work. Samples are independent (UUIC), so
+    row i is sample i's own gradient whatever else is in the batch.
+    """
+    losses = objective.per_sample_loss(model, batch, pseudo=pseudo)
+    params = groups.params()
+    rows = torch.zeros(losses.shape[0], groups.numel(), dtype=torch.float64,
+                       device=params[0].device)
+    if not losses.requires_grad:
+        return rows
+    for i in range(losses.shape[0]):
+        gs = _grads(losses[i], params, retain_graph=i + 1 < losses.shape[0])
+        rows[i] = torch.cat([g.reshape(-1) for g in gs]).double()
+    return rows
 
 
 def directional_derivatives(objective: Objective, model: nn.Module, groups: ParamGroups,

@@ -6,8 +6,8 @@ from typing import Any, Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .autograd_ops import fisher_vp, hvp
-from .dist import all_reduce_sum_, rank_and_world
+from .autograd_ops import fisher_vp, hvp, per_sample_grads
+from .dist import all_reduce_sum_, all_reduce_tensor_, rank_and_world
 from .objective import Objective
 from .params import ParamGroups
 from .vector import GroupVector
@@ -22,7 +22,7 @@ class Curvature:
     convex in θ and the Hessian is indefinite).
 
     ``num_hvps`` counts sample-level products (a batch of 8 counts 8), the unit used when
-    solvers are compared.
+    solvers are compared; ``num_grads`` counts per-sample gradients (:meth:`gradient_rows`).
     """
 
     def __init__(self, objective: Objective, model: nn.Module, groups: ParamGroups,
@@ -32,6 +32,7 @@ class Curvature:
             raise ValueError('the Hessian set is empty: no labelled sample to take curvature on')
         if kind not in KINDS:
             raise ValueError(f'curvature kind must be one of {sorted(KINDS)}, got {kind!r}')
+        self.kind = kind
         self.product = KINDS[kind]
         self.objective = objective
         self.model = model
@@ -39,6 +40,7 @@ class Curvature:
         self.data = data
         self.collate = collate or objective.collate
         self.num_hvps = 0
+        self.num_grads = 0
 
     def __len__(self) -> int:
         return len(self.data)
@@ -75,6 +77,28 @@ class Curvature:
         dtypes = [p.dtype for p in self.groups.params()]
         mean = total.scale(1.0 / max(len(indices), 1))
         return self.groups.wrap([t.to(d) for t, d in zip(mean.tensors(), dtypes)])
+
+    def gradient_rows(self, indices: Sequence[int], batch_size: int) -> torch.Tensor:
+        """``[len(indices), |θ|]`` float64 per-sample gradients ∇θ L_i, so that the empirical
+        Fisher on ``indices`` is ``GᵀG / len(indices)``.
+
+        Each rank fills the rows of its share of fixed batches and the rest stay zero; the sum
+        over ranks then adds only zeros to each row, so every rank gets the same matrix, bit
+        for bit, whatever the number of ranks. A sample the dataset could not load keeps a
+        zero row, as it adds nothing to :meth:`mean_hvp` either.
+        """
+        rank, world = rank_and_world()
+        indices = list(indices)
+        rows = torch.zeros(len(indices), self.groups.numel(), dtype=torch.float64,
+                           device=self.groups.params()[0].device)
+        for start in range(rank * batch_size, len(indices), world * batch_size):
+            items = [self.data[int(i)] for i in indices[start:start + batch_size]]
+            keep = [start + k for k, x in enumerate(items) if x is not None]
+            self.num_grads += len(keep)
+            if keep:
+                batch = self.collate([x for x in items if x is not None])
+                rows[keep] = per_sample_grads(self.objective, self.model, self.groups, batch)
+        return all_reduce_tensor_(rows)
 
     def subset(self, num_samples: Optional[int], seed: int) -> List[int]:
         """A fixed, seeded subset of sample indices (all of them when ``num_samples`` is None)."""

@@ -19,13 +19,19 @@ def rank_and_world() -> Tuple[int, int]:
     return 0, 1
 
 
-def all_reduce_sum_(vec: GroupVector) -> GroupVector:
-    """Sums ``vec`` over ranks in place, in float64 so the order of ranks barely matters."""
+def all_reduce_tensor_(t: torch.Tensor) -> torch.Tensor:
+    """Sums ``t`` over ranks in place, in float64 so the order of ranks barely matters."""
     if is_distributed():
-        for t in vec.tensors():
-            buf = t.detach().double()
-            tdist.all_reduce(buf)
-            t.copy_(buf)
+        buf = t.detach().double()
+        tdist.all_reduce(buf)
+        t.copy_(buf)
+    return t
+
+
+def all_reduce_sum_(vec: GroupVector) -> GroupVector:
+    """Sums every tensor of ``vec`` over ranks in place (see :func:`all_reduce_tensor_`)."""
+    for t in vec.tensors():
+        all_reduce_tensor_(t)
     return vec
 
 

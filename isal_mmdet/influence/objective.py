@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Hashable, List, Sequence
+from contextlib import contextmanager
+from typing import Any, Hashable, Iterator, List, Sequence
 
 from torch import Tensor, nn
 
@@ -30,3 +31,11 @@ class Objective(ABC):
     def collate(self, samples: Sequence[Any]) -> Any:
         """Batch a list of dataset items (LiSSA draws items one by one)."""
         return list(samples)
+
+    @contextmanager
+    def cached(self) -> Iterator[None]:
+        """While a solver runs, the labelled samples and every parameter outside θ stay
+        fixed, so an objective may keep per-sample work that θ cannot change (features below
+        θ) and reuse it in every curvature product. Solvers hold this for a whole solve; the
+        default keeps nothing."""
+        yield

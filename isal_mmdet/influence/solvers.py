@@ -1,7 +1,8 @@
-"""Inverse-HVP solvers s ≈ H⁻¹v behind one interface: lissa, cg, exact, identity."""
+"""Inverse-HVP solvers s ≈ H⁻¹v behind one interface: lissa, cg, woodbury, exact, identity."""
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Type, Union
 
@@ -31,11 +32,17 @@ class SolveInfo:
 
 
 class InverseHVP:
-    """``solve(v, curvature) -> (s, info)``; every rank returns the same s."""
+    """``solve(v, curvature) -> (s, info)``; every rank returns the same s.
+
+    ``repeats_samples``: the solver evaluates the curvature on the same samples again and
+    again, so the objective may cache per-sample work for the solve (:meth:`Objective.cached`).
+    """
     name = 'base'
+    repeats_samples = True
 
     def solve(self, v: GroupVector, curv: Curvature) -> 'tuple[GroupVector, SolveInfo]':
-        with influence_mode(curv.model, curv.groups):
+        cache = curv.objective.cached() if self.repeats_samples else nullcontext()
+        with influence_mode(curv.model, curv.groups), cache:
             start = curv.num_hvps
             s, info = self._solve(v, curv)
             info.num_hvps = curv.num_hvps - start
@@ -48,6 +55,7 @@ class InverseHVP:
 class Identity(InverseHVP):
     """s = v: the gradient-similarity ablation (no curvature)."""
     name = 'identity'
+    repeats_samples = False
 
     def _solve(self, v, curv):
         return v.clone(), SolveInfo(self.name)
@@ -227,8 +235,65 @@ class Exact(InverseHVP):
         return v.unflatten(s), SolveInfo(self.name)
 
 
+class Woodbury(InverseHVP):
+    """Exact ``(F + damp·I)⁻¹v`` for the empirical Fisher ``F = GᵀG/n`` of n labelled samples
+    (rows of G: per-sample gradients), by the Woodbury identity
+
+        (F + λI)⁻¹v = (v − Gᵀ(nλI + GGᵀ)⁻¹Gv) / λ
+
+    n per-sample gradients (a forward and a backward each) and an n×n Cholesky solve in
+    float64, with no iteration: CG needs a Fisher product (a forward and three backward
+    passes over the whole subset) per iteration. Same subset (``num_samples``, ``seed``) and
+    damping as :class:`CG`, so both solve the same system.
+
+    Every rank holds all of G, n·|θ|·8 bytes; above ``max_bytes`` the solve falls back to CG
+    (``fallback_iters`` iterations) with a warning. Fisher only: the Hessian has no such
+    low-rank form. ``batch_size`` 1 by default: each per-sample backward through a batched
+    head costs as much as the whole batch's, and batch 1 measured faster and smaller on CPU
+    (docs/benchmarks.md).
+    """
+    name = 'woodbury'
+    repeats_samples = False
+
+    def __init__(self, damp: float = 0.01, num_samples: Optional[int] = 64,
+                 batch_size: int = 1, seed: int = 0, max_bytes: int = 2 ** 30,
+                 fallback_iters: int = 30):
+        if damp <= 0:
+            raise ValueError(f'woodbury: damp must be > 0, got {damp}')
+        self.damp, self.num_samples, self.batch_size = damp, num_samples, batch_size
+        self.seed, self.max_bytes, self.fallback_iters = seed, max_bytes, fallback_iters
+
+    def _solve(self, v, curv):
+        if curv.kind != 'fisher':
+            raise ValueError(f"the woodbury solver needs curvature='fisher', got "
+                             f"{curv.kind!r}: use cg or lissa for the Hessian")
+        idx = curv.subset(self.num_samples, self.seed)
+        n, numel = len(idx), curv.groups.numel()
+        extra = dict(n=n, params=numel, bytes=8 * n * numel, max_bytes=self.max_bytes,
+                     fell_back=False)
+        if extra['bytes'] > self.max_bytes:
+            logger.warning('woodbury: G would take %.3g GiB (%d samples × %d parameters × 8 '
+                           'bytes) > max_bytes %.3g GiB; solving by CG, %d iterations',
+                           extra['bytes'] / 2 ** 30, n, numel, self.max_bytes / 2 ** 30,
+                           self.fallback_iters)
+            with curv.objective.cached():
+                s, info = CG(self.damp, self.fallback_iters, num_samples=self.num_samples,
+                             seed=self.seed)._solve(v, curv)
+            info.extra.update(extra, fell_back=True)
+            return s, info
+        start = curv.num_grads
+        g = curv.gradient_rows(idx, self.batch_size)
+        vf = v.flatten().to(g)
+        system = g @ g.T
+        system.diagonal().add_(n * self.damp)
+        c = torch.cholesky_solve((g @ vf)[:, None], torch.linalg.cholesky(system))[:, 0]
+        s = (vf - g.T @ c) / self.damp
+        extra['per_sample_grads'] = curv.num_grads - start
+        return v.unflatten(s), SolveInfo(self.name, extra=extra)
+
+
 SOLVERS: Dict[str, Type[InverseHVP]] = {
-    c.name: c for c in (LiSSA, CG, Exact, Identity)}
+    c.name: c for c in (LiSSA, CG, Woodbury, Exact, Identity)}
 
 
 def build_solver(cfg: Union[str, Mapping[str, Any], InverseHVP]) -> InverseHVP:
