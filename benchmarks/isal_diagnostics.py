@@ -12,7 +12,6 @@ all), and ``grad_similarity`` (s = v).
 """
 import argparse
 import json
-import os
 import os.path as osp
 import statistics
 import sys
@@ -63,6 +62,7 @@ def main():
 
     from mmengine.registry import init_default_scope
     import isal_mmdet  # noqa: F401
+    from isal_mmdet.al.io import write_json
     from isal_mmdet.al.context import selection_context
     from isal_mmdet.al.io import read_json
     from isal_mmdet.al.settings import al_settings
@@ -143,13 +143,9 @@ def main():
         out['variants'][name] = row
         print(name, json.dumps(row['top']), f"r={row['pearson_score_real_boxes']:+.3f}",
               flush=True)
-    text = json.dumps(out, indent=1)
-    print(text)
+    print(json.dumps(out, indent=1))
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out + '.tmp', 'w') as f:
-            f.write(text)
-        os.replace(args.out + '.tmp', args.out)
+        write_json(args.out, out)
     return 0
 
 

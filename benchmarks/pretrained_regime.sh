@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The pretrained-regime study of docs/benchmarks.md, in the order it was run; every step is
-# resumable (rerun the script: finished rounds are kept).
+# resumable (rerun the script: finished rounds and diagnostics are kept).
 #   benchmarks/pretrained_regime.sh [WORK=work_dirs/pretrained]
 set -euo pipefail
 # one thread: two-thread OpenMP on a busy 2-core machine runs 10x slower, not 2x faster
@@ -14,9 +14,12 @@ for t in 0 1 2; do
   "$PY" tools/al_train.py "$CFG" --work-dir "$W/noise/train_seed$t" \
     --cfg-options active_learning.rounds=1 randomness.seed=$t
 done
-# 2. what ISAL prefers on the round-0 checkpoint, and the terms of its score
-"$PY" benchmarks/isal_diagnostics.py "$CFG" --work-dir "$W/noise/train_seed0" \
-  --out "$W/diagnostics_round0.json"
+# 2. what ISAL prefers on each round-0 checkpoint, and the terms of its score
+for t in 0 1 2; do
+  out="$W/diagnostics_round0_seed$t.json"
+  [ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$CFG" \
+    --work-dir "$W/noise/train_seed$t" --out "$out"
+done
 # 3. the paired study, seed by seed (partial results: --analyse-only --seeds ...)
 "$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" \
   --strategies random entropy isal isal-fixed --seeds 0 1 2 --rounds 4

@@ -9,7 +9,6 @@ used with the config's strategy.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 import tempfile
@@ -28,6 +27,7 @@ def main():
     import torch
     from mmengine.config import Config
     import isal_mmdet  # noqa: F401
+    from isal_mmdet.al.io import write_json
     from isal_mmdet.tools_api import select_from_checkpoint
 
     cfg = Config.fromfile(args.config)
@@ -50,12 +50,9 @@ def main():
                                 max_rel_diff=rel,
                                 same_selection=run['selected'] == base['selected'],
                                 seconds=run['seconds']))
-    text = json.dumps(out, indent=1)
-    print(text)
+    print(json.dumps(out, indent=1))
     if args.out:
-        with open(args.out + '.tmp', 'w') as f:
-            f.write(text)
-        os.replace(args.out + '.tmp', args.out)
+        write_json(args.out, out)
     return 0
 
 
