@@ -7,8 +7,9 @@ foreground-classification and box-regression terms.
 
 W is a finished ``tools/al_train.py`` work dir (or one strategy/seed of al_quality.py): the
 round's checkpoint and labelled ids are read from it. Variants: the config's ISAL with each
-normaliser (``image``: each image's loss over its own positives; ``fixed``: one count for
-all), and ``grad_similarity`` (s = v).
+normaliser by default (``isal``: each image's loss over its own positives; ``isal-fixed``:
+one count for all) and ``grad_similarity`` (s = v); ``--variants`` names others, as in
+``al_quality.py`` (``isal-thr0.5``).
 """
 import argparse
 import json
@@ -56,6 +57,9 @@ def main():
     p.add_argument('--work-dir', required=True)
     p.add_argument('--round', type=int, default=0)
     p.add_argument('--top', type=int, default=40)
+    p.add_argument('--variants', nargs='+', default=['isal', 'isal-fixed', 'grad_similarity'],
+                   help="strategy names as in al_quality.py ('isal' is the config's ISAL, "
+                        "'isal-' + levers a variant of it)")
     p.add_argument('--out')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = p.parse_args()
@@ -98,9 +102,9 @@ def main():
         per_class = [sum(truth[i][c] for i in ids) / n for c in range(len(classes))]
         return dict(boxes_per_image=sum(per_class), per_class=dict(zip(classes, per_class)))
 
-    base = al['strategy'] if isinstance(al['strategy'], dict) else dict(type='ISAL')
-    variants = {f'isal-{norm}': dict(base, normaliser=norm) for norm in ('image', 'fixed')}
-    variants['grad_similarity'] = dict(type='grad_similarity')
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from al_quality import strategy_cfg
+    variants = {name: strategy_cfg(al['strategy'], name)['strategy'] for name in args.variants}
     pool_ids = list(truth)
     out = dict(config=osp.relpath(osp.abspath(args.config), ROOT), round=args.round,
                checkpoint=osp.relpath(ckpt, osp.abspath(args.work_dir)), top=args.top,
@@ -116,7 +120,7 @@ def main():
                                                     [sum(truth[i]) for i in ids]),
                    pseudo_boxes=ctx.info.get('pseudo_boxes_per_image'),
                    s_test=ctx.info.get('s_test'), avg_factor=ctx.info.get('avg_factor'))
-        if name.startswith('isal'):
+        if isinstance(spec, dict) and spec.get('type') == 'ISAL':
             # the terms of ⟨s, g_z⟩: θ's classification and regression groups are separate
             # layers, so restricting s to a group isolates that loss's term
             objective = strategy.objective(ctx)

@@ -11,8 +11,8 @@ PY=${PYTHON:-.venv/bin/python}
 CFG=configs/isal_retinanet_efflite_bccd.py
 # 1. training noise: the same 40 labelled images, three training seeds
 for t in 0 1 2; do
-  "$PY" tools/al_train.py "$CFG" --work-dir "$W/noise/train_seed$t" \
-    --cfg-options active_learning.rounds=1 randomness.seed=$t
+  [ -f "$W/noise/train_seed$t/round_0/metrics.json" ] || "$PY" tools/al_train.py "$CFG" \
+    --work-dir "$W/noise/train_seed$t" --cfg-options active_learning.rounds=1 randomness.seed=$t
 done
 # 2. what ISAL prefers on each round-0 checkpoint, and the terms of its score
 for t in 0 1 2; do
@@ -20,6 +20,12 @@ for t in 0 1 2; do
   [ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$CFG" \
     --work-dir "$W/noise/train_seed$t" --out "$out"
 done
+# 2b. the pseudo-label threshold, on the same checkpoints
+for t in 0 1; do
+  out="$W/diagnostics_round0_seed${t}_thr.json"
+  [ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$CFG" --variants isal-thr0.3 \
+    isal-thr0.5 isal-fixed-thr0.5 --work-dir "$W/noise/train_seed$t" --out "$out"
+done
 # 3. the paired study, seed by seed (partial results: --analyse-only --seeds ...)
 "$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" \
-  --strategies random entropy isal isal-fixed --seeds 0 1 2 --rounds 4
+  --strategies isal random isal-fixed entropy --seeds 0 1 2 --rounds 4
