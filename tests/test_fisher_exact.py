@@ -87,6 +87,9 @@ def test_isal_default_solver_is_woodbury():
     from isal_mmdet.al.strategies import DEFAULT_SOLVER, ISAL
     assert DEFAULT_SOLVER['type'] == 'woodbury' and DEFAULT_SOLVER['num_samples'] == 64
     assert ISAL().solver_cfg == DEFAULT_SOLVER
+    assert ISAL(curvature='hessian').solver_cfg['type'] == 'cg'
+    with pytest.raises(ValueError, match="woodbury solves the Fisher exactly"):
+        ISAL(curvature='hessian', solver='woodbury')
 
 
 def test_tiny_retinanet_matches_converged_cg(synthetic_voc):

@@ -21,6 +21,8 @@ from .coreset import image_features, k_center_greedy
 logger = logging.getLogger('isal_mmdet')
 
 DEFAULT_SOLVER = dict(type='woodbury', num_samples=64)
+# the Hessian has no low-rank form to solve exactly: CG, as before the exact Fisher solve
+DEFAULT_HESSIAN_SOLVER = dict(type='cg', max_iter=30, num_samples=64)
 
 
 def _check_choice(name: str, value: Any, choices) -> None:
@@ -61,7 +63,8 @@ class ISAL(Strategy):
     Args:
         solver: an s_test solver config (``dict(type='woodbury'|'cg'|'lissa'|'exact'|
             'identity', ...)``); default ``woodbury``: the exact Fisher solve on 64 labelled
-            images (CG, 30 iterations, when G exceeds 1 GiB). LiSSA without ``scales`` takes
+            images (CG, 30 iterations, when G exceeds 1 GiB); with ``curvature='hessian'``,
+            CG, 30 iterations on 64 images. LiSSA without ``scales`` takes
             the detector family's official scales, or, where there are none (RetinaNet),
             scales from a power iteration.
         score_thr, max_per_img, max_per_class: pseudo-label filter (UUIC).
@@ -98,12 +101,16 @@ class ISAL(Strategy):
         if diversity is not None and set(diversity) - {'pool_factor'}:
             raise ValueError(f'ISAL.diversity: unknown field(s) '
                              f'{sorted(set(diversity) - {"pool_factor"})}; known: pool_factor')
-        solver = DEFAULT_SOLVER if solver is None else solver
+        if solver is None:
+            solver = DEFAULT_SOLVER if curvature == 'fisher' else DEFAULT_HESSIAN_SOLVER
         self.solver_cfg = {'type': solver} if isinstance(solver, str) else dict(solver)
         try:
             build_solver(self.solver_cfg)  # a typo fails here, before any training
         except TypeError as e:
             raise ValueError(f'ISAL.solver: {e}') from None
+        if self.solver_cfg['type'] == 'woodbury' and curvature != 'fisher':
+            raise ValueError(f"ISAL.solver: woodbury solves the Fisher exactly; with "
+                             f"curvature={curvature!r} use cg or lissa")
         self.score_thr, self.max_per_img = score_thr, max_per_img
         self.max_per_class, self.pseudo, self.samples = max_per_class, pseudo, samples
         self.diversity, self.curvature = diversity, curvature
