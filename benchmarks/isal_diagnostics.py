@@ -3,13 +3,17 @@ against the pool's, per normaliser, and how ⟨s, g_z⟩ splits into background-
 foreground-classification and box-regression terms.
 
     python benchmarks/isal_diagnostics.py CONFIG --work-dir W [--round 0] [--top 40]
-        [--out docs/isal_diagnostics.json] [--cfg-options k=v ...]
+        [--variants ...] [--no-terms] [--spectrum] [--out docs/isal_diagnostics.json]
+        [--cfg-options k=v ...]
 
 W is a finished ``tools/al_train.py`` work dir (or one strategy/seed of al_quality.py): the
 round's checkpoint and labelled ids are read from it. Variants: the config's ISAL with each
 normaliser by default (``isal``: each image's loss over its own positives; ``isal-fixed``:
 one count for all) and ``grad_similarity`` (s = v); ``--variants`` names others, as in
-``al_quality.py`` (``isal-thr0.5``).
+``al_quality.py`` (``isal-thr0.5``). Every pair of variants is compared: Spearman correlation
+of their scores and the overlap of their top picks. ``--spectrum``: λ_max and λ_min of each θ
+group's Hessian and empirical Fisher on 16 labelled images (power iteration), which say
+whether the paper's LiSSA and CG on the Hessian can converge on this checkpoint.
 """
 import argparse
 import json
@@ -19,6 +23,21 @@ import sys
 from contextlib import contextmanager, nullcontext
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def ranks(xs):
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    out = [0.0] * len(xs)
+    for r, i in enumerate(order):
+        out[i] = float(r)
+    return out
+
+
+def agreement(a, b, top_a, top_b):
+    """Spearman correlation of two score maps on their common ids, and their top overlap."""
+    ids = [i for i in a if i in b]
+    return dict(spearman=pearson(ranks([a[i] for i in ids]), ranks([b[i] for i in ids])),
+                top_overlap=len(set(top_a) & set(top_b)) / max(len(top_a), 1))
 
 
 def pearson(xs, ys):
@@ -50,6 +69,24 @@ def focal_on(anchors: str):
         module.py_sigmoid_focal_loss = original
 
 
+def spectrum(ctx, model, al):
+    """Both ends of each θ group's curvature spectrum, Hessian and Fisher, on the same 16
+    labelled images and the objective of the config's ISAL."""
+    from isal_mmdet.al.strategies import build_strategy
+    from isal_mmdet.detection import detector_param_groups
+    from isal_mmdet.influence import Curvature, block_spectrum
+    strategy = build_strategy(al['strategy'])
+    groups = detector_param_groups(model, strategy.param_groups)
+    out = {}
+    for kind in ('hessian', 'fisher'):
+        curv = Curvature(strategy.objective(ctx), model, groups, ctx.labelled, kind=kind)
+        idx = curv.subset(16, 0)
+        out[kind] = {g: block_spectrum(curv, g, idx, iters=20, seed=k)
+                     for k, g in enumerate(groups.names())}
+        print(kind, json.dumps(out[kind]), flush=True)
+    return out
+
+
 def main():
     from mmengine.config import Config, DictAction
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,6 +97,10 @@ def main():
     p.add_argument('--variants', nargs='+', default=['isal', 'isal-fixed', 'grad_similarity'],
                    help="strategy names as in al_quality.py ('isal' is the config's ISAL, "
                         "'isal-' + levers a variant of it)")
+    p.add_argument('--no-terms', action='store_true',
+                   help='skip the split of ISAL scores into loss terms (3 scoring passes)')
+    p.add_argument('--spectrum', action='store_true',
+                   help="λ_max, λ_min of each θ group's Hessian and Fisher")
     p.add_argument('--out')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     args = p.parse_args()
@@ -105,6 +146,7 @@ def main():
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     from al_quality import strategy_cfg
     variants = {name: strategy_cfg(al['strategy'], name)['strategy'] for name in args.variants}
+    picks, all_scores = {}, {}
     pool_ids = list(truth)
     out = dict(config=osp.relpath(osp.abspath(args.config), ROOT), round=args.round,
                checkpoint=osp.relpath(ckpt, osp.abspath(args.work_dir)), top=args.top,
@@ -120,7 +162,8 @@ def main():
                                                     [sum(truth[i]) for i in ids]),
                    pseudo_boxes=ctx.info.get('pseudo_boxes_per_image'),
                    s_test=ctx.info.get('s_test'), avg_factor=ctx.info.get('avg_factor'))
-        if isinstance(spec, dict) and spec.get('type') == 'ISAL':
+        picks[name], all_scores[name] = top, scores
+        if isinstance(spec, dict) and spec.get('type') == 'ISAL' and not args.no_terms:
             # the terms of ⟨s, g_z⟩: θ's classification and regression groups are separate
             # layers, so restricting s to a group isolates that loss's term
             objective = strategy.objective(ctx)
@@ -147,6 +190,11 @@ def main():
         out['variants'][name] = row
         print(name, json.dumps(row['top']), f"r={row['pearson_score_real_boxes']:+.3f}",
               flush=True)
+    out['agreement'] = {f'{a} vs {b}': agreement(all_scores[a], all_scores[b], picks[a],
+                                                   picks[b])
+                        for k, a in enumerate(args.variants) for b in args.variants[k + 1:]}
+    if args.spectrum:
+        out['spectrum'] = spectrum(context(), model, al)
     print(json.dumps(out, indent=1))
     if args.out:
         write_json(args.out, out)

@@ -11,12 +11,12 @@ from .objective import Objective
 from .params import ParamGroups
 from .scores import influence_scores, iter_influence
 from .solvers import (CG, SOLVERS, Exact, Identity, InverseHVP, LiSSA, SolveInfo, Woodbury,
-                      build_solver, power_iteration)
+                      block_spectrum, build_solver, power_iteration)
 from .vector import GroupVector
 
 __all__ = [
     'CG', 'Curvature', 'Exact', 'GroupVector', 'Identity', 'InverseHVP', 'LiSSA', 'Objective',
-    'ParamGroups', 'SOLVERS', 'SolveInfo', 'Woodbury', 'build_solver',
+    'ParamGroups', 'SOLVERS', 'SolveInfo', 'Woodbury', 'block_spectrum', 'build_solver',
     'directional_derivatives', 'fisher_vp', 'hvp', 'influence_mode', 'influence_scores',
     'iter_influence', 'loss_grad', 'per_sample_grads', 'power_iteration', 'summed_gradient'
 ]

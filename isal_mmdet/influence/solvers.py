@@ -61,9 +61,10 @@ class Identity(InverseHVP):
         return v.clone(), SolveInfo(self.name)
 
 
-def power_iteration(curv: Curvature, group: str, indices: List[int], batch_size: int,
-                    iters: int, seed: int) -> float:
-    """Largest eigenvalue of the mean Hessian's diagonal block for ``group``."""
+def _dominant(curv: Curvature, group: str, indices: List[int], batch_size: int, iters: int,
+              seed: int, shift: float = 0.0) -> float:
+    """Rayleigh quotient of the dominant (largest-magnitude) eigenvalue of ``H_g − shift·I``,
+    H_g the mean curvature's diagonal block for ``group``, after ``iters`` power steps."""
     g = torch.Generator().manual_seed(seed)
     x = curv.groups.zeros()
     x.data[group] = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in x[group]]
@@ -74,10 +75,28 @@ def power_iteration(curv: Curvature, group: str, indices: List[int], batch_size:
             return 0.0
         x = x.scale(1.0 / norm)
         hx = curv.mean_hvp(x, indices, batch_size)
-        lam = GroupVector({group: x[group]}).dot(GroupVector({group: hx[group]}))
+        block = [h - shift * t for h, t in zip(hx[group], x[group])]
+        lam = GroupVector({group: x[group]}).dot(GroupVector({group: block}))
         x = curv.groups.zeros()
-        x.data[group] = hx[group]
-    return max(lam, 0.0)
+        x.data[group] = block
+    return lam
+
+
+def power_iteration(curv: Curvature, group: str, indices: List[int], batch_size: int,
+                    iters: int, seed: int) -> float:
+    """Largest eigenvalue of the mean Hessian's diagonal block for ``group`` (0 when the
+    dominant one is negative: LiSSA's scale needs only the positive side)."""
+    return max(_dominant(curv, group, indices, batch_size, iters, seed), 0.0)
+
+
+def block_spectrum(curv: Curvature, group: str, indices: List[int], batch_size: int = 8,
+                   iters: int = 20, seed: int = 0) -> Dict[str, float]:
+    """λ_max and λ_min of the block for ``group``: the dominant eigenvalue first, then the
+    dominant one of the block shifted by it, which is the other end of the spectrum. A
+    negative λ_min means the block is indefinite there, where LiSSA and CG need not converge."""
+    first = _dominant(curv, group, indices, batch_size, iters, seed)
+    other = first + _dominant(curv, group, indices, batch_size, iters, seed + 1, shift=first)
+    return dict(lambda_max=max(first, other), lambda_min=min(first, other))
 
 
 class LiSSA(InverseHVP):
