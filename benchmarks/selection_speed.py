@@ -1,4 +1,5 @@
-"""Selection cost against plain inference, on one model and one pool, in one process.
+"""Selection cost against plain inference, in one process: a tiny model on one pool, or (h)
+a real-size one over several pools.
 
     python benchmarks/selection_speed.py [--pool 100] [--ref-subset 20] [--device cpu|cuda]
                                          [--out docs/selection_speed.json]
@@ -12,6 +13,31 @@ its own process; (f) HVPs and relative error of lissa (paper settings), cg and e
 problem with a reduced θ (retina_cls of a narrow head) so that exact is affordable; (g) the
 default s_test on the empirical Fisher, CG (30 iterations) against the exact Woodbury solve,
 side by side: time, relative difference of s, peak memory of each solve.
+
+    python benchmarks/selection_speed.py --parts realsize --model r50|efflite
+        [--measure-pools 25 50] [--pools 100 500 1000] [--reference-size 20] [--labelled 40]
+        [--checkpoint CKPT] [--labelled-file IDS.json] [--strategy default|config]
+        [--out docs/selection_realsize_r50_cpu.json]
+
+(h) realsize: the default ISAL (the config's active_learning.strategy with ISAL's own
+curvature and solver: Fisher, woodbury) at real model size against plain inference. r50:
+configs/isal_retinanet_voc.py on synthetic VOC2012-layout images (800x600 after resize),
+random weights, classification bias at sigmoid 0.2 so that each image gets 100 pseudo boxes;
+efflite: configs/isal_retinanet_efflite_bccd.py on BCCD. v and s_test once (they do not
+depend on the pool); inference and scoring per --measure-pools; the other --pools from
+those. Fields:
+    input_hw, batch_size, theta_params: network input, the config's selection batch, |θ|
+    labelled, reference (reference_full before --reference-size), pool_available
+    pseudo_boxes_per_image: mean/min/max over the measured pools
+    v_s, v_per_reference_image_s: the reference gradient (summed_gradient)
+    s_test_s, s_test_rss_growth_mb, s_test_info: the solve, its peak RSS growth, its info
+        (n, params, bytes, fell_back, ...)
+    rates_per_image_s: inference and scoring per image, least squares through the origin
+        over the measured pools
+    linearity: the measured per-image rates at each measured pool
+    rows: per pool (measured and --pools): inference_s, scoring_s, end_to_end_s (v + s_test
+        + scoring), ratio_end_to_end_over_inference, s_test_share (of end to end),
+        scoring_over_inference_per_image; extrapolated: true where not measured
 """
 import argparse
 import json
@@ -21,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any, Dict, Sequence, Tuple
 
 import torch
 
@@ -262,6 +289,171 @@ def fisher_solves(args, ctx):
                 ratio_default_over_inference=t_default / t_plain)
 
 
+REALSIZE = {'r50': osp.join(ROOT, 'configs', 'isal_retinanet_voc.py'),
+            'efflite': osp.join(ROOT, 'configs', 'isal_retinanet_efflite_bccd.py')}
+# random heads start at sigmoid 0.01, below ISAL's score threshold (0.1): no pseudo box. At
+# 0.2 nearly every anchor passes it, so each image gets max_per_img (100) pseudo boxes.
+CLS_PRIOR = 0.2
+
+
+def realsize_data(args, cfg) -> None:
+    """Points the config's train/val splits at the data: for r50 a synthetic VOC2012-layout
+    set (500x375, resized to 800x600 by the VOC test pipeline), large enough for the labelled
+    set, the largest measured pool and the reference; for efflite BCCD in place."""
+    from isal_mmdet.datasets.synthetic import make_synthetic
+    if args.model == 'efflite':
+        root = args.data_root or osp.normpath(osp.join(ROOT, cfg.data_root))
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            cfg[key].dataset.data_root = root + '/'
+        return
+    root = args.data_root or osp.join(ROOT, 'data', 'bench_voc_realsize')
+    n = int(max((args.labelled + max(args.measure_pools)) / 0.6, args.reference_size / 0.2)) + 10
+    make_synthetic(root, num_images=n, seed=0, voc2012=True, img_size=(500, 375))
+    for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val')):
+        cfg[key].dataset.update(data_root=osp.join(root, 'VOCdevkit') + '/',
+                                ann_file=f'VOC2012/ImageSets/Main/{split}.txt',
+                                data_prefix=dict(sub_data_root='VOC2012/'))
+
+
+def realsize_model(args, cfg) -> torch.nn.Module:
+    """``--checkpoint`` (a file, or a work dir with ``last_checkpoint``), else random weights
+    with the classification bias at CLS_PRIOR (no pretrained R50 is reachable offline)."""
+    from mmdet.registry import MODELS
+    from isal_mmdet.tools_api import build_model
+    ckpt = args.checkpoint
+    if ckpt and osp.isdir(ckpt):
+        ckpt = open(osp.join(ckpt, 'last_checkpoint')).read().strip()
+    if ckpt:
+        return build_model(cfg, ckpt).to(args.device)
+    cfg.model.backbone.init_cfg = None  # the R50 config would download ImageNet weights
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.nn.init.constant_(model.bbox_head.retina_cls.bias,
+                            float(torch.logit(torch.tensor(CLS_PRIOR))))
+    return model.to(args.device).eval()
+
+
+def default_isal(spec: Any) -> dict:
+    """The config's ISAL with the strategy's own default curvature and solver (Fisher,
+    woodbury on 64 images): the VOC config sets the paper's LiSSA, the BCCD ones woodbury
+    on 16 images."""
+    spec = dict(type='ISAL') if isinstance(spec, str) else dict(spec)
+    return {k: v for k, v in spec.items() if k not in ('solver', 'curvature')}
+
+
+def timed_s_test(strategy, ctx, objective, groups) -> Tuple[Any, Dict[str, float]]:
+    """The strategy's own ``s_test``, with v (``summed_gradient``) and the solve timed apart,
+    and the solve's peak RSS growth."""
+    from unittest import mock
+    from isal_mmdet.al.strategies import isal
+    grad, build = isal.summed_gradient, isal.build_solver
+    out = {}
+
+    def gradient(*a, **k):
+        v, out['v_s'] = timed(lambda: grad(*a, **k))
+        return v
+
+    def solver(cfg):
+        inner = build(cfg)
+        solve = inner.solve
+
+        def measured(v, curv):
+            with RssSampler() as rss:
+                res, out['s_test_s'] = timed(lambda: solve(v, curv))
+            out['s_test_rss_growth_mb'] = rss.growth_mb
+            return res
+        inner.solve = measured
+        return inner
+
+    with mock.patch.object(isal, 'summed_gradient', gradient), \
+            mock.patch.object(isal, 'build_solver', solver):
+        s = strategy.s_test(ctx, objective, groups)
+    return s, out
+
+
+def pool_rows(fixed: Dict[str, float], measured: Dict[int, Dict[str, float]],
+              pools: Sequence[int]) -> dict:
+    """Rows per pool: measured ones as run; the others from the fixed cost (v + s_test, which
+    do not depend on the pool) plus per-image rates of inference and scoring, fitted by least
+    squares through the origin over the measured pools, flagged ``extrapolated``."""
+    keys = ('inference_s', 'scoring_s')
+    norm = sum(n * n for n in measured)
+    rates = {k: sum(n * m[k] for n, m in measured.items()) / norm for k in keys}
+    rows = []
+    for n in sorted(set(pools) | set(measured)):
+        t = measured.get(n) or {k: rates[k] * n for k in keys}
+        e2e = fixed['v_s'] + fixed['s_test_s'] + t['scoring_s']
+        rows.append(dict(pool=n, extrapolated=n not in measured, **{k: t[k] for k in keys},
+                         end_to_end_s=e2e, ratio_end_to_end_over_inference=e2e / t['inference_s'],
+                         s_test_share=fixed['s_test_s'] / e2e,
+                         scoring_over_inference_per_image=t['scoring_s'] / t['inference_s']))
+    linearity = {n: dict(inference_per_image_s=m['inference_s'] / n,
+                         scoring_per_image_s=m['scoring_s'] / n)
+                 for n, m in sorted(measured.items())}
+    return dict(rates_per_image_s=rates, linearity=linearity, rows=rows)
+
+
+def realsize(args) -> dict:
+    """The default ISAL at real model size: v and s_test once, inference and scoring per
+    measured pool, other pools extrapolated (see the module docstring)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    import isal_mmdet  # noqa: F401
+    from isal_mmdet.al.context import selection_context
+    from isal_mmdet.al.data import build_dataset, dataset_ids, scoring_dataset_cfg
+    from isal_mmdet.al.data import test_pipeline_of
+    from isal_mmdet.al.io import read_json
+    from isal_mmdet.al.settings import al_settings
+    from isal_mmdet.al.strategies import build_strategy
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    from isal_mmdet.detection import detector_param_groups
+    from isal_mmdet.influence import influence_scores
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(REALSIZE[args.model])
+    realsize_data(args, cfg)
+    al = al_settings(cfg)
+    spec = al['strategy'] if args.strategy == 'config' else default_isal(al['strategy'])
+    strategy = build_strategy(spec)
+    if strategy.pseudo != 'hard':
+        raise SystemExit('realsize times one scoring pass: pseudo must be hard')
+    if args.labelled_file:
+        labelled = read_json(args.labelled_file)
+    else:
+        labelled = dataset_ids(build_dataset(scoring_dataset_cfg(
+            cfg.train_dataloader.dataset, test_pipeline_of(cfg)), 'train'))[:args.labelled]
+    model = realsize_model(args, cfg)
+    ctx = selection_context(cfg, model, labelled, al['reference'], batch_size=al['batch_size'],
+                            seed=al['seed'], progress=False)
+    full_reference, pool = len(ctx.reference), ctx.pool
+    ctx.reference = ActiveSubset(ctx.reference,
+                                 ids=dataset_ids(ctx.reference)[:args.reference_size])
+    if max(args.measure_pools) > len(pool):
+        raise SystemExit(f'--measure-pools: the pool has {len(pool)} images')
+    objective = strategy.objective(ctx)
+    groups = detector_param_groups(model, strategy.param_groups)
+    s, fixed = timed_s_test(strategy, ctx, objective, groups)
+    measured, counts = {}, []
+    for n in args.measure_pools:
+        ctx.pool = ActiveSubset(pool.dataset, ids=pool.img_ids()[:n])
+        _, t_inf = timed(lambda: plain_inference(ctx))
+        scorer = strategy.objective(ctx)
+        _, t_score = timed(lambda: influence_scores(scorer, model, groups, s,
+                                                    ctx.loader(ctx.pool)))
+        measured[n] = dict(inference_s=t_inf, scoring_s=t_score)
+        counts += scorer.pseudo_boxes
+    return dict(
+        model=args.model, config=osp.relpath(REALSIZE[args.model], ROOT),
+        checkpoint=args.checkpoint, device=args.device, torch_threads=torch.get_num_threads(),
+        input_hw=list(pool[0]['inputs'].shape[-2:]), strategy=spec,
+        batch_size=al['batch_size'], theta_params=groups.numel(), labelled=len(labelled),
+        reference=len(ctx.reference), reference_full=full_reference, pool_available=len(pool),
+        pseudo_boxes_per_image=dict(mean=sum(counts) / len(counts), min=min(counts),
+                                    max=max(counts)),
+        **fixed, v_per_reference_image_s=fixed['v_s'] / len(ctx.reference),
+        s_test_info=ctx.info['s_test'], **pool_rows(fixed, measured, args.pools))
+
+
 def measure_memory(args, model, labelled):
     """(e): selection for N and 10N images, each in a fresh process."""
     tmp = osp.join(args.data_root, '_bench')
@@ -291,17 +483,34 @@ def main():
     p.add_argument('--hessian-images', type=int, default=8)
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument('--data-root', default=osp.join(ROOT, 'data', 'bench_synthetic'))
+    p.add_argument('--data-root', help='default: data/bench_synthetic; realsize: '
+                   'data/bench_voc_realsize (r50), the config\'s BCCD (efflite)')
     p.add_argument('--out')
-    p.add_argument('--parts', choices=['all', 'memory', 'fisher'], default='all',
+    p.add_argument('--parts', choices=['all', 'memory', 'fisher', 'realsize'], default='all',
                    help="'memory': only (e), the N vs 10N peak-memory runs; 'fisher': only "
-                        "(g), CG against the exact Fisher solve")
+                        "(g), CG against the exact Fisher solve; 'realsize': only (h)")
+    p.add_argument('--model', choices=sorted(REALSIZE), default='r50', help='realsize model')
+    p.add_argument('--pools', type=int, nargs='+', default=[100, 500, 1000],
+                   help='realsize: pools to report (extrapolated unless measured)')
+    p.add_argument('--measure-pools', type=int, nargs='+', default=[25, 50],
+                   help='realsize: pools actually run')
+    p.add_argument('--reference-size', type=int, default=20,
+                   help='realsize: the reference set capped at this many images')
+    p.add_argument('--checkpoint', help='realsize: weights (file, or a work dir with '
+                                        'last_checkpoint); default: random, cls bias set')
+    p.add_argument('--strategy', choices=['default', 'config'], default='default',
+                   help="realsize: the config's ISAL with ISAL's default curvature and "
+                        "solver, or the config's ISAL as it is")
     p.add_argument('--memory-child', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--weights', help=argparse.SUPPRESS)
-    p.add_argument('--labelled-file', help=argparse.SUPPRESS)
+    p.add_argument('--labelled-file', help='realsize: JSON list of labelled ids (default: '
+                                           'the first --labelled train ids)')
     args = p.parse_args()
     if args.memory_child:
         return memory_child(args)
+    if args.parts == 'realsize':
+        return emit(args, realsize(args))
+    args.data_root = args.data_root or osp.join(ROOT, 'data', 'bench_synthetic')
 
     from isal_mmdet.datasets.synthetic import make_synthetic
     pools = 1 if args.parts == 'fisher' else 10  # (e) needs a pool of 10N

@@ -8,6 +8,7 @@ from conftest import ROOT
 
 sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
 import al_quality as q  # noqa: E402
+import selection_speed  # noqa: E402
 import soft_labels  # noqa: E402
 
 
@@ -102,3 +103,24 @@ def test_per_box_analysis_on_the_shared_box_range():
         [0.0125], rel=1e-2)
     assert res['cost_reduction']['sparse']['not_reached'] == 1  # never reaches 0.6
     assert q.interp([(0, 0.0), (10, 1.0)], 2.5) == pytest.approx(0.25)
+
+
+def test_realsize_rows_extrapolate_from_fixed_cost_and_fitted_rates():
+    fixed = dict(v_s=10.0, s_test_s=30.0)
+    # per image: inference 1.0 then 1.2 s, scoring 2.0 s; least squares through the origin
+    measured = {10: dict(inference_s=10.0, scoring_s=20.0),
+                20: dict(inference_s=24.0, scoring_s=40.0)}
+    res = selection_speed.pool_rows(fixed, measured, [20, 100])
+    rate = (10 * 10 + 20 * 24) / (10 ** 2 + 20 ** 2)
+    assert res['rates_per_image_s'] == pytest.approx(dict(inference_s=rate, scoring_s=2.0))
+    assert res['linearity'][20] == pytest.approx(dict(inference_per_image_s=1.2,
+                                                      scoring_per_image_s=2.0))
+    rows = {r['pool']: r for r in res['rows']}
+    assert sorted(rows) == [10, 20, 100]
+    assert not rows[20]['extrapolated'] and rows[20]['inference_s'] == 24.0
+    big = rows[100]
+    assert big['extrapolated'] and big['inference_s'] == pytest.approx(100 * rate)
+    assert big['end_to_end_s'] == pytest.approx(10 + 30 + 200)
+    assert big['ratio_end_to_end_over_inference'] == pytest.approx(240 / (100 * rate))
+    assert big['s_test_share'] == pytest.approx(30 / 240)
+    assert big['scoring_over_inference_per_image'] == pytest.approx(2.0 / rate)
