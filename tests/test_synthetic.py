@@ -1,5 +1,7 @@
+import collections
 import hashlib
 import importlib.util
+import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -217,18 +219,103 @@ def test_idempotent_and_overwrites(tmp_path):
     (dict(voc2012=True, fmt='coco'), 'voc2012'),
     (dict(img_size=(10, 10)), 'img_size'),
     (dict(empty_fraction=1.5), 'empty_fraction'),
+    (dict(objects=(5, 2)), 'objects'),
+    (dict(objects=(-1, 3)), 'objects'),
+    (dict(objects=3), 'objects'),
+    (dict(objects=(0.5, 3)), 'objects'),
+    (dict(obj_size=(4, 20)), 'obj_size'),
+    (dict(obj_size=(239, 300)), 'obj_size'),
+    (dict(class_weights=(1, 1)), 'class_weights'),
+    (dict(class_weights=(0, 0, 0)), 'class_weights'),
+    (dict(class_weights=(1, -1, 1)), 'class_weights'),
+    (dict(class_weights=(1, float('nan'), 1)), 'class_weights'),
 ])
 def test_bad_arguments(tmp_path, kwargs, word):
-    with pytest.raises(ValueError, match=word):
+    with pytest.raises(ValueError, match=word) as err:
         make_synthetic(str(tmp_path / 'x'), **kwargs)
+    assert '\n' not in str(err.value)
     assert not (tmp_path / 'x').exists()
 
 
-def test_cli(tmp_path, capsys):
+SPREAD = dict(num_images=300, seed=5, img_size=(160, 120), objects=(0, 20),
+              obj_size=(8, 32), class_weights=(1, 1, 0.1), empty_fraction=0)
+
+
+def _voc_stats(root: Path) -> tuple[list[int], collections.Counter]:
+    """Boxes per image and per class name, read back from the XML files."""
+    counts, names = [], collections.Counter()
+    for xml in sorted((root / 'Annotations').iterdir()):
+        objs = ET.parse(xml).getroot().findall('object')
+        counts.append(len(objs))
+        names.update(obj.findtext('name') for obj in objs)
+    return counts, names
+
+
+def test_objects_and_class_weights(tmp_path):
+    out = tmp_path / 's'
+    summary = make_synthetic(str(out), **SPREAD)
+    counts, names = _voc_stats(out)
+    assert sum(counts) == summary['num_boxes']
+    assert min(counts) == 0 and max(counts) >= 15
+    assert len(set(counts)) >= 16
+    total = sum(names.values())
+    assert 0.03 <= names['triangle'] / total <= 0.15
+    assert all(0.35 <= names[c] / total <= 0.6 for c in ('circle', 'square'))
+    for xml in (out / 'Annotations').iterdir():
+        for obj in ET.parse(xml).getroot().findall('object'):
+            side = max(int(obj.findtext('bndbox/xmax')) -
+                       int(obj.findtext('bndbox/xmin')),
+                       int(obj.findtext('bndbox/ymax')) -
+                       int(obj.findtext('bndbox/ymin')))
+            assert 7 <= side <= 32
+
+    args = json.loads((out / MARKER).read_text())['args']
+    assert args['objects'] == [0, 20] and args['obj_size'] == [8, 32]
+    assert args['class_weights'] == [1.0, 1.0, 0.1]
+    # a changed argument regenerates instead of reusing the files
+    uniform = make_synthetic(str(out), **{**SPREAD, 'class_weights': None})
+    args = json.loads((out / MARKER).read_text())['args']
+    assert 'class_weights' not in args and args['objects'] == [0, 20]
+    counts, names = _voc_stats(out)
+    assert sum(counts) == uniform['num_boxes']
+    assert names['triangle'] / sum(counts) > 0.25
+
+
+def test_default_spread_arguments_keep_files(tmp_path):
+    """Explicit defaults and equal weights write exactly the default set,
+    marker included, so existing datasets are not regenerated."""
+    make_synthetic(str(tmp_path / 'a'), num_images=8, seed=1)
+    make_synthetic(str(tmp_path / 'b'), num_images=8, seed=1, objects=(1, 6),
+                   obj_size=(16, 90), class_weights=(2, 2, 2))
+    assert _hashes(tmp_path / 'a') == _hashes(tmp_path / 'b')
+
+
+def _cli():
     spec = importlib.util.spec_from_file_location(
         'make_synthetic_cli', ROOT / 'tools' / 'make_synthetic.py')
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
+    return cli
+
+
+def test_cli_spread_round_trip(tmp_path, capsys):
+    kwargs = dict(num_images=12, seed=2, img_size=(160, 120), objects=(0, 20),
+                  obj_size=(8, 32), class_weights=(1, 1, 0.1))
+    _cli().main([str(tmp_path / 'cli'), '--num-images', '12', '--seed', '2',
+                 '--img-size', '160', '120', '--objects', '0', '20',
+                 '--obj-size', '8', '32', '--class-weights', '1', '1', '0.1'])
+    assert '12 images' in capsys.readouterr().out
+    make_synthetic(str(tmp_path / 'api'), **kwargs)
+    assert _hashes(tmp_path / 'cli') == _hashes(tmp_path / 'api')
+
+    with pytest.raises(SystemExit):
+        _cli().main([str(tmp_path / 'bad'), '--class-weights', '1', '1'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert 'error: class_weights' in err[-1]
+
+
+def test_cli(tmp_path, capsys):
+    cli = _cli()
     cli.main([str(tmp_path), '--num-images', '4', '--format', 'coco',
               '--classes', 'a', 'b', 'c', 'd', '--img-size', '64', '48'])
     printed = capsys.readouterr().out

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from isal_mmdet.datasets.synthetic import make_synthetic
+from isal_mmdet.datasets.synthetic import (MAX_OBJ_SIZE, MAX_OBJECTS,
+                                           MIN_OBJ_SIZE, make_synthetic)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
                         'or person car dog with --voc2012)')
     parser.add_argument('--img-size', nargs=2, type=int, default=(320, 240),
                         metavar=('W', 'H'))
+    parser.add_argument('--objects', nargs=2, type=int,
+                        default=(1, MAX_OBJECTS), metavar=('MIN', 'MAX'),
+                        help='objects per non-empty image, drawn uniformly; '
+                        'placements overlapping others are dropped after 20 '
+                        'tries, so crowded images can hold fewer '
+                        f'(default: 1 {MAX_OBJECTS})')
+    parser.add_argument('--obj-size', nargs=2, type=int,
+                        default=(MIN_OBJ_SIZE, MAX_OBJ_SIZE),
+                        metavar=('MIN', 'MAX'),
+                        help='object side in pixels (default: '
+                        f'{MIN_OBJ_SIZE} {MAX_OBJ_SIZE})')
+    parser.add_argument('--class-weights', nargs='+', type=float,
+                        default=None, metavar='W',
+                        help='relative frequency of each class, e.g. 1 1 0.1 '
+                        'for a rare third class (default: uniform)')
     return parser
 
 
@@ -31,7 +47,10 @@ def main(argv: list[str] | None = None) -> None:
                                  seed=args.seed, fmt=args.fmt,
                                  classes=args.classes,
                                  img_size=tuple(args.img_size),
-                                 voc2012=args.voc2012)
+                                 voc2012=args.voc2012,
+                                 objects=tuple(args.objects),
+                                 obj_size=tuple(args.obj_size),
+                                 class_weights=args.class_weights)
     except ValueError as err:
         parser.error(str(err))
     layout = 'voc2012' if args.voc2012 else args.fmt

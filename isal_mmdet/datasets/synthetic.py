@@ -52,7 +52,10 @@ def image_stem(index: int) -> str:
 
 def render_sample(seed: int, index: int, shapes: Sequence[str],
                   img_size: tuple[int, int] = (320, 240),
-                  empty: bool = False
+                  empty: bool = False, *,
+                  objects: tuple[int, int] = (1, MAX_OBJECTS),
+                  obj_size: tuple[int, int] = (MIN_OBJ_SIZE, MAX_OBJ_SIZE),
+                  class_probs: Sequence[float] | None = None
                   ) -> tuple[np.ndarray, list[tuple[int, tuple[int, ...]]]]:
     """Render image ``index`` of a dataset; exposed so tests can recompute
     ground truth without parsing files.
@@ -63,6 +66,14 @@ def render_sample(seed: int, index: int, shapes: Sequence[str],
         shapes: shape drawn for each class label (entries of ``SHAPES``).
         img_size: ``(width, height)``.
         empty: draw background only.
+        objects: ``(min, max)`` objects to place; a placement that overlaps
+            earlier objects more than ``MAX_OVERLAP`` is retried 20 times
+            and then dropped, so crowded images can hold fewer.
+        obj_size: ``(min, max)`` side of an object's square in pixels; the
+            max is capped at ``min(width, height) - 2``.
+        class_probs: probability of each label; ``None`` draws labels
+            uniformly with ``rng.integers``, the call the default files
+            were made with.
 
     Returns:
         ``(image, objects)``: an ``H x W x 3`` uint8 RGB array and a list of
@@ -71,29 +82,31 @@ def render_sample(seed: int, index: int, shapes: Sequence[str],
     width, height = img_size
     rng = np.random.default_rng([seed, 0, index])
     canvas = _background(rng, width, height)
-    objects: list[tuple[int, tuple[int, ...]]] = []
-    num_objects = 0 if empty else int(rng.integers(1, MAX_OBJECTS + 1))
-    max_size = min(MAX_OBJ_SIZE, width - 2, height - 2)
+    placed: list[tuple[int, tuple[int, ...]]] = []
+    num_objects = 0 if empty else int(rng.integers(objects[0],
+                                                   objects[1] + 1))
+    max_size = min(obj_size[1], width - 2, height - 2)
     for _ in range(num_objects):
-        label = int(rng.integers(len(shapes)))
+        label = int(rng.integers(len(shapes)) if class_probs is None else
+                    rng.choice(len(shapes), p=class_probs))
         for _attempt in range(20):
-            size = int(rng.integers(MIN_OBJ_SIZE, max_size + 1))
+            size = int(rng.integers(obj_size[0], max_size + 1))
             x0 = int(rng.integers(1, width - size))
             y0 = int(rng.integers(1, height - size))
             mask = _shape_mask(rng, shapes[label], width, height, x0, y0,
                                size)
             box = _tight_box(mask)
             if all(_overlap(box, other) <= MAX_OVERLAP
-                   for _, other in objects):
+                   for _, other in placed):
                 break
         else:
             continue
         colour = _contrasting_colour(rng, canvas[box[1]:box[3],
                                                  box[0]:box[2]])
         canvas[mask] = colour
-        objects.append((label, box))
+        placed.append((label, box))
     canvas += rng.normal(0.0, rng.uniform(3.0, 9.0), canvas.shape)
-    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), objects
+    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8), placed
 
 
 def _background(rng: np.random.Generator, width: int,
@@ -208,9 +221,17 @@ def _contrasting_colour(rng: np.random.Generator,
     return 255.0 - mean
 
 
+def _is_int_pair(value: object, low: int) -> bool:
+    """``value`` is two ints ``low <= a <= b``."""
+    return (isinstance(value, Sequence) and len(value) == 2 and
+            all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                for v in value) and low <= value[0] <= value[1])
+
+
 def _check_args(num_images: int, seed: int, fmt: str, classes: list[str],
                 img_size: tuple[int, int], empty_fraction: float,
-                splits: dict[str, float], voc2012: bool) -> None:
+                splits: dict[str, float], voc2012: bool, objects: object,
+                obj_size: object, class_weights: object) -> None:
     if not isinstance(num_images, numbers.Integral) or num_images < 1:
         raise ValueError(f'num_images must be an int >= 1, got {num_images!r}')
     if not isinstance(seed, numbers.Integral) or seed < 0:
@@ -241,6 +262,22 @@ def _check_args(num_images: int, seed: int, fmt: str, classes: list[str],
     if not 0.0 <= empty_fraction <= 1.0:
         raise ValueError(f'empty_fraction must be in [0, 1], got '
                          f'{empty_fraction!r}')
+    if not _is_int_pair(objects, 0):
+        raise ValueError(f'objects must be two ints 0 <= min <= max, got '
+                         f'{objects!r}')
+    if not _is_int_pair(obj_size, 8) or obj_size[0] > min(img_size) - 2:
+        raise ValueError(f'obj_size must be two ints 8 <= min <= max with '
+                         f'min <= {min(img_size) - 2} (the shorter image '
+                         f'side - 2), got {obj_size!r}')
+    if class_weights is not None and not (
+            isinstance(class_weights, Sequence) and
+            len(class_weights) == len(classes) and
+            all(isinstance(w, numbers.Real) and not isinstance(w, bool) and
+                math.isfinite(w) and w >= 0 for w in class_weights) and
+            sum(class_weights) > 0):
+        raise ValueError(f'class_weights must be one finite weight >= 0 per '
+                         f'class ({len(classes)}), not all 0, got '
+                         f'{class_weights!r}')
     if not splits:
         raise ValueError('splits must name at least one split')
     for name, frac in splits.items():
@@ -358,7 +395,10 @@ def make_synthetic(out_dir: str,
                    img_size: tuple[int, int] = (320, 240),
                    empty_fraction: float = 0.05,
                    splits: dict[str, float] | None = None,
-                   voc2012: bool = False) -> dict:
+                   voc2012: bool = False, *,
+                   objects: tuple[int, int] = (1, MAX_OBJECTS),
+                   obj_size: tuple[int, int] = (MIN_OBJ_SIZE, MAX_OBJ_SIZE),
+                   class_weights: Sequence[float] | None = None) -> dict:
     """Write a deterministic shape-detection dataset and return its summary.
 
     Class ``i`` is drawn as ``SHAPES[i]``, unless every class name is a shape
@@ -379,6 +419,15 @@ def make_synthetic(out_dir: str,
             train/val/test.  VOC also gets ``trainval`` = train + val.
         voc2012: VOC layout under ``out_dir/VOCdevkit/VOC2012`` with real VOC
             class names, for smoke-testing mmdet's ``VOCDataset`` configs.
+        objects: ``(min, max)`` objects per non-empty image, drawn
+            uniformly.  Placements overlapping earlier objects are retried
+            and finally dropped, so with many large objects the real count
+            falls short of the draw; on 320x240, 20 objects lose about 1%
+            at the default ``obj_size`` and none with ``(16, 64)``.
+        obj_size: ``(min, max)`` object side in pixels.
+        class_weights: relative frequency of each class, e.g. ``(1, 1,
+            0.1)`` for a rare third class; ``None`` or equal weights draw
+            classes uniformly.
 
     Returns:
         ``{'out_dir', 'classes', 'num_images', 'num_boxes', 'splits'}`` where
@@ -393,9 +442,14 @@ def make_synthetic(out_dir: str,
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
     img_size = tuple(img_size)
     _check_args(num_images, seed, fmt, classes, img_size, empty_fraction,
-                splits, voc2012)
+                splits, voc2012, objects, obj_size, class_weights)
     num_images, seed = int(num_images), int(seed)
     img_size = (int(img_size[0]), int(img_size[1]))
+    objects = (int(objects[0]), int(objects[1]))
+    obj_size = (int(obj_size[0]), int(obj_size[1]))
+    weights = (None if class_weights is None or len(set(class_weights)) == 1
+               else [float(w) for w in class_weights])
+    probs = None if weights is None else np.asarray(weights) / sum(weights)
 
     args = {
         'version': GENERATOR_VERSION, 'num_images': num_images, 'seed': seed,
@@ -404,6 +458,14 @@ def make_synthetic(out_dir: str,
         'splits': [[k, float(v)] for k, v in splits.items()],
         'voc2012': bool(voc2012)
     }
+    # Recorded only where they differ from the default, so that default
+    # files (marker included) and the markers of older sets stay unchanged.
+    for key, value, default in (
+            ('objects', list(objects), [1, MAX_OBJECTS]),
+            ('obj_size', list(obj_size), [MIN_OBJ_SIZE, MAX_OBJ_SIZE]),
+            ('class_weights', weights, None)):
+        if value != default:
+            args[key] = value
     marker_path = os.path.join(out_dir, MARKER)
     if os.path.isfile(marker_path):
         try:
@@ -435,21 +497,22 @@ def make_synthetic(out_dir: str,
     coco_images, coco_anns = [], []
     num_boxes = 0
     for index in range(num_images):
-        img, objects = render_sample(seed, index, shapes, img_size,
-                                     index in empty)
+        img, drawn = render_sample(seed, index, shapes, img_size,
+                                   index in empty, objects=objects,
+                                   obj_size=obj_size, class_probs=probs)
         stem = image_stem(index)
-        num_boxes += len(objects)
+        num_boxes += len(drawn)
         if fmt == 'voc':
             _write(os.path.join(root, 'JPEGImages', f'{stem}.jpg'),
                    _jpeg_bytes(img))
-            named = [(classes[label], box) for label, box in objects]
+            named = [(classes[label], box) for label, box in drawn]
             _write(os.path.join(root, 'Annotations', f'{stem}.xml'),
                    _voc_xml(stem, folder, width, height, named))
             continue
         _write(os.path.join(root, 'images', f'{stem}.jpg'), _jpeg_bytes(img))
         coco_images.append({'id': index + 1, 'file_name': f'{stem}.jpg',
                             'width': width, 'height': height})
-        for label, (x1, y1, x2, y2) in objects:
+        for label, (x1, y1, x2, y2) in drawn:
             coco_anns.append({
                 'id': len(coco_anns) + 1, 'image_id': index + 1,
                 'category_id': label + 1,
