@@ -236,6 +236,52 @@ def composition(work_dir, strategies, seeds, rounds, ann_dir):
     return out
 
 
+def solver_summary(work_dir, strategies, seeds, rounds):
+    """What each ISAL selection recorded: pseudo boxes per image, its solver, and whether the
+    solve converged (LiSSA's scales = 1.5 λ_max, NaN resets and diverged groups; CG's
+    iterations and relative residual), over every seed and round."""
+    out = {}
+    for s in strategies:
+        rows = []
+        for seed in seeds:
+            for k in range(rounds - 1):
+                path = osp.join(work_dir, s, f'seed{seed}', f'round_{k}', 'selection.json')
+                if not osp.exists(path):
+                    continue
+                with open(path) as f:
+                    sel = json.load(f)
+                info = sel.get('info') or {}
+                solve = info.get('s_test')
+                if solve is None:
+                    continue
+                rows.append(dict(seed=seed, round=k, seconds=sel.get('seconds'),
+                                 pseudo_boxes=(info.get('pseudo_boxes_per_image') or {}).get(
+                                     'mean'), method=solve['method'], scales=solve['scales'],
+                                 nan_resets=sum(solve['nan_resets'].values()),
+                                 diverged=solve['diverged'],
+                                 relative_residual=solve.get('relative_residual'),
+                                 iterations=solve.get('iterations')))
+        if rows:
+            out[s] = rows
+    return out
+
+
+def summary_lines(summary):
+    lines = ['', '| ISAL selections | solver | pseudo boxes/img | seconds | LiSSA scales '
+             '(1.5 λ_max) | NaN resets | diverged | CG residual |', '|' + ' --- |' * 8]
+    for s, rows in summary.items():
+        def span(key, f='{:.3g}'):
+            vals = [r[key] for r in rows if r[key] is not None]
+            return '-' if not vals else (f.format(min(vals)) + '–' + f.format(max(vals)))
+        scales = sorted({f'{g} {v:.3g}' for r in rows for g, v in r['scales'].items()})
+        lines.append(f"| {s} ({len(rows)}) | {rows[0]['method']} | {span('pseudo_boxes')} | "
+                     f"{span('seconds', '{:.0f}')} | {', '.join(scales) or '-'} | "
+                     f"{sum(r['nan_resets'] for r in rows)} | "
+                     f"{sum(bool(r['diverged']) for r in rows)} of {len(rows)} | "
+                     f"{span('relative_residual', '{:.1e}')} |")
+    return lines
+
+
 def fmt(ms, digits=3):
     m, s = ms
     return '-' if m is None else f'{m:.{digits}f} ± {s:.{digits}f}'
@@ -284,6 +330,8 @@ def report(res, strategies):
             lines.append(f'| {s} | ' + ' | '.join(
                 f"{c[n]['selected']:.2f} ({c[n]['pool']:.2f})" if n in c else '-'
                 for n in names) + ' |')
+    if res.get('selections'):
+        lines += summary_lines(res['selections'])
     return '\n'.join(lines) + '\n'
 
 
@@ -369,6 +417,8 @@ def main():
     if osp.isdir(ann_dir):
         res['selected_composition'] = composition(osp.abspath(args.work_dir), args.strategies,
                                                   args.seeds, args.rounds, ann_dir)
+    res['selections'] = solver_summary(osp.abspath(args.work_dir), args.strategies, args.seeds,
+                                       args.rounds)
     res['setup'] = dict(config=osp.relpath(config, ROOT), strategies=args.strategies,
                         seeds=args.seeds, rounds=args.rounds, initial=args.initial,
                         budget=args.budget, cfg_options=dict(args.cfg_options))
