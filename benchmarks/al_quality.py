@@ -273,7 +273,10 @@ def summary_lines(summary):
         def span(key, f='{:.3g}'):
             vals = [r[key] for r in rows if r[key] is not None]
             return '-' if not vals else (f.format(min(vals)) + '–' + f.format(max(vals)))
-        scales = sorted({f'{g} {v:.3g}' for r in rows for g, v in r['scales'].items()})
+        groups = sorted({g for r in rows for g in r['scales']})
+        scales = [f"{g} {min(r['scales'][g] for r in rows if g in r['scales']):.3g}–"
+                  f"{max(r['scales'][g] for r in rows if g in r['scales']):.3g}"
+                  for g in groups]
         lines.append(f"| {s} ({len(rows)}) | {rows[0]['method']} | {span('pseudo_boxes')} | "
                      f"{span('seconds', '{:.0f}')} | {', '.join(scales) or '-'} | "
                      f"{sum(r['nan_resets'] for r in rows)} | "

@@ -32,3 +32,18 @@ done
   --strategies isal random isal-fixed entropy --seeds 0 --rounds 4
 "$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" \
   --strategies isal random entropy isal-paper --seeds 1 2 0 --rounds 4
+# 4. Fisher against Hessian on one round-0 checkpoint: picks of the default, the paper's LiSSA
+#    and CG on the Hessian, their agreement, and both ends of each θ group's spectrum
+out="$W/diagnostics_round0_seed0_curvature.json"
+[ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$CFG" --work-dir "$W/noise/train_seed0" \
+  --variants isal isal-paper isal-cg --no-terms --spectrum --out "$out"
+# 5. a synthetic set with 0-20 objects per image and a rare class: round 0, then what each
+#    strategy prefers there
+"$PY" tools/make_synthetic.py data/synthetic_spread --num-images 360 --seed 0 --objects 0 20 \
+  --obj-size 16 64 --class-weights 1 1 0.1
+SPREAD=configs/isal_retinanet_efflite_spread.py
+[ -f "$W/spread/round_0/metrics.json" ] || "$PY" tools/al_train.py "$SPREAD" \
+  --work-dir "$W/spread" --cfg-options active_learning.rounds=1
+out="$W/spread_diagnostics_round0.json"
+[ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$SPREAD" --work-dir "$W/spread" \
+  --variants isal isal-fixed grad_similarity entropy isal-thr0.5 --spectrum --out "$out"
