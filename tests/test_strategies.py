@@ -208,6 +208,30 @@ def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
         build_strategy(dict(type='ISAL', normaliser='batch'))
 
 
+def test_isal_reference_size_is_a_seeded_subset_of_the_reference_set(synthetic_voc):
+    """reference_size=k scores as ISAL on a reference set of those k images; k at least the
+    set's size changes nothing."""
+    model = build_detector('retinanet')
+    cfg = dict(type='ISAL', score_thr=0.0, max_per_img=20,
+               solver=dict(type='cg', max_iter=5, num_samples=4))
+    full = select(cfg, _ctx(synthetic_voc, model), 3)
+    ctx = _ctx(synthetic_voc, model)
+    assert select(dict(cfg, reference_size=len(ctx.reference)), ctx, 3)['scores'] == \
+        pytest.approx(full['scores'], rel=1e-6)
+    sub = select(dict(cfg, reference_size=2), _ctx(synthetic_voc, model), 3)
+    assert sub['info']['reference_images'] == 2
+    assert sub['scores'] != pytest.approx(full['scores'], rel=1e-3)
+    strategy = build_strategy(dict(cfg, reference_size=2))
+    ctx = _ctx(synthetic_voc, model)
+    ref = strategy.reference(ctx)
+    assert len(ref) == 2 and ref.img_ids() == strategy.reference(
+        _ctx(synthetic_voc, model)).img_ids()  # seeded: the same two every time
+    ctx.reference = ref
+    assert select(cfg, ctx, 3)['scores'] == pytest.approx(sub['scores'], rel=1e-6)
+    with pytest.raises(ValueError, match='ISAL.reference_size'):
+        build_strategy(dict(type='ISAL', reference_size=0))
+
+
 def test_isal_with_no_pseudo_box_is_flagged_uninformative(synthetic_voc, caplog):
     model = build_detector('retinanet')
     with caplog.at_level(logging.WARNING, logger='isal_mmdet'):

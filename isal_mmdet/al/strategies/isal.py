@@ -8,6 +8,7 @@ from typing import Any, Dict, Hashable, List, Optional
 
 import torch
 
+from ...datasets.al_subset import ActiveSubset
 from ...detection import DetectionObjective, default_scales, detector_param_groups
 from ...detection.losses import focal_head
 from ...influence import Curvature, build_solver, influence_scores, summed_gradient
@@ -80,6 +81,10 @@ class ISAL(Strategy):
             first, the images where training on the model's own predictions would raise the
             reference loss most, i.e. where those predictions are most wrong.
         param_groups: ``{group: regex}`` for θ; default: the detector family's preset.
+        reference_size: ``None`` (paper): v sums the whole reference set; an integer: a
+            seeded subset of that many reference images. v costs about one scoring pass per
+            reference image, so a reference set larger than the pool (VOC2007 val: 2,510
+            images) would cost more than scoring the pool.
         normaliser: ``'image'``: each image's loss is divided by its own positive count
             (clamped to >= 1). ``'fixed'``: every image's loss (reference, curvature and
             pseudo) is divided by one count, the mean positives per reference image, so the
@@ -92,11 +97,18 @@ class ISAL(Strategy):
                  param_groups: Optional[Dict[str, str]] = None,
                  max_per_class: Optional[int] = None, pseudo: str = 'hard', samples: int = 4,
                  diversity: Optional[Dict[str, Any]] = None, curvature: str = 'fisher',
-                 prefer: str = 'helpful', normaliser: str = 'image'):
+                 prefer: str = 'helpful', normaliser: str = 'image',
+                 reference_size: Optional[int] = None):
         _check_choice('prefer', prefer, ('helpful', 'harmful'))
         _check_choice('pseudo', pseudo, ('hard', 'sampled', 'soft'))
         _check_choice('curvature', curvature, KINDS)
         _check_choice('normaliser', normaliser, ('image', 'fixed'))
+        if reference_size is not None and (not isinstance(reference_size, int) or
+                                           isinstance(reference_size, bool) or
+                                           reference_size < 1):
+            raise ValueError(f'ISAL.reference_size must be a positive integer or None, got '
+                             f'{reference_size!r}')
+        self.reference_size = reference_size
         self.higher_is_better = prefer == 'harmful'
         if diversity is not None and set(diversity) - {'pool_factor'}:
             raise ValueError(f'ISAL.diversity: unknown field(s) '
@@ -122,19 +134,31 @@ class ISAL(Strategy):
                                   max_per_class=self.max_per_class, draw=draw,
                                   soft=self.pseudo == 'soft', avg_factor=self.avg_factor)
 
+    def reference(self, ctx: SelectionContext):
+        """The reference set, or its seeded subset of ``reference_size`` images."""
+        ref = ctx.reference
+        if self.reference_size is None or len(ref) <= self.reference_size:
+            return ref
+        g = torch.Generator().manual_seed(ctx.seed)
+        keep = sorted(torch.randperm(len(ref), generator=g)[:self.reference_size].tolist())
+        ids = [ref.get_data_info(i)['img_id'] for i in keep]
+        ctx.info['reference_images'] = len(ids)
+        return ActiveSubset(ref, ids=ids)
+
     def s_test(self, ctx: SelectionContext, objective: DetectionObjective, groups):
         if ctx.reference is None or len(ctx.reference) == 0:
             raise ValueError('ISAL needs a non-empty reference set (active_learning.reference)')
+        reference = self.reference(ctx)
         if self.normaliser == 'fixed':
             # v from raw per-image sums, then everything divided by one common count
             objective.avg_factor = 1.0
-            v = summed_gradient(objective, ctx.model, groups, ctx.loader(ctx.reference))
+            v = summed_gradient(objective, ctx.model, groups, ctx.loader(reference))
             pos = [c for part in gather_objects(objective.positives) or [] for c in part]
             self.avg_factor = objective.avg_factor = max(sum(pos) / max(len(pos), 1), 1.0)
             v = v.scale(1.0 / self.avg_factor)
             ctx.info['avg_factor'] = self.avg_factor
         else:
-            v = summed_gradient(objective, ctx.model, groups, ctx.loader(ctx.reference))
+            v = summed_gradient(objective, ctx.model, groups, ctx.loader(reference))
         cfg = dict(self.solver_cfg)
         if cfg['type'] == 'lissa':
             cfg.setdefault('scales', default_scales(ctx.model))
