@@ -23,6 +23,9 @@ Writes W/results.json, W/results.md and W/results.png (``--report`` renames them
   it is reported as not reached.
 - the same per box annotated (annotation effort grows with the boxes drawn): AUC over the
   box range every strategy of a seed covers, and the boxes needed to reach random's mAP.
+
+``--merge PRIOR.json`` adds the seeds of an earlier report of the same setup (config, rounds,
+initial, budget) whose work dir is gone, so a study can grow by seeds across machines.
 """
 import argparse
 import glob
@@ -266,6 +269,45 @@ def solver_summary(work_dir, strategies, seeds, rounds):
     return out
 
 
+def check_prior(prior, setup):
+    """One line naming the field when an earlier report cannot be merged into this run."""
+    old = prior['setup']
+    for key in ('config', 'rounds', 'initial', 'budget', 'cfg_options'):
+        if old.get(key) != setup[key]:
+            raise ValueError(f"--merge: its setup.{key} is {old.get(key)!r}, this run's is "
+                             f"{setup[key]!r}")
+    both = sorted(set(old['seeds']) & set(setup['seeds']))
+    if both:
+        raise ValueError(f'--merge: seeds {both} are in both')
+    missing = [s for s in setup['strategies'] if s not in prior['curves']]
+    if missing:
+        raise ValueError(f'--merge: strategies {missing} are not in its curves')
+
+
+def merge_prior(prior, setup, curves, box_curves, composition_, selections):
+    """Fold an earlier report's seeds into this run's: curves and per-seed rows are joined;
+    the class mix is a seed-weighted mean (every seed selects the same number of images
+    from pools of the same sizes). Returns the joined seed list."""
+    check_prior(prior, setup)
+    seeds, old_seeds = setup['seeds'], prior['setup']['seeds']
+    for s in curves:
+        for mine, theirs in ((curves, prior['curves']), (box_curves, prior['box_curves'])):
+            mine[s].update({int(k): [tuple(p) for p in v] for k, v in theirs[s].items()})
+    w_new, w_old = len(seeds), len(old_seeds)
+    for s, classes in (prior.get('selected_composition') or {}).items():
+        if s not in curves:
+            continue
+        mine = composition_.setdefault(s, {})
+        for name, c in classes.items():
+            m = mine.get(name, dict(selected=0.0, pool=0.0))
+            wn = w_new if name in mine else 0
+            mine[name] = {k: (m[k] * wn + c[k] * w_old) / (wn + w_old) for k in c}
+    for s, rows in (prior.get('selections') or {}).items():
+        if s in curves:
+            selections[s] = rows + selections.get(s, [])
+    return sorted(old_seeds + list(seeds))
+
+
 def summary_lines(summary):
     lines = ['', '| ISAL selections | solver | pseudo boxes/img | seconds | LiSSA scales '
              '(1.5 λ_max) | NaN resets | diverged | CG residual |', '|' + ' --- |' * 8]
@@ -385,6 +427,8 @@ def main():
                    help='names W/<report>.json, W/<report>.md and W/<report>.png')
     p.add_argument('--analyse-only', action='store_true',
                    help='read the finished runs in --work-dir, train nothing')
+    p.add_argument('--merge', metavar='PRIOR.json',
+                   help='add the seeds of an earlier report of the same setup')
     args = p.parse_args()
     preset = PRESETS[args.preset or 'quick']
     base = dict(preset) if args.quick or args.preset or not args.config else dict(
@@ -393,6 +437,14 @@ def main():
         if getattr(args, key) is None:
             setattr(args, key, base[key])
     config = args.config or base['config']
+    setup = dict(config=osp.relpath(config, ROOT), strategies=args.strategies,
+                 seeds=args.seeds, rounds=args.rounds, initial=args.initial,
+                 budget=args.budget, cfg_options=dict(args.cfg_options))
+    prior = None
+    if args.merge:
+        with open(args.merge) as f:
+            prior = json.load(f)
+        check_prior(prior, setup)
     import isal_mmdet  # noqa: F401
     curves = {s: {} for s in args.strategies}
     box_curves = {s: {} for s in args.strategies}
@@ -410,27 +462,31 @@ def main():
             first = first or osp.join(wd, 'round_0')
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
             box_curves[s][seed] = [(r['num_boxes'], r['mAP']) for r in rows]
-    res = analyse(curves, args.strategies, args.seeds)
-    res['per_box'] = analyse_boxes(box_curves, args.strategies, args.seeds)
-    res['box_curves'] = {s: {str(k): v for k, v in c.items()} for s, c in box_curves.items()}
-    res['curves'] = {s: {str(k): v for k, v in c.items()} for s, c in curves.items()}
     from mmengine.config import Config
     data_root = Config.fromfile(config).train_dataloader.dataset.get('data_root', '')
     ann_dir = osp.join(data_root, 'Annotations')
-    if osp.isdir(ann_dir):
-        res['selected_composition'] = composition(osp.abspath(args.work_dir), args.strategies,
-                                                  args.seeds, args.rounds, ann_dir)
-    res['selections'] = solver_summary(osp.abspath(args.work_dir), args.strategies, args.seeds,
-                                       args.rounds)
-    res['setup'] = dict(config=osp.relpath(config, ROOT), strategies=args.strategies,
-                        seeds=args.seeds, rounds=args.rounds, initial=args.initial,
-                        budget=args.budget, cfg_options=dict(args.cfg_options))
+    comp = (composition(osp.abspath(args.work_dir), args.strategies, args.seeds, args.rounds,
+                        ann_dir) if osp.isdir(ann_dir) else {})
+    selections = solver_summary(osp.abspath(args.work_dir), args.strategies, args.seeds,
+                                args.rounds)
+    if prior is not None:
+        setup['seeds'] = merge_prior(prior, setup, curves, box_curves, comp, selections)
+    seeds = setup['seeds']
+    res = analyse(curves, args.strategies, seeds)
+    res['per_box'] = analyse_boxes(box_curves, args.strategies, seeds)
+    res['box_curves'] = {s: {str(k): v for k, v in c.items()} for s, c in box_curves.items()}
+    res['curves'] = {s: {str(k): v for k, v in c.items()} for s, c in curves.items()}
+    if comp:
+        res['selected_composition'] = comp
+    res['selections'] = selections
+    res['setup'] = setup
     os.makedirs(args.work_dir, exist_ok=True)
     out = osp.join(args.work_dir, args.report)
-    with open(out + '.json', 'w') as f:
-        json.dump(res, f, indent=1)
-    with open(out + '.md', 'w') as f:
-        f.write(report(res, args.strategies))
+    for ext, text in (('.json', json.dumps(res, indent=1)),
+                      ('.md', report(res, args.strategies))):
+        with open(out + ext + '.tmp', 'w') as f:
+            f.write(text)
+        os.replace(out + ext + '.tmp', out + ext)
     plot(out + '.png', res, args.strategies, box_curves)
     print(report(res, args.strategies))
     return 0

@@ -124,3 +124,31 @@ def test_realsize_rows_extrapolate_from_fixed_cost_and_fitted_rates():
     assert big['ratio_end_to_end_over_inference'] == pytest.approx(240 / (100 * rate))
     assert big['s_test_share'] == pytest.approx(30 / 240)
     assert big['scoring_over_inference_per_image'] == pytest.approx(2.0 / rate)
+
+
+def test_merge_prior_joins_seeds_and_weights_the_class_mix():
+    setup = dict(config='c.py', strategies=['random', 'isal'], seeds=[3], rounds=2,
+                 initial=40, budget=40, cfg_options={})
+    prior = dict(setup=dict(setup, seeds=[0, 1], strategies=['random', 'isal', 'entropy']),
+                 curves={s: {'0': [[40, 0.5], [80, 0.6]], '1': [[40, 0.4], [80, 0.5]]}
+                         for s in ('random', 'isal', 'entropy')},
+                 box_curves={s: {'0': [[400, 0.5], [800, 0.6]], '1': [[400, 0.4], [800, 0.5]]}
+                             for s in ('random', 'isal', 'entropy')},
+                 selected_composition={'isal': {'cat': dict(selected=1.0, pool=2.0)}},
+                 selections={'isal': [dict(seed=0)], 'entropy': [dict(seed=0)]})
+    curves = {'random': {3: [(40, 0.3), (80, 0.4)]}, 'isal': {3: [(40, 0.3), (80, 0.5)]}}
+    boxes = {s: {3: [(400, 0.3), (800, c[3][1][1])]} for s, c in curves.items()}
+    comp = {'isal': {'cat': dict(selected=4.0, pool=2.0)}}
+    sel = {'isal': [dict(seed=3)]}
+    seeds = q.merge_prior(prior, setup, curves, boxes, comp, sel)
+    assert seeds == [0, 1, 3]
+    assert curves['isal'][0] == [(40, 0.5), (80, 0.6)] and curves['isal'][3][1] == (80, 0.5)
+    assert comp['isal']['cat'] == dict(selected=pytest.approx(2.0), pool=pytest.approx(2.0))
+    assert [r['seed'] for r in sel['isal']] == [0, 3] and 'entropy' not in sel
+    res = q.analyse(curves, ['random', 'isal'], seeds)
+    assert res['paired_auc_vs']['isal']['random']['per_seed'] == pytest.approx([0, 0, 0.05])
+    for bad, match in ((dict(setup, rounds=3), 'setup.rounds is 2'),
+                       (dict(setup, seeds=[1]), r'seeds \[1\] are in both'),
+                       (dict(setup, strategies=['coreset']), r"\['coreset'\] are not")):
+        with pytest.raises(ValueError, match=match):
+            q.check_prior(prior, bad)
