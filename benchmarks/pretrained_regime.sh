@@ -47,10 +47,16 @@ SPREAD=configs/isal_retinanet_efflite_spread.py
 out="$W/spread_diagnostics_round0.json"
 [ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$SPREAD" --work-dir "$W/spread" \
   --variants isal isal-fixed grad_similarity entropy isal-thr0.5 --spectrum --out "$out"
-# 6. the spread set's paired first look: one seed, one selection round, on step 5's round 0
-"$PY" benchmarks/al_quality.py "$SPREAD" --work-dir "$W/spread_study" \
-  --strategies isal isal-fixed random entropy --seeds 0 --rounds 2
+# 6. the spread set's paired study: three seeds, two selection rounds (seed 0's first round
+#    ran first, as a one-seed look)
+"$PY" benchmarks/al_quality.py "$SPREAD" --work-dir "$W/spread_study" --report study_3seeds \
+  --strategies isal isal-fixed random entropy --seeds 0 1 2 --rounds 3
 # 7. the default exact Fisher solve against the former default (CG, 30 iterations)
 out="$W/diagnostics_round0_seed0_woodbury_vs_cg.json"
 [ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$CFG" --work-dir "$W/noise/train_seed0" \
   --variants isal isal-fisher --no-terms --out "$out"
+# 8. BCCD again: the fixed normaliser on seeds 1-2, then a fourth seed of the paired study
+"$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" --report fixed_seeds012 \
+  --strategies isal random entropy isal-fixed --seeds 0 1 2 --rounds 4
+"$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" --report study_4seeds \
+  --strategies isal random entropy isal-fixed isal-paper --seeds 3 0 1 2 --rounds 4
