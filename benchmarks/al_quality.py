@@ -287,8 +287,7 @@ def check_prior(prior, setup):
 def merge_prior(prior, setup, curves, box_curves, composition_, selections):
     """Fold an earlier report's seeds into this run's: curves and per-seed rows are joined;
     the class mix is a seed-weighted mean (every seed selects the same number of images
-    from pools of the same sizes). Returns the joined seed list."""
-    check_prior(prior, setup)
+    from pools of the same sizes). Returns the joined seed list; ``check_prior`` has passed."""
     seeds, old_seeds = setup['seeds'], prior['setup']['seeds']
     for s in curves:
         for mine, theirs in ((curves, prior['curves']), (box_curves, prior['box_curves'])):
@@ -405,7 +404,8 @@ def plot(path, res, strategies, box_curves):
         a.grid(alpha=0.3)
         a.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path + '.tmp', format='png')
+    os.replace(path + '.tmp', path)
 
 
 def main():
@@ -482,13 +482,13 @@ def main():
     res['setup'] = setup
     os.makedirs(args.work_dir, exist_ok=True)
     out = osp.join(args.work_dir, args.report)
-    for ext, text in (('.json', json.dumps(res, indent=1)),
-                      ('.md', report(res, args.strategies))):
+    text = report(res, args.strategies)
+    for ext, body in (('.json', json.dumps(res, indent=1)), ('.md', text)):
         with open(out + ext + '.tmp', 'w') as f:
-            f.write(text)
+            f.write(body)
         os.replace(out + ext + '.tmp', out + ext)
     plot(out + '.png', res, args.strategies, box_curves)
-    print(report(res, args.strategies))
+    print(text)
     return 0
 
 
