@@ -68,6 +68,7 @@ LEVERS = {
     'reflab': ({}, dict(reference='labelled')),
     'harmful': (dict(prefer='harmful'), {}),
     'fixed': (dict(normaliser='fixed'), {}),
+    'fgref': (dict(reference_terms='foreground'), {}),
 }
 
 

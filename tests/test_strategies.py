@@ -294,3 +294,59 @@ def test_tools_take_the_config_strategy_and_its_arguments():
     assert strategy_for_tool('entropy', 'isal')[0] == 'isal'
     with pytest.raises(ValueError, match="--strategy: unknown strategy 'isall'"):
         strategy_for_tool(paper, 'isall')
+
+
+def test_isal_foreground_reference_keeps_only_the_terms_of_assigned_anchors(synthetic_voc):
+    """reference_terms='foreground': v loses the background classification terms only (the
+    box terms, which live on assigned anchors, are unchanged; an image without boxes adds
+    nothing); pseudo losses are untouched; scores stay independent of batch size."""
+    from mmengine.dataset import pseudo_collate
+    model = build_detector('retinanet')
+    ctx = _ctx(synthetic_voc, model)
+    groups = detector_param_groups(model)
+    batch = pseudo_collate([ctx.reference[i] for i in range(4)])
+    full, fg = (loss_grad(DetectionObjective(foreground_only=f), model, groups, batch)
+                for f in (False, True))
+    reg, cls = [g for g in groups.names() if 'reg' in g], [g for g in groups.names()
+                                                           if 'cls' in g]
+    assert reg and cls
+
+    def flat(v, names):
+        return torch.cat([t.flatten() for g in names for t in v[g]])
+    assert torch.allclose(flat(fg, reg), flat(full, reg), rtol=1e-5, atol=1e-8)
+    assert not torch.allclose(flat(fg, cls), flat(full, cls), rtol=1e-2)
+    empty = pseudo_collate([ctx.reference[0]])
+    gt = empty['data_samples'][0].gt_instances
+    empty['data_samples'][0].gt_instances = gt[gt.labels < 0]
+    with torch.no_grad():
+        assert float(DetectionObjective(foreground_only=True).per_sample_loss(
+            model, empty).sum()) == 0.0
+        assert float(DetectionObjective().per_sample_loss(model, empty).sum()) > 0
+        pseudo = [DetectionObjective(score_thr=0.0, max_per_img=20, foreground_only=f)
+                  .per_sample_loss(model, pseudo_collate([ctx.pool[0]]), pseudo=True)
+                  for f in (False, True)]
+    assert torch.equal(pseudo[0], pseudo[1])
+    cfg = dict(type='ISAL', score_thr=0.0, max_per_img=20, reference_terms='foreground',
+               solver=dict(type='cg', max_iter=5, num_samples=4))
+    runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
+    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-7)
+    default = select(dict(cfg, reference_terms='all'), _ctx(synthetic_voc, model), 3)
+    assert default['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
+
+
+@pytest.mark.parametrize('family,option,message', [
+    ('fcos', dict(reference_terms='foreground'), "reference_terms='foreground' needs"),
+    ('faster_rcnn', dict(reference_terms='foreground'), 'RPNHead \\+ Shared2FCBBoxHead'),
+    ('fcos', dict(normaliser='fixed'), "normaliser='fixed' needs anchor heads"),
+])
+def test_isal_loss_options_refused_for_heads_that_cannot_take_them(family, option, message):
+    """Checked from the config when the settings are read, before any training."""
+    from mmengine.config import Config
+    from conftest import ROOT, TINY
+    from isal_mmdet.al.settings import al_settings
+    cfg = Config.fromfile(f'{ROOT}/{TINY[family]}')
+    cfg.active_learning = dict(strategy=dict(type='ISAL', **option))
+    with pytest.raises(ValueError, match=f'^active_learning.strategy: ISAL .*{message}'):
+        al_settings(cfg)
+    cfg.active_learning = dict(strategy=dict(type='ISAL'))
+    al_settings(cfg)

@@ -70,6 +70,12 @@ def al_settings(cfg: Any) -> Dict[str, Any]:
     al = dict(AL_DEFAULTS, **block)
     train_cfg = cfg.get('train_cfg') or {}
     validate(al, train_cfg.get('type'))
+    if cfg.get('model'):
+        model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
+        try:
+            checked_strategy(al['strategy']).check_model(model)
+        except ValueError as e:
+            raise ValueError(f'active_learning.strategy: {e}') from None
     return al
 
 

@@ -74,17 +74,42 @@ def _py_sigmoid_focal_loss(pred, target, weight=None, gamma=2.0, alpha=0.25, red
                                                    reduction, avg_factor)
 
 
+def check_heads(heads: Sequence[type], fixed: bool, foreground_only: bool) -> None:
+    """Refuses normaliser='fixed' / reference_terms='foreground' for head classes that
+    cannot take them: anchor-free heads normalise inside their own loss, and other heads
+    order their targets differently from mmdet's ``AnchorHead``."""
+    free = [h.__name__ for h in heads if issubclass(h, AnchorFreeHead)]
+    if fixed and free:
+        raise ValueError(f"ISAL normaliser='fixed' needs anchor heads (RetinaNet, RPN); "
+                         f"{free[0]} normalises inside its own loss")
+    if foreground_only and (len(heads) > 1 or
+                            getattr(heads[0], 'get_targets', None) is not AnchorHead.get_targets):
+        raise ValueError(f"ISAL reference_terms='foreground' needs a single-stage head "
+                         f"with mmdet's AnchorHead targets (RetinaNet), not "
+                         f"{' + '.join(h.__name__ for h in heads)}")
+
+
+def check_model_cfg(model_cfg: Dict, fixed: bool, foreground_only: bool) -> None:
+    """:func:`check_heads` on a model config's head types, before anything is built."""
+    from mmdet.registry import MODELS
+    names = [model_cfg.get(k, {}).get('type') for k in ('bbox_head', 'rpn_head')]
+    names.append((model_cfg.get('roi_head') or {}).get('bbox_head', {}).get('type'))
+    heads = [MODELS.get(n) if isinstance(n, str) else n for n in names if n is not None]
+    if heads and all(isinstance(h, type) for h in heads):
+        check_heads(heads, fixed, foreground_only)
+
+
 @contextmanager
 def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = None,
-                            positives: Optional[List[float]] = None) -> Iterator[None]:
+                            positives: Optional[List[float]] = None,
+                            foreground_only: bool = False) -> Iterator[None]:
     """Make each head's loss normalise inside the image it is given: by the image's own
     positive count (clamped to >= 1), or by ``avg_factor``, one fixed count for every image
     (anchor heads only), so that an image's background terms weigh the same whatever its
-    number of boxes. ``positives`` collects each anchor head call's own count."""
-    free = [type(h).__name__ for h in heads if isinstance(h, AnchorFreeHead)]
-    if avg_factor is not None and free:
-        raise ValueError(f"ISAL normaliser='fixed' needs anchor heads (RetinaNet, RPN); "
-                         f"{free[0]} normalises inside its own loss")
+    number of boxes. ``positives`` collects each anchor head call's own count.
+    ``foreground_only``: the anchor heads' background anchors get classification weight 0,
+    so the loss keeps only the terms of anchors assigned to a box."""
+    check_heads([type(h) for h in heads], avg_factor is not None, foreground_only)
     with ExitStack() as stack:
         stack.enter_context(_patched(focal_loss_module, 'sigmoid_focal_loss',
                                      _py_sigmoid_focal_loss))
@@ -96,10 +121,14 @@ def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = Non
             if isinstance(head, AnchorHead):
                 original = head.get_targets
 
-                def clamped(*args, _original=original, **kwargs):
+                def clamped(*args, _original=original, _head=head, **kwargs):
                     out = _original(*args, **kwargs)
                     if positives is not None:
                         positives.append(float(out[-1]))
+                    if foreground_only:  # background label: num_classes (mmdet's AnchorHead)
+                        weights = [w * (lab != _head.num_classes).to(w.dtype)
+                                   for lab, w in zip(out[0], out[1])]
+                        out = (out[0], weights) + tuple(out[2:])
                     return out[:-1] + (avg_factor or max(out[-1], 1),)
 
                 stack.enter_context(_patched(head, 'get_targets', clamped))
@@ -218,10 +247,11 @@ def head_outputs(model: nn.Module, x: Tuple[Tensor, ...]) -> tuple:
 
 def per_image_losses(model: nn.Module, x: Tuple[Tensor, ...], outs: tuple, data_samples: list,
                      seed: int = 0, avg_factor: Optional[float] = None,
-                     positives: Optional[List[float]] = None) -> Tensor:
+                     positives: Optional[List[float]] = None,
+                     foreground_only: bool = False) -> Tensor:
     """``[L_1..L_B]``, each image's training loss as if it were alone (see module doc);
-    ``avg_factor``/``positives``: see :func:`per_image_normalisation`."""
-    norm = dict(avg_factor=avg_factor, positives=positives)
+    ``avg_factor``/``positives``/``foreground_only``: see :func:`per_image_normalisation`."""
+    norm = dict(avg_factor=avg_factor, positives=positives, foreground_only=foreground_only)
     if isinstance(model, TwoStageDetector):
         return two_stage_losses(model, x, outs, data_samples, seed, **norm)
     return single_stage_losses(model, x, outs, data_samples, seed, **norm)

@@ -38,6 +38,8 @@ class DetectionObjective(Objective):
             a number: by this fixed count (anchor heads), the same for every image.
         cache_bytes: at most this many bytes of backbone/neck features kept per image
             within :meth:`cached` (a curvature solve).
+        foreground_only: real-label losses keep only the terms of anchors assigned to a box
+            (no background classification); pseudo-label losses are never restricted.
 
     ``positives`` collects every image's own positive count (anchor heads), from which a
     fixed ``avg_factor`` is taken.
@@ -46,8 +48,9 @@ class DetectionObjective(Objective):
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
                  max_per_class: Optional[int] = None, draw: Optional[int] = None,
                  soft: bool = False, avg_factor: Optional[float] = None,
-                 cache_bytes: int = 2 ** 30):
+                 cache_bytes: int = 2 ** 30, foreground_only: bool = False):
         self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
+        self.foreground_only = foreground_only
         self.max_per_class, self.draw, self.soft = max_per_class, draw, soft
         self.avg_factor, self.cache_bytes = avg_factor, cache_bytes
         self.dropped_boxes = 0
@@ -127,7 +130,7 @@ class DetectionObjective(Objective):
                 ds.gt_instances, dropped = drop_degenerate(ds.gt_instances)
                 self._count_dropped(dropped, ds, 'ground-truth')
         return per_image_losses(model, x, outs, samples, self.seed, self.avg_factor,
-                                self.positives)
+                                self.positives, self.foreground_only and not pseudo)
 
     def _count_dropped(self, dropped: int, ds: Any, kind: str) -> None:
         if dropped:

@@ -77,6 +77,9 @@ class Strategy:
     def score_batch(self, ctx: SelectionContext, batch: Any) -> List[float]:
         raise NotImplementedError
 
+    def check_model(self, model_cfg: Dict[str, Any]) -> None:
+        """Raises ValueError, before any training, if the model config cannot be scored."""
+
     def select(self, scores: Dict[Hashable, float], budget: int,
                ctx: SelectionContext) -> List[Hashable]:
         return rank_ids(scores, self.higher_is_better)[:budget]

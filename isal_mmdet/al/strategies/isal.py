@@ -10,7 +10,7 @@ import torch
 
 from ...datasets.al_subset import ActiveSubset
 from ...detection import DetectionObjective, default_scales, detector_param_groups
-from ...detection.losses import focal_head
+from ...detection.losses import check_model_cfg, focal_head
 from ...influence import Curvature, build_solver, influence_scores, summed_gradient
 from ...influence.curvature import KINDS
 from ...influence.dist import broadcast_object, gather_objects
@@ -90,6 +90,10 @@ class ISAL(Strategy):
             pseudo) is divided by one count, the mean positives per reference image, so the
             background terms of an image with few boxes do not outweigh those of a busy one
             (anchor heads: RetinaNet, Faster R-CNN's RPN).
+        reference_terms: ``'all'`` (paper): v is the gradient of the whole training loss on
+            the reference set. ``'foreground'``: of the terms of anchors assigned to a real
+            box only (no background classification), so v says what the labelled objects
+            need, not what the background does (RetinaNet-style heads).
     """
     higher_is_better = False
 
@@ -98,8 +102,9 @@ class ISAL(Strategy):
                  max_per_class: Optional[int] = None, pseudo: str = 'hard', samples: int = 4,
                  diversity: Optional[Dict[str, Any]] = None, curvature: str = 'fisher',
                  prefer: str = 'helpful', normaliser: str = 'image',
-                 reference_size: Optional[int] = None):
+                 reference_size: Optional[int] = None, reference_terms: str = 'all'):
         _check_choice('prefer', prefer, ('helpful', 'harmful'))
+        _check_choice('reference_terms', reference_terms, ('all', 'foreground'))
         _check_choice('pseudo', pseudo, ('hard', 'sampled', 'soft'))
         _check_choice('curvature', curvature, KINDS)
         _check_choice('normaliser', normaliser, ('image', 'fixed'))
@@ -127,7 +132,12 @@ class ISAL(Strategy):
         self.max_per_class, self.pseudo, self.samples = max_per_class, pseudo, samples
         self.diversity, self.curvature = diversity, curvature
         self.param_groups, self.normaliser = param_groups, normaliser
+        self.reference_terms = reference_terms
         self.avg_factor: Optional[float] = None
+
+    def check_model(self, model_cfg: Dict[str, Any]) -> None:
+        check_model_cfg(model_cfg, self.normaliser == 'fixed',
+                        self.reference_terms == 'foreground')
 
     def objective(self, ctx: SelectionContext, draw: Optional[int] = None) -> DetectionObjective:
         return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed,
@@ -149,6 +159,7 @@ class ISAL(Strategy):
         if ctx.reference is None or len(ctx.reference) == 0:
             raise ValueError('ISAL needs a non-empty reference set (active_learning.reference)')
         reference = self.reference(ctx)
+        objective.foreground_only = self.reference_terms == 'foreground'  # v only
         if self.normaliser == 'fixed':
             # v from raw per-image sums, then everything divided by one common count
             objective.avg_factor = 1.0
@@ -159,6 +170,7 @@ class ISAL(Strategy):
             ctx.info['avg_factor'] = self.avg_factor
         else:
             v = summed_gradient(objective, ctx.model, groups, ctx.loader(reference))
+        objective.foreground_only = False
         cfg = dict(self.solver_cfg)
         if cfg['type'] == 'lissa':
             cfg.setdefault('scales', default_scales(ctx.model))
