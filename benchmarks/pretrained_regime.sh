@@ -60,3 +60,18 @@ out="$W/diagnostics_round0_seed0_woodbury_vs_cg.json"
   --strategies isal random entropy isal-fixed --seeds 0 1 2 --rounds 4
 "$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" --report study_4seeds \
   --strategies isal random entropy isal-fixed isal-paper --seeds 3 0 1 2 --rounds 4
+# 9. BCCD, a fifth seed of the main four; least_confidence, coreset and grad_similarity on seeds
+#    0-2 (random is resumed, not rerun)
+"$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" --report seed4 \
+  --strategies isal random entropy isal-paper --seeds 4 --rounds 4
+"$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" --analyse-only --report study_5seeds \
+  --strategies isal random entropy isal-paper --seeds 0 1 2 3 4 --rounds 4
+"$PY" benchmarks/al_quality.py --quick --work-dir "$W/study" --report others_seeds012 \
+  --strategies random least_confidence coreset grad_similarity --seeds 0 1 2 --rounds 4
+# 10. the foreground-only reference (reference_terms='foreground') on the spread set: what it
+#     prefers on the round-0 checkpoint, then the paired study (the other strategies resume)
+out="$W/spread_diagnostics_round0_fgref.json"
+[ -f "$out" ] || "$PY" benchmarks/isal_diagnostics.py "$SPREAD" --work-dir "$W/spread" \
+  --variants isal isal-fgref isal-fixed-fgref --out "$out"
+"$PY" benchmarks/al_quality.py "$SPREAD" --work-dir "$W/spread_study" --report study_3seeds_fgref \
+  --strategies isal isal-fgref isal-fixed random entropy --seeds 0 1 2 --rounds 3
