@@ -27,8 +27,10 @@ def checked_strategy(spec: Any, field: str = 'active_learning.strategy') -> Stra
         raise ValueError(f'{field}: {e}') from None
 
 
-def validate(al: Dict[str, Any], train_loop: Optional[str] = None) -> None:
-    """Checks every field of a complete settings dict (defaults merged in)."""
+def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
+             model: Optional[Dict[str, Any]] = None) -> None:
+    """Checks every field of a complete settings dict (defaults merged in), and the strategy
+    against the ``model`` config when one is given."""
     for key in ('initial_size', 'budget', 'rounds', 'batch_size'):
         if not isinstance(al[key], int) or isinstance(al[key], bool) or al[key] <= 0:
             _fail(key, f'must be a positive integer, got {al[key]!r}')
@@ -54,7 +56,12 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None) -> None:
         if train_loop is not None and train_loop != 'IterBasedTrainLoop':
             _fail('warm_start_iters', f'needs train_cfg.type=IterBasedTrainLoop, got '
                                       f'{train_loop!r}')
-    checked_strategy(al['strategy'])
+    strategy = checked_strategy(al['strategy'])
+    if model:
+        try:
+            strategy.check_model(model)
+        except ValueError as e:
+            raise ValueError(f'active_learning.strategy: {e}') from None
 
 
 def al_settings(cfg: Any) -> Dict[str, Any]:
@@ -69,13 +76,8 @@ def al_settings(cfg: Any) -> Dict[str, Any]:
                          f'{sorted(AL_DEFAULTS)}')
     al = dict(AL_DEFAULTS, **block)
     train_cfg = cfg.get('train_cfg') or {}
-    validate(al, train_cfg.get('type'))
-    if cfg.get('model'):
-        model = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
-        try:
-            checked_strategy(al['strategy']).check_model(model)
-        except ValueError as e:
-            raise ValueError(f'active_learning.strategy: {e}') from None
+    model = cfg.get('model') or {}
+    validate(al, train_cfg.get('type'), model.to_dict() if hasattr(model, 'to_dict') else model)
     return al
 
 
