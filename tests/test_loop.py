@@ -27,9 +27,7 @@ def tiny_options(data_root, **extra):
         'active_learning.initial_size': 6,
         'active_learning.budget': 3,
         'active_learning.rounds': 3,
-        'active_learning.strategy.solver.depth': 5,
-        'active_learning.strategy.solver.power_iters': 3,
-        'active_learning.strategy.solver.power_samples': 4,
+        'active_learning.strategy.solver.num_samples': 6,
     }
     opts.update(extra)
     return [f'{k}={v}' for k, v in opts.items()]

@@ -1,4 +1,5 @@
-"""The Quick-start demo: generate the synthetic set if missing, run a short ISAL experiment.
+"""The Quick-start demo: generate the synthetic set if missing, run a short experiment with
+the default ISAL, then print each selection's time and where its files for annotators are.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--data-root data/synthetic_voc]
 """
@@ -22,11 +23,31 @@ def main(argv=None) -> int:
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     import al_train
     root = args.data_root.rstrip('/') + '/'
-    return al_train.main([
+    rc = al_train.main([
         osp.join(ROOT, 'configs', 'isal_retinanet_demo.py'), '--work-dir', args.work_dir,
         '--cfg-options', f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}'
     ])
+    if rc == 0:
+        print_selections(args.work_dir)
+    return rc
+
+
+def print_selections(work_dir: str) -> None:
+    """Each round's selection time and where its annotator-facing files are."""
+    import json
+    with open(osp.join(work_dir, 'summary.json')) as f:
+        rows = json.load(f)
+    for row in rows:
+        k = row['round']
+        if row.get('selection_seconds') is None:
+            continue
+        d = osp.join(work_dir, f'round_{k}')
+        print(f"round {k}: mAP {row['mAP']:.3f} with {row['num_labelled']} images; "
+              f"{row['strategy']} selected in {row['selection_seconds']:.1f} s -> contact sheet "
+              f"{osp.join(d, 'selected.jpg')}, Label Studio tasks "
+              f"{osp.join(d, 'preannotations_labelstudio.json')} (config "
+              f"{osp.join(d, 'labelstudio_config.xml')})")
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
-"""Reading a labelling tool's COCO export (CVAT "COCO 1.0", Label Studio "COCO") of one
-round's selected images, and merging it into a new training annotation file.
+"""Reading a labelling tool's export of one round's selected images (COCO: CVAT "COCO 1.0",
+Label Studio "COCO", datumaro ``coco_instances``; or Label Studio's own JSON, read as COCO by
+:func:`.labelstudio.export_to_coco`), and merging it into a new training annotation file.
 
 Tools renumber image and category ids and rewrite file names, so images are matched by file
 name and categories by name. Matching rule, on the base name of ``file_name`` (folders and
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from .io import read_json
+from .labelstudio import export_to_coco
 
 EXPORT_FILE = 'annotations_coco.json'   # W/round_<k>/: the finished export of round k
 MERGED_FILE = 'train_annotations.json'  # W/round_<k+1>/: what round k+1 trains on
@@ -139,6 +141,8 @@ def import_export(export_path: str, base_path: str, selected: Sequence[Hashable]
     ``base_path``, boxes clipped to the image, boxes under 1 px dropped as mmdet would,
     annotation ids renumbered)."""
     export = read_json(export_path)
+    if isinstance(export, list):  # Label Studio's JSON export: a list of tasks
+        export = export_to_coco(export, export_path)
     base = read_json(base_path)
     wanted = selected_names(base, base_path, selected)
     base_cats = {c.get('name'): c.get('id') for c in _list(base, base_path, 'categories')}

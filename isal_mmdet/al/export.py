@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Any, Dict, Hashable, List, Sequence
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Union
 
 import torch
 from mmengine.dataset import pseudo_collate
 
 from .io import write_json, write_text
+from .labelstudio import labelling_config
 
 
 def selection_record(strategy: str, selected: Sequence[Hashable],
@@ -31,13 +32,16 @@ def write_scores_csv(path: str, scores: Dict[Hashable, float], selected: Sequenc
 
 @torch.no_grad()
 def coco_preannotations(model: torch.nn.Module, dataset: Any, ids: Sequence[Hashable],
-                        classes: Sequence[str], score_thr: float = 0.1,
+                        classes: Sequence[str],
+                        score_thr: Union[float, Dict[str, float]] = 0.1,
                         batch_size: int = 4) -> dict:
     """COCO json of the ``ids`` images with the model's boxes (original image coordinates)
-    as pre-annotations carrying a ``score``, for CVAT / Label Studio import. CVAT's "COCO 1.0"
-    importer needs ``segmentation`` in every annotation (``[]``: a box) and ``iscrowd``;
-    Label Studio's COCO converter reads ``score``. An image the dataset cannot load (None,
-    logged by the dataset) is left out."""
+    as pre-annotations carrying a ``score``, for CVAT import (and, as tasks, for Label
+    Studio: :mod:`.labelstudio`). ``score_thr``: one threshold, or one per class name. CVAT's
+    "COCO 1.0" importer needs ``segmentation`` in every annotation (``[]``: a box) and
+    ``iscrowd``. An image the dataset cannot load (None, logged by the dataset) is left
+    out."""
+    thr = [score_thr[c] if isinstance(score_thr, dict) else score_thr for c in classes]
     index = {dataset.get_data_info(i)['img_id']: i for i in range(len(dataset))}
     images, anns = [], []
     model.eval()
@@ -55,7 +59,7 @@ def coco_preannotations(model: torch.nn.Module, dataset: Any, ids: Sequence[Hash
             images.append(dict(id=coco_id, file_name=os.path.basename(info['img_path']),
                                width=int(w), height=int(h), isal_img_id=img_id))
             pred = result.pred_instances
-            keep = pred.scores >= score_thr
+            keep = pred.scores >= pred.scores.new_tensor(thr)[pred.labels]
             for box, label, score in zip(pred.bboxes[keep].tolist(), pred.labels[keep].tolist(),
                                          pred.scores[keep].tolist()):
                 x1, y1, x2, y2 = box
@@ -68,8 +72,11 @@ def coco_preannotations(model: torch.nn.Module, dataset: Any, ids: Sequence[Hash
 
 def export_selection(out_dir: str, strategy: str, selected: List[Hashable],
                      scores: Dict[Hashable, float], ranking: Sequence[Hashable],
-                     preannotations: dict = None, **extra: Any) -> Dict[str, str]:
-    """Writes every export atomically; returns ``{kind: path}``."""
+                     preannotations: dict = None, tasks: Optional[List[dict]] = None,
+                     classes: Sequence[str] = (), palette: Optional[Sequence] = None,
+                     **extra: Any) -> Dict[str, str]:
+    """Writes every export atomically (Label Studio's ``tasks`` with their labelling config
+    when given); returns ``{kind: path}``."""
     paths = dict(selection=os.path.join(out_dir, 'selection.json'),
                  ids=os.path.join(out_dir, 'selected_ids.json'),
                  voc_txt=os.path.join(out_dir, 'selected.txt'),
@@ -80,6 +87,11 @@ def export_selection(out_dir: str, strategy: str, selected: List[Hashable],
     if preannotations is not None:
         paths['coco'] = os.path.join(out_dir, 'preannotations_coco.json')
         write_json(paths['coco'], preannotations)
+    if tasks is not None:
+        paths['labelstudio'] = os.path.join(out_dir, 'preannotations_labelstudio.json')
+        paths['labelstudio_config'] = os.path.join(out_dir, 'labelstudio_config.xml')
+        write_json(paths['labelstudio'], tasks)
+        write_text(paths['labelstudio_config'], labelling_config(classes, palette))
     # Written last: its presence means the whole export is there.
     write_json(paths['selection'], selection_record(strategy, selected, scores, **extra))
     return paths

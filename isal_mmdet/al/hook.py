@@ -11,7 +11,7 @@ from .context import selection_context
 from .data import build_dataset, dataset_ids, unwrap_subset
 from .io import read_json
 from .selection import select
-from .settings import REFERENCES, checked_strategy
+from .settings import REFERENCES, check_preannotation_thr, checked_strategy
 
 
 @HOOKS.register_module()
@@ -28,14 +28,18 @@ class ISALSelectionHook(Hook):
         pool: dataset config of the unlabelled images; default: the train data source.
         reference: ``'val'`` (paper) or ``'labelled'``.
         out_dir: where exports go; default ``<work_dir>/selection``.
+        preannotation_thr, labelstudio_image_root: as in the ``active_learning`` block.
     """
     priority = 'LOW'
 
     def __init__(self, strategy: Any = 'isal', budget: int = 100, pool: Optional[dict] = None,
                  reference: str = 'val', out_dir: Optional[str] = None, batch_size: int = 4,
-                 num_workers: int = 0, seed: int = 0, export_coco: bool = True):
+                 num_workers: int = 0, seed: int = 0, export_coco: bool = True,
+                 preannotation_thr: Any = 'auto', labelstudio_image_root: Optional[str] = None):
         # checked when the runner builds its hooks, before any training
         checked_strategy(strategy, 'ISALSelectionHook.strategy')
+        check_preannotation_thr(preannotation_thr, 'ISALSelectionHook.preannotation_thr')
+        self.preannotation_thr, self.image_root = preannotation_thr, labelstudio_image_root
         if reference not in REFERENCES:
             raise ValueError(f'ISALSelectionHook.reference must be one of {list(REFERENCES)}, '
                              f'got {reference!r}')
@@ -61,7 +65,8 @@ class ISALSelectionHook(Hook):
         ctx = selection_context(runner.cfg, model, self.labelled_ids(runner), self.reference,
                                 self.pool, self.batch_size, self.num_workers, self.seed)
         out_dir = self.out_dir or osp.join(runner.work_dir, 'selection')
-        self.result = select(self.strategy, ctx, self.budget, out_dir, self.export_coco)
+        self.result = select(self.strategy, ctx, self.budget, out_dir, self.export_coco,
+                             self.preannotation_thr, self.image_root)
         runner.logger.info(
             f"{self.result['strategy']}: selected {len(self.result['selected'])} of "
             f"{len(ctx.pool)} pool images in {self.result['seconds']:.1f}s -> {out_dir}")

@@ -42,6 +42,7 @@ from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_
                    test_pipeline_of, unwrap_subset)
 from .io import read_json, write_json, write_text
 from .launch import cpu_wrapper_cfg, init_distributed
+from .report import optional_artefact
 from .selection import select
 from .settings import ORACLES, al_settings
 from .state import LabelState, initial_split
@@ -272,7 +273,8 @@ class ActiveLearningLoop:
                                     batch_size=self.al['batch_size'],
                                     num_workers=self.al['num_workers'], seed=self.al['seed'])
             result = select(self.al['strategy'], ctx, self.al['budget'], self.round_dir(k),
-                            self.al['export_coco'])
+                            self.al['export_coco'], self.al['preannotation_thr'],
+                            self.al['labelstudio_image_root'])
             seconds = result['seconds']
         mAP = primary_metric(metrics, self.al['metric'])
         print_log(f"round {k}: {len(labelled)} labelled images, "
@@ -334,10 +336,12 @@ class ActiveLearningLoop:
         stale = self.annotations and osp.exists(export) and (
             os.path.getmtime(export) <= os.path.getmtime(self.path(k, 'selection.json')))
         if not osp.exists(export) or stale:
-            return (f'{waits}label the {len(selected)} images of '
-                    f'{self.path(k, "preannotations_coco.json")} (COCO with the model\'s boxes, '
-                    f'for CVAT "COCO 1.0" or Label Studio; contact sheet '
-                    f'{self.path(k, "selected.jpg")}), then export them as COCO to {export}'
+            return (f'{waits}label the {len(selected)} selected images: Label Studio tasks '
+                    f'{self.path(k, "preannotations_labelstudio.json")} (config '
+                    f'{self.path(k, "labelstudio_config.xml")}), COCO for CVAT '
+                    f'{self.path(k, "preannotations_coco.json")}, contact sheet '
+                    f'{self.path(k, "selected.jpg")}; then save the export (COCO, or Label '
+                    f'Studio JSON) to {export}'
                     f'{" (the file there predates this selection)" if stale else ""} and run the '
                     'same command again.')
         base = self.merged_ann_file(k) or self.source.ann_file
@@ -389,7 +393,8 @@ class ActiveLearningLoop:
                         r['selection_seconds']] + [r['metrics'].get(m) for m in keys])
         write_text(osp.join(self.work_dir, 'summary.csv'), buf.getvalue())
         if rows:
-            plot_curve(osp.join(self.work_dir, 'curve.png'), {self.strategy_name(): [
+            curve = osp.join(self.work_dir, 'curve.png')
+            optional_artefact(curve, plot_curve, curve, {self.strategy_name(): [
                 (r['num_labelled'], r['num_boxes'], r['mAP']) for r in rows]})
         barrier()
 

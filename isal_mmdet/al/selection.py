@@ -4,20 +4,39 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Union
 
 from ..influence.dist import barrier, broadcast_object, rank_and_world
 from .export import coco_preannotations, export_selection
-from .report import contact_sheet
+from .labelstudio import tasks_from_coco
+from .report import contact_sheet, optional_artefact
 from .settings import checked_strategy
 from .strategies import SelectionContext, Strategy, rank_ids
+from .thresholds import calibrate_thresholds
 
 logger = logging.getLogger('isal_mmdet')
 
 
+def preannotation_thresholds(ctx: SelectionContext, thr: Union[str, float],
+                             classes: Sequence[str]) -> Dict[str, Any]:
+    """``thr='auto'``: per-class thresholds fitted on the labelled reference set (see
+    :mod:`.thresholds`); a number: that threshold for every class."""
+    if thr != 'auto':
+        return dict(source='fixed', per_class={c: float(thr) for c in classes})
+    if ctx.reference is None or len(ctx.reference) == 0:
+        logger.warning("preannotation_thr='auto' needs a reference set; using 0.5")
+        return dict(source='fixed', per_class={c: 0.5 for c in classes})
+    return dict(source='reference', **calibrate_thresholds(ctx.model, ctx.reference, classes))
+
+
 def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
-           out_dir: Optional[str] = None, export_coco: bool = True) -> Dict[str, Any]:
-    """Scores the pool, picks ``budget`` ids and (rank 0 only) writes the exports.
+           out_dir: Optional[str] = None, export_coco: bool = True,
+           preannotation_thr: Union[str, float] = 'auto',
+           image_root: Optional[str] = None) -> Dict[str, Any]:
+    """Scores the pool, picks ``budget`` ids and (rank 0 only) writes the exports: with
+    ``export_coco``, the model's boxes at ``preannotation_thr`` as COCO and as Label Studio
+    tasks (images at ``image_root``, see :func:`.labelstudio.image_url`), and the contact
+    sheet.
 
     Returns ``dict(strategy, selected, scores, seconds, info, paths)`` on every rank.
     """
@@ -42,14 +61,30 @@ def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
     if out_dir is not None and rank_and_world()[0] == 0:
         pre = None
         ranking = rank_ids(scores, strategy.higher_is_better)
+        extra, tasks = {}, None
+        classes = tuple(ctx.pool.metainfo.get('classes', ()))
         if export_coco:
-            classes = ctx.pool.metainfo.get('classes', ())
-            pre = coco_preannotations(ctx.model, ctx.pool, selected, classes)
+            thr = preannotation_thresholds(ctx, preannotation_thr, classes)
+            pre = coco_preannotations(ctx.model, ctx.pool, selected, classes,
+                                      thr['per_class'])
+            thr['selected_boxes_per_image'] = len(pre['annotations']) / max(len(pre['images']),
+                                                                            1)
+            extra['preannotation'] = thr
+            index = {ctx.pool.get_data_info(i)['img_id']: i for i in range(len(ctx.pool))}
+            paths = {i: ctx.pool.get_data_info(index[i])['img_path'] for i in selected}
+            tasks = tasks_from_coco(pre, paths, ranking, scores,
+                                    f'isal_mmdet {name} {os.path.basename(out_dir)}',
+                                    image_root)
             chosen = set(selected)
-            contact_sheet(os.path.join(out_dir, 'selected.jpg'), pre, ctx.pool,
-                          [i for i in ranking if i in chosen], scores)
+            sheet = os.path.join(out_dir, 'selected.jpg')
+            optional_artefact(sheet, contact_sheet, sheet, pre, ctx.pool,
+                              [i for i in ranking if i in chosen], ranking,
+                              note=f'{name}, best first; boxes: pre-annotations '
+                                   f'({thr["source"]} thresholds)')
         result['paths'] = export_selection(out_dir, name, selected, scores, ranking,
-                                           preannotations=pre, seconds=seconds, info=ctx.info,
-                                           strategy_cfg=spec)
+                                           preannotations=pre, tasks=tasks, classes=classes,
+                                           palette=ctx.pool.metainfo.get('palette'),
+                                           seconds=seconds, info=ctx.info, strategy_cfg=spec,
+                                           **extra)
     barrier()
     return result

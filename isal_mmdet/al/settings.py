@@ -10,13 +10,21 @@ from .strategies import Strategy, build_strategy
 
 AL_DEFAULTS = dict(initial_size=100, budget=100, rounds=3, strategy='isal', reference='val',
                    seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
-                   batch_size=4, num_workers=0, export_coco=True)
+                   batch_size=4, num_workers=0, export_coco=True,
+                   preannotation_thr='auto', labelstudio_image_root=None)
 REFERENCES = ('val', 'labelled')
 ORACLES = ('gt', 'none')
 
 
 def _fail(key: str, msg: str) -> None:
     raise ValueError(f'active_learning.{key} {msg}')
+
+
+def check_preannotation_thr(thr: Any, field: str) -> None:
+    if thr == 'auto':
+        return
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 <= thr <= 1:
+        raise ValueError(f"{field} must be 'auto' or a score in [0, 1], got {thr!r}")
 
 
 def checked_strategy(spec: Any, field: str = 'active_learning.strategy') -> Strategy:
@@ -40,6 +48,10 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
     for key in ('warm_start', 'export_coco'):
         if not isinstance(al[key], bool):
             _fail(key, f'must be True or False, got {al[key]!r}')
+    check_preannotation_thr(al['preannotation_thr'], 'active_learning.preannotation_thr')
+    root = al['labelstudio_image_root']
+    if root is not None and not isinstance(root, str):
+        _fail('labelstudio_image_root', f'must be a URL prefix string or None, got {root!r}')
     if al['reference'] not in REFERENCES:
         _fail('reference', f'must be one of {list(REFERENCES)}, got {al["reference"]!r}')
     if al['oracle'] not in ORACLES:

@@ -1,20 +1,24 @@
 """Selection strategies behind one interface (:class:`Strategy`): score the pool, then
-pick ``budget`` ids. One module per family: random, uncertainty, coreset, isal."""
+pick ``budget`` ids. One module per family: random, uncertainty (entropy, least confidence, DCUS), coreset,
+badge, isal, esi."""
 from __future__ import annotations
 
 from typing import Any
 
 from ...registry import STRATEGIES
+from .badge import BADGE, count_sketch, kmeans_pp
 from .base import SelectionContext, Strategy, collate_readable, rank_ids
 from .coreset import CoreSet, image_features, k_center_greedy
+from .esi import ESI
 from .isal import DEFAULT_SOLVER, GradSimilarity, ISAL
 from .random import Random
-from .uncertainty import Entropy, LeastConfidence, entropy_of_boxes, least_confidence_of_boxes
+from .uncertainty import (DCUS, Entropy, LeastConfidence, difficulty_weights, entropy_of_boxes,
+                          least_confidence_of_boxes)
 
 __all__ = [
-    'CoreSet', 'DEFAULT_SOLVER', 'Entropy', 'GradSimilarity', 'ISAL', 'LeastConfidence',
+    'BADGE', 'CoreSet', 'DCUS', 'DEFAULT_SOLVER', 'ESI', 'Entropy', 'GradSimilarity', 'ISAL', 'LeastConfidence',
     'Random', 'STRATEGIES', 'SelectionContext', 'Strategy', 'build_strategy',
-    'collate_readable', 'entropy_of_boxes', 'image_features', 'k_center_greedy',
+    'collate_readable', 'difficulty_weights', 'entropy_of_boxes', 'count_sketch', 'image_features', 'k_center_greedy', 'kmeans_pp',
     'least_confidence_of_boxes', 'rank_ids'
 ]
 

@@ -1,11 +1,16 @@
-"""Uncertainty sampling on the detector's boxes: entropy and least confidence."""
+"""Uncertainty sampling on the detector's boxes: entropy, least confidence, and PPAL's
+difficulty-calibrated uncertainty (DCUS)."""
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable, List, Sequence
 
-from torch import Tensor
+import torch
+from mmdet.structures.bbox import bbox_overlaps
+from torch import Tensor, nn
 
 from ...detection.uncertainty import box_class_probs
+from ...influence.dist import all_reduce_tensor_
 from ...registry import STRATEGIES
 from .base import Strategy
 
@@ -50,3 +55,88 @@ class Entropy(Strategy):
 class LeastConfidence(Entropy):
     """Least confident first: see :func:`least_confidence_of_boxes`."""
     aggregate = staticmethod(least_confidence_of_boxes)
+
+
+def binary_entropy(p: Tensor) -> Tensor:
+    """Entropy of a detection's score read as a Bernoulli probability (PPAL's uncertainty)."""
+    p = p.double().clamp(1e-10, 1 - 1e-10)
+    return -(p * p.log() + (1 - p) * (1 - p).log())
+
+
+def difficulty_weights(quality: Sequence[float], ub: float = 0.2,
+                       alpha: float = 0.3) -> List[float]:
+    """PPAL's class weights from class qualities q in [0, 1]: 1 for a class the model has
+    mastered (q = 1), up to 1 + ub for one it has not (q = 0), concave in 1 − q."""
+    b = math.exp(1.0 / alpha) - 1
+    return [1 + alpha * math.log(b * (1 - q) + 1) * ub for q in quality]
+
+
+def _predict_alone(model: nn.Module, batch: Any) -> List[Any]:
+    """Each image's detections in the network's input scale, predicted alone (so they do not
+    depend on what else is in the batch)."""
+    out = []
+    for x, ds in zip(batch['inputs'], batch['data_samples']):
+        data = model.data_preprocessor({'inputs': [x], 'data_samples': [ds]}, False)
+        out.append(model.predict(data['inputs'], data['data_samples'],
+                                 rescale=False)[0].pred_instances)
+    return out
+
+
+@STRATEGIES.register_module(name='dcus')
+@STRATEGIES.register_module()
+class DCUS(Strategy):
+    """Difficulty-calibrated uncertainty sampling (PPAL, Yang et al., arXiv 2211.11612; read
+    from its public code): image score = Σ over its detections with score >= ``score_thr`` of
+    the score's binary entropy × its class's difficulty weight (:func:`difficulty_weights`).
+
+    PPAL keeps each class's quality as a moving average of p^ξ·IoU^(1−ξ) over the positive
+    anchors seen in training. Here it is measured once, after training, on the labelled set:
+    each real box's quality is p^ξ·IoU^(1−ξ) of its best-overlapping detection of its class
+    (0 when none overlaps it by ``iou_thr``), averaged per class. PPAL's second stage (a
+    diversity pick among 4 × budget candidates) is not part of DCUS.
+    """
+
+    def __init__(self, score_thr: float = 0.05, class_weight_ub: float = 0.2,
+                 class_weight_alpha: float = 0.3, quality_xi: float = 0.6,
+                 iou_thr: float = 0.5):
+        self.score_thr, self.ub, self.alpha = score_thr, class_weight_ub, class_weight_alpha
+        self.xi, self.iou_thr = quality_xi, iou_thr
+        self.weights: List[float] = []
+
+    @torch.no_grad()
+    def class_quality(self, ctx: Any) -> List[float]:
+        k = len(ctx.pool.metainfo.get('classes', ()))
+        local = [[0.0, 0] for _ in range(k)]
+        ctx.model.eval()
+        for batch in ctx.loader(ctx.labelled):
+            for pred, ds in zip(_predict_alone(ctx.model, batch), batch['data_samples']):
+                gt = ds.gt_instances
+                for box, label in zip(gt.bboxes, gt.labels.tolist()):
+                    same = pred.labels == label
+                    q = 0.0
+                    if same.any():
+                        iou = bbox_overlaps(box[None], pred.bboxes[same])[0]
+                        j = int(iou.argmax())
+                        if iou[j] >= self.iou_thr:
+                            q = float(pred.scores[same][j]) ** self.xi * float(
+                                iou[j]) ** (1 - self.xi)
+                    local[label][0] += q
+                    local[label][1] += 1
+        total = all_reduce_tensor_(torch.tensor(local, dtype=torch.float64)).tolist()
+        return [s / n if n else 0.0 for s, n in total]
+
+    def score(self, ctx):
+        quality = self.class_quality(ctx)
+        self.weights = difficulty_weights(quality, self.ub, self.alpha)
+        ctx.info['dcus'] = dict(class_quality=quality, class_weight=self.weights)
+        return super().score(ctx)
+
+    @torch.no_grad()
+    def score_batch(self, ctx, batch):
+        ctx.model.eval()
+        out = []
+        for pred in _predict_alone(ctx.model, batch):
+            keep = pred.scores >= self.score_thr
+            w = torch.tensor(self.weights, dtype=torch.float64)[pred.labels[keep].cpu()]
+            out.append(float((binary_entropy(pred.scores[keep].cpu()) * w).sum()))
+        return out
