@@ -23,8 +23,9 @@ from test_annotation_roundtrip import CLASSES, al_train, coco_config  # noqa: F4
 
 TOOLS = osp.join(ROOT, '.venv-tools')
 TOKEN = 'isal-test-token-0123456789'
-# pre-annotations at any score, so every task has boxes to accept, move and delete
-OPTS = ('active_learning.preannotation_thr=0.0',)
+# pre-annotations at any score (the tiny model is barely trained), so every task has boxes
+# to accept, move and delete
+OPTS = ('active_learning.preannotation_thr=0.0', 'model.test_cfg.score_thr=0.0')
 
 
 def tool_python(name):
