@@ -38,6 +38,11 @@ those. Fields:
     rows: per pool (measured and --pools): inference_s, scoring_s, end_to_end_s (v + s_test
         + scoring), ratio_end_to_end_over_inference, s_test_share (of end to end),
         scoring_over_inference_per_image; extrapolated: true where not measured
+
+    python benchmarks/selection_speed.py --parts strategies --model efflite --pool 80
+        [--checkpoint CKPT] [--labelled-file IDS.json] [--reference-size 20]
+
+(i) every strategy's whole scoring against plain inference on the same pool, side by side.
 """
 import argparse
 import json
@@ -454,6 +459,49 @@ def realsize(args) -> dict:
         s_test_info=ctx.info['s_test'], **pool_rows(fixed, measured, args.pools))
 
 
+def strategy_costs(args) -> dict:
+    """(i) Every strategy's whole scoring (``Strategy.score``: v and s_test included where it
+    has them) against one plain inference pass over the same pool, side by side, on the
+    realsize model and data (``--model``, ``--checkpoint``, ``--labelled-file``)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    import isal_mmdet  # noqa: F401
+    from isal_mmdet.al.context import selection_context
+    from isal_mmdet.al.data import build_dataset, dataset_ids, scoring_dataset_cfg
+    from isal_mmdet.al.data import test_pipeline_of
+    from isal_mmdet.al.io import read_json
+    from isal_mmdet.al.settings import al_settings
+    from isal_mmdet.al.strategies import build_strategy
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(REALSIZE[args.model])
+    realsize_data(args, cfg)
+    al = al_settings(cfg)
+    labelled = read_json(args.labelled_file) if args.labelled_file else dataset_ids(
+        build_dataset(scoring_dataset_cfg(cfg.train_dataloader.dataset, test_pipeline_of(cfg)),
+                      'train'))[:args.labelled]
+    model = realsize_model(args, cfg)
+    ctx = selection_context(cfg, model, labelled, al['reference'], batch_size=al['batch_size'],
+                            seed=al['seed'], progress=False)
+    ctx.reference = ActiveSubset(ctx.reference,
+                                 ids=dataset_ids(ctx.reference)[:args.reference_size])
+    ctx.pool = ActiveSubset(ctx.pool.dataset, ids=ctx.pool.img_ids()[:args.pool])
+    solver = al['strategy'].get('solver') if isinstance(al['strategy'], dict) else None
+    specs = dict(random='random', entropy='entropy', dcus='dcus', badge='badge',
+                 isal=dict(type='ISAL', solver=solver), esi=dict(type='ESI', solver=solver))
+    _, t_inf = timed(lambda: plain_inference(ctx))
+    rows = {}
+    for name, spec in specs.items():
+        ctx.info = {}
+        _, t = timed(lambda: build_strategy(spec).score(ctx))
+        rows[name] = dict(seconds=t, over_inference=t / t_inf)
+    _, t_inf2 = timed(lambda: plain_inference(ctx))  # the same pass again: the noise floor
+    return dict(model=args.model, checkpoint=args.checkpoint, device=args.device,
+                torch_threads=torch.get_num_threads(), pool=len(ctx.pool),
+                reference=len(ctx.reference), labelled=len(labelled),
+                inference_s=t_inf, inference_again_s=t_inf2, strategies=rows)
+
+
 def measure_memory(args, model, labelled):
     """(e): selection for N and 10N images, each in a fresh process."""
     tmp = osp.join(args.data_root, '_bench')
@@ -486,9 +534,11 @@ def main():
     p.add_argument('--data-root', help='default: data/bench_synthetic; realsize: '
                    'data/bench_voc_realsize (r50), the config\'s BCCD (efflite)')
     p.add_argument('--out')
-    p.add_argument('--parts', choices=['all', 'memory', 'fisher', 'realsize'], default='all',
+    p.add_argument('--parts', choices=['all', 'memory', 'fisher', 'realsize', 'strategies'],
+                   default='all',
                    help="'memory': only (e), the N vs 10N peak-memory runs; 'fisher': only "
-                        "(g), CG against the exact Fisher solve; 'realsize': only (h)")
+                        "(g), CG against the exact Fisher solve; 'realsize': only (h); "
+                        "'strategies': only (i), every strategy against inference")
     p.add_argument('--model', choices=sorted(REALSIZE), default='r50', help='realsize model')
     p.add_argument('--pools', type=int, nargs='+', default=[100, 500, 1000],
                    help='realsize: pools to report (extrapolated unless measured)')
@@ -510,6 +560,8 @@ def main():
         return memory_child(args)
     if args.parts == 'realsize':
         return emit(args, realsize(args))
+    if args.parts == 'strategies':
+        return emit(args, strategy_costs(args))
     args.data_root = args.data_root or osp.join(ROOT, 'data', 'bench_synthetic')
 
     from isal_mmdet.datasets.synthetic import make_synthetic
