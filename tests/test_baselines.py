@@ -8,7 +8,7 @@ from mmengine.dataset import pseudo_collate
 from conftest import build_detector
 from isal_mmdet.al.selection import select
 from isal_mmdet.al.strategies import count_sketch, difficulty_weights, kmeans_pp
-from isal_mmdet.al.strategies.uncertainty import _predict_alone, binary_entropy
+from isal_mmdet.al.strategies.uncertainty import _predict_alone, binary_entropy, box_qualities
 
 
 def test_difficulty_weights_run_from_one_to_one_plus_ub():
@@ -65,3 +65,20 @@ def test_dcus_score_is_weighted_entropy_of_the_detections(synthetic_voc):
     pred = _predict_alone(model, pseudo_collate([sample]))[0]
     want = sum(float(binary_entropy(s)) * w[int(c)] for s, c in zip(pred.scores, pred.labels))
     assert out['scores'][sample['data_samples'].metainfo['img_id']] == pytest.approx(want)
+
+
+def test_box_quality_of_real_boxes_against_detections():
+    """mmdet's real boxes come as HorizontalBoxes, predictions as tensors."""
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmengine.structures import InstanceData
+    gt = InstanceData(bboxes=HorizontalBoxes(torch.tensor([[0., 0, 10, 10], [20, 20, 30, 30],
+                                                           [50, 50, 60, 60]])),
+                      labels=torch.tensor([0, 1, 0]))
+    pred = InstanceData(bboxes=torch.tensor([[0., 0, 10, 5], [0, 0, 10, 10], [21, 21, 30, 30]]),
+                        scores=torch.tensor([0.9, 0.4, 0.8]), labels=torch.tensor([0, 1, 1]))
+    got = box_qualities(gt, pred, xi=0.6, iou_thr=0.5)
+    # box 0: class-0 detection IoU 0.5 (score 0.9); box 1: IoU 0.81 (0.8); box 2: none
+    assert [label for label, _ in got] == [0, 1, 0]
+    assert got[0][1] == pytest.approx(0.9 ** 0.6 * 0.5 ** 0.4)
+    assert got[1][1] == pytest.approx(0.8 ** 0.6 * 0.81 ** 0.4)
+    assert got[2][1] == 0.0

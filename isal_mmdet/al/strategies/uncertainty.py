@@ -3,7 +3,7 @@ difficulty-calibrated uncertainty (DCUS)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Sequence, Tuple
 
 import torch
 from mmdet.structures.bbox import bbox_overlaps
@@ -82,6 +82,24 @@ def _predict_alone(model: nn.Module, batch: Any) -> List[Any]:
     return out
 
 
+def box_qualities(gt: Any, pred: Any, xi: float = 0.6,
+                  iou_thr: float = 0.5) -> List[Tuple[int, float]]:
+    """``(label, p^ξ·IoU^(1−ξ))`` of each real box in ``gt`` against its best-overlapping
+    detection of the same class in ``pred`` (0 when none overlaps it by ``iou_thr``)."""
+    boxes = gt.bboxes.tensor if hasattr(gt.bboxes, 'tensor') else gt.bboxes
+    out = []
+    for box, label in zip(boxes, gt.labels.tolist()):
+        same = pred.labels == label
+        q = 0.0
+        if same.any():
+            iou = bbox_overlaps(box[None].float(), pred.bboxes[same].float())[0]
+            j = int(iou.argmax())
+            if iou[j] >= iou_thr:
+                q = float(pred.scores[same][j]) ** xi * float(iou[j]) ** (1 - xi)
+        out.append((label, q))
+    return out
+
+
 @STRATEGIES.register_module(name='dcus')
 @STRATEGIES.register_module()
 class DCUS(Strategy):
@@ -110,16 +128,7 @@ class DCUS(Strategy):
         ctx.model.eval()
         for batch in ctx.loader(ctx.labelled):
             for pred, ds in zip(_predict_alone(ctx.model, batch), batch['data_samples']):
-                gt = ds.gt_instances
-                for box, label in zip(gt.bboxes, gt.labels.tolist()):
-                    same = pred.labels == label
-                    q = 0.0
-                    if same.any():
-                        iou = bbox_overlaps(box[None], pred.bboxes[same])[0]
-                        j = int(iou.argmax())
-                        if iou[j] >= self.iou_thr:
-                            q = float(pred.scores[same][j]) ** self.xi * float(
-                                iou[j]) ** (1 - self.xi)
+                for label, q in box_qualities(ds.gt_instances, pred, self.xi, self.iou_thr):
                     local[label][0] += q
                     local[label][1] += 1
         total = all_reduce_tensor_(torch.tensor(local, dtype=torch.float64)).tolist()
