@@ -17,8 +17,9 @@
 #
 # --cpu is the dry run on this machine: every stage on the CPU, the project's .venv for the
 # detector stages, wheels and mmcv skipped. Each stage has its own time cap and a stage that
-# would overrun the budget is skipped. Writes one JSON ({stage: {rc, seconds, result or
-# log_tail or skipped}}) to DEST, else $OUT/gpu_check.json, else ./gpu_check.json.
+# would overrun the budget is skipped (--cpu: caps and budget x5). Writes one JSON
+# ({target: cuda|cpu, stage: {rc, seconds, result or log_tail or skipped}}) to DEST, else
+# $OUT/gpu_check.json, else ./gpu_check.json.
 set -u
 set -o pipefail
 
@@ -29,7 +30,10 @@ if [ "${1:-}" = "--cpu" ]; then
     shift
 fi
 DEST="${1:-${OUT:-.}/gpu_check.json}"
-BUDGET_S="${BUDGET_S:-500}"
+# the CPU dry run is slower than a GPU: its caps are SCALE times the GPU ones
+SCALE=1
+[ "$DEVICE" = cpu ] && SCALE=5
+BUDGET_S="${BUDGET_S:-$(( 500 * SCALE ))}"
 WHEELS="${WHEELS:-$ROOT/benchmarks/wheels}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -53,7 +57,7 @@ skip() {  # skip NAME REASON
 # run_step NAME CAP_S CMD...: log to $WORK/NAME.log, rc and milliseconds to $WORK/NAME.meta;
 # skipped when CAP_S would overrun BUDGET_S
 run_step() {
-    local name="$1" limit="$2"
+    local name="$1" limit=$(( $2 * SCALE ))
     shift 2
     local left=$(( BUDGET_S - ($(date +%s) - T0) ))
     if [ "$left" -lt "$limit" ]; then
@@ -148,7 +152,7 @@ import os
 import sys
 
 work, dest, device = sys.argv[1:4]
-report = dict(device=device)
+report = dict(target=device)
 for name in ('core', 'wheels', 'mmcv', 'mmcv_ops', 'device', 'nccl', 'pytest', 'speed'):
     meta = os.path.join(work, name + '.meta')
     if not os.path.exists(meta):
