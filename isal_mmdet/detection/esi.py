@@ -48,6 +48,14 @@ def _loss_cfg(loss: nn.Module) -> Dict:
     return dict(type=type(loss).__name__, use_sigmoid=getattr(loss, 'use_sigmoid', False))
 
 
+def check_esi_model(model: nn.Module, box_term: bool) -> None:
+    """Refuses a built detector ESI cannot score (see :func:`check_esi_model_cfg`)."""
+    if not isinstance(model, SingleStageDetector):
+        raise ValueError(f'ESI needs a single-stage detector, not {type(model).__name__}')
+    head = model.bbox_head
+    _check_head(type(head), _loss_cfg(head.loss_cls), _loss_cfg(head.loss_bbox), box_term)
+
+
 @contextmanager
 def _captured(modules: List[nn.Module]) -> Iterator[Dict[int, List[Tuple[Tensor, Tensor]]]]:
     """``{id(module): [(input, output) per call]}`` while the head runs."""
@@ -82,11 +90,8 @@ class DirectionalHead:
 
     def __init__(self, model: nn.Module, groups: ParamGroups, s: GroupVector,
                  box_term: bool = True):
-        head = getattr(model, 'bbox_head', None)
-        if not isinstance(model, SingleStageDetector):
-            raise ValueError(f'ESI needs a single-stage detector, not {type(model).__name__}')
-        _check_head(type(head), _loss_cfg(head.loss_cls), _loss_cfg(head.loss_bbox), box_term)
-        self.model, self.head, self.box_term = model, head, box_term
+        check_esi_model(model, box_term)
+        self.model, self.head, self.box_term = model, model.bbox_head, box_term
         self.layers: List[Tuple[nn.Module, Tensor]] = []
         for g in groups.names():
             for (name, _), direction in zip(groups.groups[g], s[g]):

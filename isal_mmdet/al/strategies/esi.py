@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from ...detection import detector_param_groups
-from ...detection.esi import DirectionalHead, check_esi_model_cfg
+from ...detection.esi import DirectionalHead, check_esi_model, check_esi_model_cfg
 from ...influence.expected import aggregate_esi
 from ...registry import STRATEGIES
 from .base import Strategy
@@ -49,7 +49,7 @@ class ESI(ISAL):
 
     def score(self, ctx):
         groups = detector_param_groups(ctx.model, self.param_groups)
-        DirectionalHead(ctx.model, groups, groups.zeros(), self.box_term)  # refuse before v
+        check_esi_model(ctx.model, self.box_term)  # refuse before the costly v and s
         s = self.s_test(ctx, self.objective(ctx), groups)
         flag_uninformative(ctx, None, self.score_thr)
         self._head = DirectionalHead(ctx.model, groups, s, self.box_term)
