@@ -70,6 +70,9 @@ LEVERS = {
     'harmful': (dict(prefer='harmful'), {}),
     'fixed': (dict(normaliser='fixed'), {}),
     'fgref': (dict(reference_terms='foreground'), {}),
+    'balanced': (dict(reference_terms='balanced'), {}),
+    # the official protocol: v on the evaluation split itself (a leakage diagnostic)
+    'evalref': ({}, dict(reference='test')),
 }
 
 
@@ -79,6 +82,7 @@ ESI_LEVERS = {
     'nobox': dict(box_term=False),
     'top100': dict(top_k=100),
     'top1000': dict(top_k=1000),
+    'balanced': dict(reference_terms='balanced'),
 }
 
 

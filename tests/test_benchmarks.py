@@ -58,6 +58,8 @@ def test_variants_change_only_what_they_name():
     assert damp['solver']['damp'] == 0.1 and damp['curvature'] == 'hessian'
     assert q.strategy_cfg(base, 'isal-cg')['strategy']['solver']['type'] == 'cg'
     assert q.strategy_cfg(base, 'isal-reflab')['reference'] == 'labelled'
+    assert q.strategy_cfg(base, 'isal-evalref')['reference'] == 'test'
+    assert q.strategy_cfg(base, 'esi-balanced')['strategy']['reference_terms'] == 'balanced'
     both = q.strategy_cfg(base, 'isal-cg-thr0.5')['strategy']
     assert both['solver']['type'] == 'cg' and both['score_thr'] == 0.5
     assert base == dict(type='ISAL', solver=dict(type='lissa', depth=200))

@@ -126,7 +126,8 @@ def test_bad_input_gives_one_line_errors(synthetic_voc, tmp_path):
 
 @pytest.mark.parametrize('field,value,message', [
     ('strategy', 'isall', "active_learning.strategy: unknown strategy 'isall'; choose one of"),
-    ('reference', 'test', "active_learning.reference must be one of ['val', 'labelled']"),
+    ('reference', 'eval', "active_learning.reference must be one of ['val', 'labelled', "
+                          "'test']"),
     ('oracle', 'human', "active_learning.oracle must be one of ['gt', 'none']"),
     ('strategy.solver.type', 'lisa', "active_learning.strategy: unknown s_test solver"),
     ('warm_start_iters', 5, 'active_learning.warm_start_iters needs warm_start=True'),

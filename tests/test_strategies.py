@@ -186,6 +186,26 @@ def test_labelled_ids_not_in_dataset_are_an_error(synthetic_voc):
         selection_context(cfg, None, [first, 'no_such_image'])
 
 
+def test_reference_test_takes_the_evaluation_split(synthetic_voc):
+    """reference='test' (the official protocol, a diagnostic): v's images are the test
+    split's, not val's."""
+    from mmengine.config import Config
+    from conftest import ROOT
+    from mmengine.registry import init_default_scope
+    from isal_mmdet.al.context import selection_context
+    from isal_mmdet.al.data import dataset_ids
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(f'{ROOT}/configs/isal_retinanet_demo.py')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = synthetic_voc + '/'
+    first = open(f'{synthetic_voc}/ImageSets/Main/train.txt').read().split()[0]
+    refs = {r: set(dataset_ids(selection_context(cfg, None, [first], r).reference))
+            for r in ('val', 'test')}
+    split = {r: set(open(f'{synthetic_voc}/ImageSets/Main/{r}.txt').read().split())
+             for r in ('val', 'test')}
+    assert refs == split and not refs['val'] & refs['test']
+
+
 def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
     """normaliser='fixed': the count is the reference set's mean positives per image, and
     scores still do not depend on batch size."""
@@ -334,9 +354,88 @@ def test_isal_foreground_reference_keeps_only_the_terms_of_assigned_anchors(synt
     assert default['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
 
 
+def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc):
+    """reference_terms='balanced': with the weight on class k alone, the gradient of the
+    classification bias is the plain loss's on class k's output channels and zero on the
+    others (each channel's loss terms are its class's column), and the box gradient comes
+    from class k's boxes only; the loss is linear in the weights; the plain loss is weight 1."""
+    from mmengine.dataset import pseudo_collate
+    from isal_mmdet.al.data import class_counts
+    from isal_mmdet.al.strategies.isal import class_balance
+    model = build_detector('retinanet')
+    ctx = _ctx(synthetic_voc, model)
+    groups = detector_param_groups(model)
+    batch = pseudo_collate([ctx.reference[i] for i in range(4)])
+    labels = torch.cat([ds.gt_instances.labels for ds in batch['data_samples']])
+    assert len(set(labels.tolist())) == 3
+
+    def grad(w):
+        obj = DetectionObjective(class_weights=None if w is None else torch.tensor(w))
+        g = loss_grad(obj, model, groups, batch)
+        return {n: torch.cat([t.flatten() for t in g[n]]) for n in groups.names()}
+    plain, ones = grad(None), grad([1.0, 1.0, 1.0])
+    for n in plain:
+        assert torch.allclose(ones[n], plain[n], rtol=1e-6, atol=1e-9)
+    head = model.bbox_head
+    bias = [n for n in groups.names() if 'cls' in n]
+    reg = [n for n in groups.names() if 'reg' in n]
+    assert bias and reg
+    k_of_channel = torch.arange(head.cls_out_channels * head.num_base_priors) % head.num_classes
+    cls_bias = head.retina_cls.bias
+
+    def bias_grad(w):
+        obj = DetectionObjective(class_weights=None if w is None else torch.tensor(w))
+        loss = obj.per_sample_loss(model, pseudo_collate(
+            [ctx.reference[i] for i in range(4)])).sum()
+        return torch.autograd.grad(loss, cls_bias)[0]
+    full = bias_grad(None)
+    parts = []
+    for k in range(3):
+        w = [0.0, 0.0, 0.0]
+        w[k] = 1.0
+        g = bias_grad(w)
+        mine = k_of_channel == k
+        assert torch.allclose(g[mine], full[mine], rtol=1e-5, atol=1e-9)
+        assert torch.count_nonzero(g[~mine]) == 0
+        parts.append(grad(w))
+    weighted = grad([0.5, 2.0, 3.0])
+    for n in weighted:
+        mix = 0.5 * parts[0][n] + 2.0 * parts[1][n] + 3.0 * parts[2][n]
+        assert torch.allclose(weighted[n], mix, rtol=1e-4, atol=1e-8)
+    # an image holding class-0 boxes only: with the weight on class 1, no box gradient
+    one = pseudo_collate([ctx.reference[0]])
+    gt = one['data_samples'][0].gt_instances
+    one['data_samples'][0].gt_instances = gt[gt.labels == gt.labels[0]]
+    other = [0.0, 0.0, 0.0]
+    other[(int(gt.labels[0]) + 1) % 3] = 1.0
+    g = loss_grad(DetectionObjective(class_weights=torch.tensor(other)), model, groups, one)
+    assert all(float(t.abs().sum()) == 0.0 for n in reg for t in g[n])
+    # the weights: the reference set's box counts, every class present weighing the same
+    counts = class_counts(ctx.reference, 3)
+    by_hand = [0, 0, 0]
+    for i in range(len(ctx.reference)):
+        for lab in ctx.reference[i]['data_samples'].gt_instances.labels.tolist():
+            by_hand[lab] += 1
+    assert counts == by_hand
+    w = class_balance(counts)
+    assert torch.allclose(w * torch.tensor(counts, dtype=w.dtype),
+                          torch.full((3,), sum(counts) / 3, dtype=w.dtype))
+    assert class_balance([4, 0, 12]).tolist() == [2.0, 1.0, 8 / 12]
+    # through the strategy: recorded, pseudo losses unweighted, independent of batch size
+    cfg = dict(type='ESI', reference_terms='balanced', solver=dict(type='cg', max_iter=5,
+                                                                    num_samples=4))
+    runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
+    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-12)
+    assert runs[0]['info']['reference_class_weights'] == pytest.approx(w.tolist())
+    plain_esi = select(dict(cfg, reference_terms='all'), _ctx(synthetic_voc, model), 3)
+    assert plain_esi['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
+
+
 @pytest.mark.parametrize('family,option,message', [
     ('fcos', dict(reference_terms='foreground'), "reference_terms='foreground' needs"),
     ('faster_rcnn', dict(reference_terms='foreground'), 'RPNHead \\+ Shared2FCBBoxHead'),
+    ('faster_rcnn', dict(reference_terms='balanced'), "'balanced' needs a single-stage"),
+    ('fcos', dict(reference_terms='balanced'), "reference_terms='balanced' needs"),
     ('fcos', dict(normaliser='fixed'), "normaliser='fixed' needs anchor heads"),
 ])
 def test_isal_loss_options_refused_for_heads_that_cannot_take_them(family, option, message):

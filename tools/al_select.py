@@ -1,7 +1,7 @@
 """Score a pool and select from a trained checkpoint, without training.
 
     python tools/al_select.py CONFIG CHECKPOINT [--strategy NAME] [--budget N] --out DIR
-        [--labelled IDS_JSON] [--reference val|labelled] [--batch-size B]
+        [--labelled IDS_JSON] [--reference val|labelled|test] [--batch-size B]
         [--launcher none|pytorch|slurm] [--cfg-options k=v ...]
 
 The labelled set (defines the Hessian, and the pool is everything else) is ``--labelled``,
@@ -24,7 +24,7 @@ def parse_args(argv=None):
     p.add_argument('--budget', type=int)
     p.add_argument('--out', required=True)
     p.add_argument('--labelled', help='JSON list of labelled image ids')
-    p.add_argument('--reference', choices=['val', 'labelled'])
+    p.add_argument('--reference', choices=['val', 'labelled', 'test'])
     p.add_argument('--batch-size', type=int)
     p.add_argument('--seed', type=int)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')

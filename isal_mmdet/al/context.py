@@ -18,7 +18,9 @@ def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashabl
                       progress: bool = True) -> SelectionContext:
     """Pool = the training images (``pool`` if given) minus ``labelled_ids``; labelled = the
     training images in ``labelled_ids`` with their boxes (they define the Hessian);
-    reference = the val split (``'val'``, paper) or the labelled set (``'labelled'``)."""
+    reference = the val split (``'val'``), the labelled set (``'labelled'``), or the test
+    split (``'test'``: the official code's protocol, which leaks the evaluation set into
+    selection; a diagnostic, never for real use)."""
     if reference not in REFERENCES:
         raise ValueError(f'active_learning.reference must be one of {REFERENCES}, '
                          f'got {reference!r}')
@@ -32,9 +34,10 @@ def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashabl
                          f'e.g. {unknown[:3]}')
     labelled = ActiveSubset(full, ids=list(labelled_ids))
     pool_ds = ActiveSubset(full, ids=list(labelled_ids), invert=True)
-    if reference == 'val':
-        val_inner, _ = unwrap_subset(cfg.val_dataloader.dataset)
-        ref = build_dataset(scoring_dataset_cfg(val_inner, pipeline), 'val_dataloader.dataset')
+    if reference in ('val', 'test'):
+        split = f'{reference}_dataloader'
+        inner, _ = unwrap_subset(cfg[split].dataset)
+        ref = build_dataset(scoring_dataset_cfg(inner, pipeline), f'{split}.dataset')
     else:
         ref = labelled
     return SelectionContext(model=model, pool=pool_ds, labelled=labelled, reference=ref,

@@ -121,6 +121,17 @@ def warn_if_no_box(ds: Any, field: str) -> None:
                        'metainfo.classes); it carries no label information', field, len(ds))
 
 
+def class_counts(ds: Any, num_classes: int) -> List[int]:
+    """Boxes per class (not ignored) in a dataset's annotations; no image is read."""
+    counts = [0] * num_classes
+    for i in range(len(ds)):
+        for inst in ds.get_data_info(i).get('instances', []):
+            label = inst.get('bbox_label', -1)
+            if not inst.get('ignore_flag', 0) and 0 <= label < num_classes:
+                counts[label] += 1
+    return counts
+
+
 def check_reference(ds: Any, field: str) -> None:
     """The reference set defines v: without an image there is nothing to select for (one
     without a box is logged by :func:`build_dataset`)."""

@@ -26,7 +26,7 @@ class ISALSelectionHook(Hook):
         strategy: name or config of a strategy (``'isal'``, ``dict(type='ISAL', ...)``).
         budget: number of images to select.
         pool: dataset config of the unlabelled images; default: the train data source.
-        reference: ``'val'`` (paper) or ``'labelled'``.
+        reference: ``'val'`` (paper), ``'labelled'``, or ``'test'`` (a leakage diagnostic).
         out_dir: where exports go; default ``<work_dir>/selection``.
         preannotation_thr, labelstudio_image_root: as in the ``active_learning`` block.
     """

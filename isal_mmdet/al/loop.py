@@ -152,10 +152,10 @@ class ActiveLearningLoop:
         if self.al['rounds'] > 1 and self.al['initial_size'] == len(self.all_ids):
             raise ValueError(f"active_learning.initial_size={self.al['initial_size']} leaves "
                              f'no unlabelled image of {len(self.all_ids)} to select from')
-        if self.al['reference'] == 'val':
+        if self.al['reference'] in ('val', 'test'):
+            split = f"{self.al['reference']}_dataloader"
             check_reference(build_dataset(scoring_dataset_cfg(
-                self.cfg.val_dataloader.dataset, pipeline), 'val_dataloader.dataset'),
-                'val_dataloader.dataset')
+                self.cfg[split].dataset, pipeline), f'{split}.dataset'), f'{split}.dataset')
 
     # -- rounds ------------------------------------------------------------------------------
     def labelled_for(self, k: int) -> List[Hashable]:

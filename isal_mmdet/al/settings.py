@@ -12,7 +12,8 @@ AL_DEFAULTS = dict(initial_size=100, budget=100, rounds=3, strategy='isal', refe
                    seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
                    batch_size=4, num_workers=0, export_coco=True,
                    preannotation_thr='auto', labelstudio_image_root=None)
-REFERENCES = ('val', 'labelled')
+# 'test': the official protocol's v on the evaluation split itself, a leakage diagnostic
+REFERENCES = ('val', 'labelled', 'test')
 ORACLES = ('gt', 'none')
 
 

@@ -74,42 +74,48 @@ def _py_sigmoid_focal_loss(pred, target, weight=None, gamma=2.0, alpha=0.25, red
                                                    reduction, avg_factor)
 
 
-def check_heads(heads: Sequence[type], fixed: bool, foreground_only: bool) -> None:
-    """Refuses normaliser='fixed' / reference_terms='foreground' for head classes that
-    cannot take them: anchor-free heads normalise inside their own loss, and other heads
-    order their targets differently from mmdet's ``AnchorHead``."""
+def check_heads(heads: Sequence[type], fixed: bool, reference_terms: str = 'all') -> None:
+    """Refuses normaliser='fixed' / reference terms that reweight targets ('foreground',
+    'balanced') for head classes that cannot take them: anchor-free heads normalise inside
+    their own loss, and other heads order their targets differently from mmdet's
+    ``AnchorHead``."""
     free = [h.__name__ for h in heads if issubclass(h, AnchorFreeHead)]
     if fixed and free:
         raise ValueError(f"ISAL normaliser='fixed' needs anchor heads (RetinaNet, RPN); "
                          f"{free[0]} normalises inside its own loss")
-    if foreground_only and (len(heads) > 1 or
-                            getattr(heads[0], 'get_targets', None) is not AnchorHead.get_targets):
-        raise ValueError(f"ISAL reference_terms='foreground' needs a single-stage head "
+    if reference_terms != 'all' and (
+            len(heads) > 1 or getattr(heads[0], 'get_targets', None) is not
+            AnchorHead.get_targets):
+        raise ValueError(f"ISAL reference_terms='{reference_terms}' needs a single-stage head "
                          f"with mmdet's AnchorHead targets (RetinaNet), not "
                          f"{' + '.join(h.__name__ for h in heads)}")
 
 
-def check_model_cfg(model_cfg: Dict, fixed: bool, foreground_only: bool) -> None:
+def check_model_cfg(model_cfg: Dict, fixed: bool, reference_terms: str = 'all') -> None:
     """:func:`check_heads` on a model config's head types, before anything is built."""
     from mmdet.registry import MODELS
     names = [model_cfg.get(k, {}).get('type') for k in ('bbox_head', 'rpn_head')]
     names.append((model_cfg.get('roi_head') or {}).get('bbox_head', {}).get('type'))
     heads = [MODELS.get(n) if isinstance(n, str) else n for n in names if n is not None]
     if heads and all(isinstance(h, type) for h in heads):
-        check_heads(heads, fixed, foreground_only)
+        check_heads(heads, fixed, reference_terms)
 
 
 @contextmanager
 def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = None,
                             positives: Optional[List[float]] = None,
-                            foreground_only: bool = False) -> Iterator[None]:
+                            foreground_only: bool = False,
+                            class_weights: Optional[Tensor] = None) -> Iterator[None]:
     """Make each head's loss normalise inside the image it is given: by the image's own
     positive count (clamped to >= 1), or by ``avg_factor``, one fixed count for every image
     (anchor heads only), so that an image's background terms weigh the same whatever its
     number of boxes. ``positives`` collects each anchor head call's own count.
     ``foreground_only``: the anchor heads' background anchors get classification weight 0,
-    so the loss keeps only the terms of anchors assigned to a box."""
-    check_heads([type(h) for h in heads], avg_factor is not None, foreground_only)
+    so the loss keeps only the terms of anchors assigned to a box. ``class_weights`` ``[K]``:
+    see :func:`class_weighted_targets`."""
+    check_heads([type(h) for h in heads], avg_factor is not None,
+                'foreground' if foreground_only else
+                'balanced' if class_weights is not None else 'all')
     with ExitStack() as stack:
         stack.enter_context(_patched(focal_loss_module, 'sigmoid_focal_loss',
                                      _py_sigmoid_focal_loss))
@@ -129,10 +135,30 @@ def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = Non
                         weights = [w * (lab != _head.num_classes).to(w.dtype)
                                    for lab, w in zip(out[0], out[1])]
                         out = (out[0], weights) + tuple(out[2:])
+                    if class_weights is not None:
+                        out = class_weighted_targets(out, class_weights, _head.num_classes)
                     return out[:-1] + (avg_factor or max(out[-1], 1),)
 
                 stack.enter_context(_patched(head, 'get_targets', clamped))
         yield
+
+
+def class_weighted_targets(targets: tuple, weights: Tensor, num_classes: int) -> tuple:
+    """mmdet ``AnchorHead.get_targets`` output with column k of the classification loss
+    (every anchor's class-k logit) and the box terms of class-k positives weighted by
+    ``weights[k]``. mAP averages over classes, and each class's AP depends only on its own
+    scores and boxes, so this loss weighs the classes as mAP does when ``weights[k]`` is
+    inversely proportional to class k's box count. The per-class label weights reach
+    mmdet's focal loss as ``[A, K]`` (it reshapes a weight of the loss's size)."""
+    labels, label_weights, bbox_targets, bbox_weights = targets[:4]
+    w = weights.to(label_weights[0].dtype)
+    if len(w) != num_classes:
+        raise ValueError(f'class weights for {len(w)} classes, the head has {num_classes}')
+    per_label = torch.cat([w, w.new_ones(1)])  # the background label: its box weight is 0
+    label_weights = [lw.unsqueeze(-1) * w.to(lw.device) for lw in label_weights]
+    bbox_weights = [bw * per_label.to(bw.device)[lab].unsqueeze(-1).to(bw.dtype)
+                    for lab, bw in zip(labels, bbox_weights)]
+    return (labels, label_weights, bbox_targets, bbox_weights) + tuple(targets[4:])
 
 
 @contextmanager
@@ -248,10 +274,13 @@ def head_outputs(model: nn.Module, x: Tuple[Tensor, ...]) -> tuple:
 def per_image_losses(model: nn.Module, x: Tuple[Tensor, ...], outs: tuple, data_samples: list,
                      seed: int = 0, avg_factor: Optional[float] = None,
                      positives: Optional[List[float]] = None,
-                     foreground_only: bool = False) -> Tensor:
+                     foreground_only: bool = False,
+                     class_weights: Optional[Tensor] = None) -> Tensor:
     """``[L_1..L_B]``, each image's training loss as if it were alone (see module doc);
-    ``avg_factor``/``positives``/``foreground_only``: see :func:`per_image_normalisation`."""
-    norm = dict(avg_factor=avg_factor, positives=positives, foreground_only=foreground_only)
+    ``avg_factor``/``positives``/``foreground_only``/``class_weights``: see
+    :func:`per_image_normalisation`."""
+    norm = dict(avg_factor=avg_factor, positives=positives, foreground_only=foreground_only,
+                class_weights=class_weights)
     if isinstance(model, TwoStageDetector):
         return two_stage_losses(model, x, outs, data_samples, seed, **norm)
     return single_stage_losses(model, x, outs, data_samples, seed, **norm)

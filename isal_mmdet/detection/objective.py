@@ -40,6 +40,8 @@ class DetectionObjective(Objective):
             within :meth:`cached` (a curvature solve).
         foreground_only: real-label losses keep only the terms of anchors assigned to a box
             (no background classification); pseudo-label losses are never restricted.
+        class_weights: ``None``, or ``[K]``: real-label losses weigh class k's terms by it
+            (:func:`.losses.class_weighted_targets`); pseudo-label losses are never weighted.
 
     ``positives`` collects every image's own positive count (anchor heads), from which a
     fixed ``avg_factor`` is taken.
@@ -48,9 +50,10 @@ class DetectionObjective(Objective):
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
                  max_per_class: Optional[int] = None, draw: Optional[int] = None,
                  soft: bool = False, avg_factor: Optional[float] = None,
-                 cache_bytes: int = 2 ** 30, foreground_only: bool = False):
+                 cache_bytes: int = 2 ** 30, foreground_only: bool = False,
+                 class_weights: Optional[Tensor] = None):
         self.score_thr, self.max_per_img, self.seed = score_thr, max_per_img, seed
-        self.foreground_only = foreground_only
+        self.foreground_only, self.class_weights = foreground_only, class_weights
         self.max_per_class, self.draw, self.soft = max_per_class, draw, soft
         self.avg_factor, self.cache_bytes = avg_factor, cache_bytes
         self.dropped_boxes = 0
@@ -130,7 +133,8 @@ class DetectionObjective(Objective):
                 ds.gt_instances, dropped = drop_degenerate(ds.gt_instances)
                 self._count_dropped(dropped, ds, 'ground-truth')
         return per_image_losses(model, x, outs, samples, self.seed, self.avg_factor,
-                                self.positives, self.foreground_only and not pseudo)
+                                self.positives, self.foreground_only and not pseudo,
+                                None if pseudo else self.class_weights)
 
     def _count_dropped(self, dropped: int, ds: Any, kind: str) -> None:
         if dropped:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Dict, Hashable, List, Optional
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import torch
 
@@ -15,6 +15,7 @@ from ...influence import Curvature, build_solver, influence_scores, summed_gradi
 from ...influence.curvature import KINDS
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
+from ..data import class_counts
 from ..state import sort_ids
 from .base import SelectionContext, Strategy, rank_ids
 from .coreset import image_features, k_center_greedy
@@ -49,6 +50,18 @@ def flag_uninformative(ctx: SelectionContext, counts: Optional[List[int]],
         logger.warning('ISAL selection carries little information: %s. Lower score_thr, '
                        'train the model longer, or use random for this round.',
                        '; '.join(reasons))
+
+
+def class_balance(counts: Sequence[int]) -> torch.Tensor:
+    """``[K]`` weights (mean count over the classes present) / (class k's count), so every
+    class present weighs the same in total; 1 for a class with no box (its terms are
+    background only, as in the plain loss)."""
+    counts_t = torch.tensor([float(c) for c in counts], dtype=torch.float64)
+    present = counts_t > 0
+    if not present.any():
+        return torch.ones_like(counts_t)
+    mean = counts_t[present].mean()
+    return torch.where(present, mean / counts_t.clamp_min(1), torch.ones_like(counts_t))
 
 
 @STRATEGIES.register_module(name='isal')
@@ -93,7 +106,10 @@ class ISAL(Strategy):
         reference_terms: ``'all'`` (paper): v is the gradient of the whole training loss on
             the reference set. ``'foreground'``: of the terms of anchors assigned to a real
             box only (no background classification), so v says what the labelled objects
-            need, not what the background does (RetinaNet-style heads).
+            need, not what the background does. ``'balanced'``: every term, class k's
+            weighted by (mean count) / (class k's box count in the reference set), so each
+            class pulls on v as it counts in mAP, a mean over classes, not by how common it
+            is (:func:`class_balance`). Both: RetinaNet-style heads.
     """
     higher_is_better = False
 
@@ -104,7 +120,7 @@ class ISAL(Strategy):
                  prefer: str = 'helpful', normaliser: str = 'image',
                  reference_size: Optional[int] = None, reference_terms: str = 'all'):
         _check_choice('prefer', prefer, ('helpful', 'harmful'))
-        _check_choice('reference_terms', reference_terms, ('all', 'foreground'))
+        _check_choice('reference_terms', reference_terms, ('all', 'foreground', 'balanced'))
         _check_choice('pseudo', pseudo, ('hard', 'sampled', 'soft'))
         _check_choice('curvature', curvature, KINDS)
         _check_choice('normaliser', normaliser, ('image', 'fixed'))
@@ -136,8 +152,7 @@ class ISAL(Strategy):
         self.avg_factor: Optional[float] = None
 
     def check_model(self, model_cfg: Dict[str, Any]) -> None:
-        check_model_cfg(model_cfg, self.normaliser == 'fixed',
-                        self.reference_terms == 'foreground')
+        check_model_cfg(model_cfg, self.normaliser == 'fixed', self.reference_terms)
 
     def objective(self, ctx: SelectionContext, draw: Optional[int] = None) -> DetectionObjective:
         return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed,
@@ -160,6 +175,14 @@ class ISAL(Strategy):
             raise ValueError('ISAL needs a non-empty reference set (active_learning.reference)')
         reference = self.reference(ctx)
         objective.foreground_only = self.reference_terms == 'foreground'  # v only
+        if self.reference_terms == 'balanced':
+            head = getattr(ctx.model, 'bbox_head', None)
+            if head is None:
+                raise ValueError(f"ISAL reference_terms='balanced' needs a single-stage head "
+                                 f"(RetinaNet), not {type(ctx.model).__name__}")
+            counts = class_counts(reference, head.num_classes)
+            objective.class_weights = class_balance(counts)
+            ctx.info['reference_class_weights'] = objective.class_weights.tolist()
         if self.normaliser == 'fixed':
             # v from raw per-image sums, then everything divided by one common count
             objective.avg_factor = 1.0
@@ -170,7 +193,7 @@ class ISAL(Strategy):
             ctx.info['avg_factor'] = self.avg_factor
         else:
             v = summed_gradient(objective, ctx.model, groups, ctx.loader(reference))
-        objective.foreground_only = False
+        objective.foreground_only, objective.class_weights = False, None
         cfg = dict(self.solver_cfg)
         if cfg['type'] == 'lissa':
             cfg.setdefault('scales', default_scales(ctx.model))
