@@ -176,11 +176,8 @@ class ISAL(Strategy):
         reference = self.reference(ctx)
         objective.foreground_only = self.reference_terms == 'foreground'  # v only
         if self.reference_terms == 'balanced':
-            head = getattr(ctx.model, 'bbox_head', None)
-            if head is None:
-                raise ValueError(f"ISAL reference_terms='balanced' needs a single-stage head "
-                                 f"(RetinaNet), not {type(ctx.model).__name__}")
-            counts = class_counts(reference, head.num_classes)
+            # heads that cannot take it are refused by per_image_normalisation's check
+            counts = class_counts(reference, len(reference.metainfo['classes']))
             objective.class_weights = class_balance(counts)
             ctx.info['reference_class_weights'] = objective.class_weights.tolist()
         if self.normaliser == 'fixed':
