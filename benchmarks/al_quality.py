@@ -238,34 +238,66 @@ def analyse(curves, strategies, seeds):
     return out
 
 
-def composition(work_dir, strategies, seeds, rounds, ann_dir):
+def pool_boxes(config):
+    """``{str(img_id): [class name per real box]}`` over the config's training set (the pool
+    and the labelled images), VOC or COCO; no image is read."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from isal_mmdet.al.data import boxes_by_image, build_dataset, unwrap_subset
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    ds, _ = unwrap_subset(cfg.train_dataloader.dataset)
+    ds = build_dataset(ds, 'train_dataloader.dataset')
+    names = ds.metainfo['classes']
+    return {i: [names[k] for k in labels] for i, labels in boxes_by_image(ds).items()}
+
+
+def selections_of(work_dir, strategy, seeds, rounds):
+    """Every selection.json a strategy wrote over these seeds and rounds."""
+    for seed in seeds:
+        for k in range(rounds - 1):
+            path = osp.join(work_dir, strategy, f'seed{seed}', f'round_{k}', 'selection.json')
+            if osp.exists(path):
+                with open(path) as f:
+                    yield json.load(f)
+
+
+def composition(work_dir, strategies, seeds, rounds, boxes):
     """Mean ground-truth boxes per class in the images each strategy selected, and in the
-    pools it chose from (VOC XML only): shows which classes a strategy favours or avoids."""
-    import xml.etree.ElementTree as ET
-    counts = {}
-
-    def boxes(img_id):
-        if img_id not in counts:
-            root = ET.parse(osp.join(ann_dir, f'{img_id}.xml')).getroot()
-            counts[img_id] = [o.findtext('name') for o in root.iter('object')]
-        return counts[img_id]
-
+    pools it chose from: shows which classes a strategy favours or avoids."""
     out = {}
     for s in strategies:
         chosen, pool = [], []
-        for seed in seeds:
-            for k in range(rounds - 1):
-                path = osp.join(work_dir, s, f'seed{seed}', f'round_{k}', 'selection.json')
-                if osp.exists(path):
-                    with open(path) as f:
-                        sel = json.load(f)
-                    chosen += sel['selected']
-                    pool += list(sel['scores'])
+        for sel in selections_of(work_dir, s, seeds, rounds):
+            chosen += [str(i) for i in sel['selected']]
+            pool += list(sel['scores'])
         if chosen:
-            names = sorted({n for i in pool for n in boxes(i)})
-            out[s] = {n: dict(selected=sum(boxes(i).count(n) for i in chosen) / len(chosen),
-                              pool=sum(boxes(i).count(n) for i in pool) / len(pool))
+            names = sorted({n for i in pool for n in boxes[i]})
+            out[s] = {n: dict(selected=sum(boxes[i].count(n) for i in chosen) / len(chosen),
+                              pool=sum(boxes[i].count(n) for i in pool) / len(pool))
                       for n in names}
+    return out
+
+
+def busyness_correlation(work_dir, strategies, seeds, rounds, boxes):
+    """Spearman rank correlation, over the pool a strategy scored, between its selection
+    priority and each image's real box count (mean and per selection): how far a strategy
+    ranks by how busy an image is. Priority is the score, negated when the picks are the
+    low scores (ISAL's most negative influence)."""
+    from scipy.stats import spearmanr
+    out = {}
+    for s in strategies:
+        rhos = []
+        for sel in selections_of(work_dir, s, seeds, rounds):
+            ids = list(sel['scores'])
+            scores = [float(sel['scores'][i]) for i in ids]
+            picked = [float(sel['scores'][str(i)]) for i in sel['selected']]
+            sign = 1.0 if statistics.mean(picked) >= statistics.mean(scores) else -1.0
+            counts = [len(boxes[i]) for i in ids]
+            if len(set(scores)) > 1 and len(set(counts)) > 1:
+                rhos.append(float(spearmanr([sign * x for x in scores], counts)[0]))
+        if rhos:
+            out[s] = dict(mean=statistics.mean(rhos), values=rhos)
     return out
 
 
@@ -404,6 +436,14 @@ def report(res, strategies):
             lines.append(f'| {s} | ' + ' | '.join(
                 f"{c[n]['selected']:.2f} ({c[n]['pool']:.2f})" if n in c else '-'
                 for n in names) + ' |')
+    busy = res.get('busyness_correlation') or {}
+    if busy:
+        lines += ['', f"| rank correlation of selection priority with real boxes per pool "
+                  f"image (seeds {res['busyness_seeds']}) | mean | per selection |",
+                  '| --- | --- | --- |']
+        for s, b in busy.items():
+            lines.append(f"| {s} | {b['mean']:+.2f} | "
+                         f"{', '.join(f'{r:+.2f}' for r in b['values'])} |")
     if res.get('selections'):
         lines += summary_lines(res['selections'])
     return '\n'.join(lines) + '\n'
@@ -492,11 +532,11 @@ def main():
             first = first or osp.join(wd, 'round_0')
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
             box_curves[s][seed] = [(r['num_boxes'], r['mAP']) for r in rows]
-    from mmengine.config import Config
-    data_root = Config.fromfile(config).train_dataloader.dataset.get('data_root', '')
-    ann_dir = osp.join(data_root, 'Annotations')
-    comp = (composition(osp.abspath(args.work_dir), args.strategies, args.seeds, args.rounds,
-                        ann_dir) if osp.isdir(ann_dir) else {})
+    boxes = pool_boxes(config)
+    comp = composition(osp.abspath(args.work_dir), args.strategies, args.seeds, args.rounds,
+                       boxes)
+    busy = busyness_correlation(osp.abspath(args.work_dir), args.strategies, args.seeds,
+                                args.rounds, boxes)
     selections = solver_summary(osp.abspath(args.work_dir), args.strategies, args.seeds,
                                 args.rounds)
     if prior is not None:
@@ -508,6 +548,9 @@ def main():
     res['curves'] = {s: {str(k): v for k, v in c.items()} for s, c in curves.items()}
     if comp:
         res['selected_composition'] = comp
+    if busy:
+        res['busyness_correlation'] = busy
+        res['busyness_seeds'] = args.seeds
     res['selections'] = selections
     res['setup'] = setup
     os.makedirs(args.work_dir, exist_ok=True)

@@ -67,20 +67,57 @@ def test_variants_change_only_what_they_name():
         q.strategy_cfg(base, 'isal-nope')
 
 
-def test_composition_counts_classes_of_selected_and_pool(tmp_path):
+def _selection(tmp_path, strategy, selected, scores):
     import json
-    ann = tmp_path / 'Annotations'
-    ann.mkdir()
-    for img, names in {'a': ['cat', 'cat'], 'b': ['dog'], 'c': []}.items():
-        objs = ''.join(f'<object><name>{n}</name></object>' for n in names)
-        (ann / f'{img}.xml').write_text(f'<annotation>{objs}</annotation>')
-    rd = tmp_path / 'w' / 'isal' / 'seed0' / 'round_0'
+    rd = tmp_path / 'w' / strategy / 'seed0' / 'round_0'
     rd.mkdir(parents=True)
-    (rd / 'selection.json').write_text(json.dumps(
-        dict(selected=['a'], scores={'a': -1.0, 'b': 0.0, 'c': 1.0})))
-    comp = q.composition(str(tmp_path / 'w'), ['isal'], [0], 2, str(ann))
+    (rd / 'selection.json').write_text(json.dumps(dict(selected=selected, scores=scores)))
+    return str(tmp_path / 'w')
+
+
+def test_composition_counts_classes_of_selected_and_pool(tmp_path):
+    boxes = {'a': ['cat', 'cat'], 'b': ['dog'], 'c': []}
+    w = _selection(tmp_path, 'isal', ['a'], {'a': -1.0, 'b': 0.0, 'c': 1.0})
+    comp = q.composition(w, ['isal'], [0], 2, boxes)
     assert comp['isal']['cat'] == dict(selected=2.0, pool=pytest.approx(2 / 3))
     assert comp['isal']['dog'] == dict(selected=0.0, pool=pytest.approx(1 / 3))
+
+
+def test_busyness_correlation_follows_the_direction_of_the_picks(tmp_path):
+    """ISAL picks its lowest scores, ESI its highest: both rank the busiest image first here,
+    so both correlate +1 with the box count; a ranking unrelated to it is near 0."""
+    boxes = {str(i): ['x'] * i for i in range(6)}
+    w = _selection(tmp_path, 'isal', [5], {str(i): -float(i) for i in range(6)})
+    _selection(tmp_path, 'esi', [5, 4], {str(i): float(i) ** 2 for i in range(6)})
+    _selection(tmp_path, 'random', [2], {'0': 3.0, '1': 0.0, '2': 5.0, '3': 4.0, '4': 1.0,
+                                         '5': 2.0})
+    busy = q.busyness_correlation(w, ['isal', 'esi', 'random'], [0], 2, boxes)
+    assert busy['isal']['mean'] == pytest.approx(1.0)
+    assert busy['esi']['values'] == [pytest.approx(1.0)]
+    assert abs(busy['random']['mean']) < 0.5
+
+
+def test_boxes_by_image_reads_voc_and_coco_as_their_files_say(synthetic_voc, synthetic_coco):
+    """Counted against the annotation files themselves (XML objects, COCO annotations)."""
+    import collections
+    import json
+    import xml.etree.ElementTree as ET
+    from conftest import coco_dataset, voc_dataset
+    from isal_mmdet.al.data import boxes_by_image
+    voc = boxes_by_image(voc_dataset(synthetic_voc))
+    assert voc and sum(map(len, voc.values())) > len(voc)
+    for img, labels in voc.items():
+        root = ET.parse(osp.join(synthetic_voc, 'Annotations', f'{img}.xml')).getroot()
+        names = [o.findtext('name') for o in root.iter('object')]
+        assert sorted(labels) == sorted(('circle', 'square', 'triangle').index(n)
+                                        for n in names)
+    coco = boxes_by_image(coco_dataset(synthetic_coco))
+    with open(osp.join(synthetic_coco, 'annotations', 'instances_train.json')) as f:
+        ann = json.load(f)
+    per_image = collections.Counter(a['image_id'] for a in ann['annotations'])
+    assert coco == {str(i['id']): coco[str(i['id'])] for i in ann['images']}
+    assert {i: len(v) for i, v in coco.items()} == {
+        str(i['id']): per_image[i['id']] for i in ann['images']}
 
 
 def test_soft_label_gradient_vanishes_for_likelihoods_not_for_focal():

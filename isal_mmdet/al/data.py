@@ -5,7 +5,7 @@ import copy
 import logging
 import os.path as osp
 import xml.etree.ElementTree as ET
-from typing import Any, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from mmengine.config import ConfigDict
 from mmdet.registry import DATASETS
@@ -130,6 +130,18 @@ def class_counts(ds: Any, num_classes: int) -> List[int]:
             if not inst.get('ignore_flag', 0) and 0 <= label < num_classes:
                 counts[label] += 1
     return counts
+
+
+def boxes_by_image(ds: Any) -> Dict[str, List[int]]:
+    """Each image's real (not ignored) box labels, keyed by ``str(img_id)`` as selection files
+    name images; no image is read. Reading a strategy's picks against how busy images are
+    needs it for VOC and COCO alike."""
+    out = {}
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        out[str(info['img_id'])] = [inst['bbox_label'] for inst in info.get('instances', [])
+                                    if not inst.get('ignore_flag', 0)]
+    return out
 
 
 def check_reference(ds: Any, field: str) -> None:
