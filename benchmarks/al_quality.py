@@ -532,11 +532,15 @@ def main():
             first = first or osp.join(wd, 'round_0')
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
             box_curves[s][seed] = [(r['num_boxes'], r['mAP']) for r in rows]
-    boxes = pool_boxes(config)
-    comp = composition(osp.abspath(args.work_dir), args.strategies, args.seeds, args.rounds,
-                       boxes)
-    busy = busyness_correlation(osp.abspath(args.work_dir), args.strategies, args.seeds,
-                                args.rounds, boxes)
+    try:  # the class mix and busyness are extras: a pool they cannot read never ends a report
+        boxes = pool_boxes(config)
+        comp = composition(osp.abspath(args.work_dir), args.strategies, args.seeds,
+                           args.rounds, boxes)
+        busy = busyness_correlation(osp.abspath(args.work_dir), args.strategies, args.seeds,
+                                    args.rounds, boxes)
+    except (KeyError, ValueError, OSError) as e:
+        print(f'composition and busyness skipped: {type(e).__name__}: {e}', file=sys.stderr)
+        comp, busy = {}, {}
     selections = solver_summary(osp.abspath(args.work_dir), args.strategies, args.seeds,
                                 args.rounds)
     if prior is not None:
