@@ -253,13 +253,13 @@ def pool_boxes(config):
 
 
 def selections_of(work_dir, strategy, seeds, rounds):
-    """Every selection.json a strategy wrote over these seeds and rounds."""
+    """``(seed, round, selection.json)`` for every selection a strategy wrote."""
     for seed in seeds:
         for k in range(rounds - 1):
             path = osp.join(work_dir, strategy, f'seed{seed}', f'round_{k}', 'selection.json')
             if osp.exists(path):
                 with open(path) as f:
-                    yield json.load(f)
+                    yield seed, k, json.load(f)
 
 
 def composition(work_dir, strategies, seeds, rounds, boxes):
@@ -268,7 +268,7 @@ def composition(work_dir, strategies, seeds, rounds, boxes):
     out = {}
     for s in strategies:
         chosen, pool = [], []
-        for sel in selections_of(work_dir, s, seeds, rounds):
+        for _, _, sel in selections_of(work_dir, s, seeds, rounds):
             chosen += [str(i) for i in sel['selected']]
             pool += list(sel['scores'])
         if chosen:
@@ -288,7 +288,7 @@ def busyness_correlation(work_dir, strategies, seeds, rounds, boxes):
     out = {}
     for s in strategies:
         rhos = []
-        for sel in selections_of(work_dir, s, seeds, rounds):
+        for _, _, sel in selections_of(work_dir, s, seeds, rounds):
             ids = list(sel['scores'])
             scores = [float(sel['scores'][i]) for i in ids]
             picked = [float(sel['scores'][str(i)]) for i in sel['selected']]
@@ -308,24 +308,18 @@ def solver_summary(work_dir, strategies, seeds, rounds):
     out = {}
     for s in strategies:
         rows = []
-        for seed in seeds:
-            for k in range(rounds - 1):
-                path = osp.join(work_dir, s, f'seed{seed}', f'round_{k}', 'selection.json')
-                if not osp.exists(path):
-                    continue
-                with open(path) as f:
-                    sel = json.load(f)
-                info = sel.get('info') or {}
-                solve = info.get('s_test')
-                if solve is None:
-                    continue
-                rows.append(dict(seed=seed, round=k, seconds=sel.get('seconds'),
-                                 pseudo_boxes=(info.get('pseudo_boxes_per_image') or {}).get(
-                                     'mean'), method=solve['method'], scales=solve['scales'],
-                                 nan_resets=sum(solve['nan_resets'].values()),
-                                 diverged=solve['diverged'],
-                                 relative_residual=solve.get('relative_residual'),
-                                 iterations=solve.get('iterations')))
+        for seed, k, sel in selections_of(work_dir, s, seeds, rounds):
+            info = sel.get('info') or {}
+            solve = info.get('s_test')
+            if solve is None:
+                continue
+            rows.append(dict(seed=seed, round=k, seconds=sel.get('seconds'),
+                             pseudo_boxes=(info.get('pseudo_boxes_per_image') or {}).get(
+                                 'mean'), method=solve['method'], scales=solve['scales'],
+                             nan_resets=sum(solve['nan_resets'].values()),
+                             diverged=solve['diverged'],
+                             relative_residual=solve.get('relative_residual'),
+                             iterations=solve.get('iterations')))
         if rows:
             out[s] = rows
     return out
