@@ -3,7 +3,10 @@
 # (the same round-0 model per seed, one selection, one training round), paired over seeds,
 # on one set. Resumable: rerun the same command; finished runs are kept, and each seed writes
 # its own partial report (screen_seed<N>.md), then the whole screen (screen.md).
-#   benchmarks/label_savings.sh bccd|aquarium|spread [WORK] [SEEDS...]
+# ROUNDS=3 turns the screen into the full study in the same work dir: round 0 and the first
+# selection are the screen's, so each strategy x seed adds one round (study_seed<N>.md,
+# study.md), and screen.md is still written from the first two rounds.
+#   [ROUNDS=2|3] [STRATEGIES="..."] benchmarks/label_savings.sh bccd|aquarium|spread [WORK] [SEEDS...]
 set -euo pipefail
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
@@ -21,11 +24,16 @@ case "$SET" in
   *) echo "unknown set $SET" >&2; exit 2 ;;
 esac
 STRATEGIES=${STRATEGIES:-random entropy esi}
+ROUNDS=${ROUNDS:-2}
+REPORT=$([ "$ROUNDS" = 2 ] && echo screen || echo study)
 for seed in "${SEEDS[@]}"; do
   # shellcheck disable=SC2086
-  "$PY" benchmarks/al_quality.py "$CFG" --work-dir "$W" --rounds 2 --initial 40 --budget 40 \
-    --strategies $STRATEGIES --seeds "$seed" --report "screen_seed$seed"
+  "$PY" benchmarks/al_quality.py "$CFG" --work-dir "$W" --rounds "$ROUNDS" --initial 40 \
+    --budget 40 --strategies $STRATEGIES --seeds "$seed" --report "${REPORT}_seed$seed"
 done
-# shellcheck disable=SC2086
-"$PY" benchmarks/al_quality.py "$CFG" --work-dir "$W" --rounds 2 --initial 40 --budget 40 \
-  --strategies $STRATEGIES --seeds "${SEEDS[@]}" --analyse-only --report screen
+for r in $(printf '%s\n' 2 "$ROUNDS" | sort -u); do  # the screen, then the study (ROUNDS>2)
+  # shellcheck disable=SC2086
+  "$PY" benchmarks/al_quality.py "$CFG" --work-dir "$W" --rounds "$r" --initial 40 \
+    --budget 40 --strategies $STRATEGIES --seeds "${SEEDS[@]}" --analyse-only \
+    --report "$([ "$r" = 2 ] && echo screen || echo study)"
+done
