@@ -25,15 +25,15 @@ case "$SET" in
 esac
 STRATEGIES=${STRATEGIES:-random entropy esi}
 ROUNDS=${ROUNDS:-2}
-REPORT=$([ "$ROUNDS" = 2 ] && echo screen || echo study)
+report() { if [ "$1" = 2 ]; then echo screen; else echo study; fi; }  # a report per round count
 for seed in "${SEEDS[@]}"; do
   # shellcheck disable=SC2086
   "$PY" benchmarks/al_quality.py "$CFG" --work-dir "$W" --rounds "$ROUNDS" --initial 40 \
-    --budget 40 --strategies $STRATEGIES --seeds "$seed" --report "${REPORT}_seed$seed"
+    --budget 40 --strategies $STRATEGIES --seeds "$seed" --report "$(report "$ROUNDS")_seed$seed"
 done
 for r in $(printf '%s\n' 2 "$ROUNDS" | sort -u); do  # the screen, then the study (ROUNDS>2)
   # shellcheck disable=SC2086
   "$PY" benchmarks/al_quality.py "$CFG" --work-dir "$W" --rounds "$r" --initial 40 \
     --budget 40 --strategies $STRATEGIES --seeds "${SEEDS[@]}" --analyse-only \
-    --report "$([ "$r" = 2 ] && echo screen || echo study)"
+    --report "$(report "$r")"
 done
