@@ -1,6 +1,7 @@
 """torchrun entry for the distributed tests: runs a tool's ``main`` and, on every rank,
 records every file it opens for writing under RECORD_DIR, where the outputs go (the test
-asserts there is none; mmengine's own temporary config files elsewhere are not outputs).
+asserts there is none; mmengine's own temporary config files elsewhere are not outputs), and
+whether the tool left its process group open.
 
     torchrun --nproc_per_node=2 tests/dist_entry.py RECORD_DIR TOOL [tool args...]
 
@@ -12,6 +13,8 @@ import os
 import os.path as osp
 import runpy
 import sys
+
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -53,6 +56,8 @@ def main():
         builtins.open, os.replace = real_open, real_replace
         with open(osp.join(record_dir, f'writes_{tool}_rank{rank}.json'), 'w') as f:
             json.dump(writes, f)
+        with open(osp.join(record_dir, f'group_open_{tool}_rank{rank}.json'), 'w') as f:
+            json.dump(torch.distributed.is_initialized(), f)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,12 @@ def torchrun(record_dir, tool, *args, env=None, timeout=300):
                           env=dict(os.environ, OMP_NUM_THREADS='1', **(env or {})))
 
 
+def group_left_open(record_dir, tool):
+    """Per rank: did the tool return with its process group still open (a teardown left to
+    interpreter exit, which can abort a finished rank)?"""
+    return [json.load(open(record_dir / f'group_open_{tool}_rank{r}.json')) for r in (0, 1)]
+
+
 def select_args(work, data, out, launcher):
     ckpt = open(work / 'round_0' / 'train' / 'last_checkpoint').read().strip()
     return [DEMO, ckpt, '--strategy', 'isal', '--budget', '3', '--out', str(out),
@@ -56,6 +62,7 @@ def test_round_loop_under_torchrun_and_only_rank0_writes(dist_loop):
     sel = json.load(open(work / 'round_0' / 'selection.json'))
     assert len(sel['selected']) == 3
     assert osp.exists(work / 'round_1' / 'metrics.json') and osp.exists(work / 'summary.csv')
+    assert group_left_open(tmp, 'al_train.py') == [False, False]
 
 
 def test_selection_on_fixed_checkpoint_same_in_one_and_two_processes(dist_loop, synthetic_voc):
@@ -71,6 +78,7 @@ def test_selection_on_fixed_checkpoint_same_in_one_and_two_processes(dist_loop, 
     assert two.returncode == 0, two.stderr[-3000:]
     assert json.load(open(tmp / 'writes_al_select.py_rank1.json')) == []
     assert json.load(open(tmp / 'writes_al_select.py_rank0.json'))
+    assert group_left_open(tmp, 'al_select.py') == [False, False]
     a = json.load(open(tmp / 'one' / 'selection.json'))
     b = json.load(open(tmp / 'two' / 'selection.json'))
     assert a['selected'] == b['selected']

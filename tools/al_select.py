@@ -36,6 +36,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     import isal_mmdet  # noqa: F401
+    from isal_mmdet.al.launch import end_distributed
     from isal_mmdet.tools_api import select_from_checkpoint
 
     cfg = Config.fromfile(args.config)
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    end_distributed()
     if result['paths']:
         print(f"selected {len(result['selected'])} images in {result['seconds']:.1f}s: "
               f"{result['paths']['selection']}")

@@ -36,6 +36,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     import isal_mmdet  # noqa: F401  (registers components)
+    from isal_mmdet.al.launch import end_distributed
     from isal_mmdet.al.loop import ActiveLearningLoop
 
     if not osp.isfile(args.config):
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    end_distributed()
     if paused:
         print(paused)
         return 0

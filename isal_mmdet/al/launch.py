@@ -45,5 +45,15 @@ def init_distributed(launcher: str, port: int = 29500) -> None:
     tdist.init_process_group('gloo')
 
 
+def end_distributed() -> None:
+    """Waits for every rank, then ends the process group. Left to interpreter exit, gloo's
+    threads can be torn down out of order and abort a rank that had finished its work
+    (SIGABRT, "terminate called without an active exception", seen under load). Only for a
+    run that succeeded: after a failure the other ranks may never reach the barrier."""
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
+
+
 def cpu_wrapper_cfg() -> dict:
     return dict(type='CPUDistributedDataParallel', broadcast_buffers=False)
