@@ -224,3 +224,28 @@ def test_esi_variants_take_the_config_solver():
         type='ESI', solver=base['solver'], mean_term=True, top_k=100)
     with pytest.raises(ValueError, match="unknown ESI lever 'nope'"):
         q.strategy_cfg(base, 'esi-nope')
+
+
+def test_training_noise_keeps_the_images_and_changes_the_training_seed(tmp_path, synthetic_voc):
+    import json
+    import os
+    import subprocess
+
+    import torch
+    from test_loop import DEMO, tiny_options
+    opts = ' '.join(tiny_options(synthetic_voc))
+    res = subprocess.run(['bash', osp.join(ROOT, 'benchmarks', 'training_noise.sh'), DEMO,
+                          str(tmp_path), '3', '5', '6'], capture_output=True, text=True,
+                         timeout=600, env=dict(os.environ, PYTHON=sys.executable, INITIAL='6',
+                                               CFG_OPTIONS=opts))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'test mAP per training seed: 5: ' in res.stdout and ', 6: ' in res.stdout
+    runs = [tmp_path / f'train_seed{t}' / 'round_0' for t in (5, 6)]
+    labelled = [json.load(open(r / 'labeled.json')) for r in runs]
+    assert labelled[0] == labelled[1] and len(labelled[0]) == 6
+    heads = []
+    for r in runs:
+        ckpt = open(r / 'train' / 'last_checkpoint').read().strip()
+        state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+        heads.append(state['bbox_head.retina_cls.weight'])
+    assert not torch.equal(*heads)
