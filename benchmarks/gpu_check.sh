@@ -127,7 +127,7 @@ if [ "$detector" = yes ]; then
     if [ "$DEVICE" = cuda ] && [ "$GPUS" -ge 2 ]; then
         run_step nccl 80 bash -c '
             set -u
-            "$1" -c "from isal_mmdet.datasets.synthetic import make_synthetic as m; m(\"$2/voc\", num_images=20, seed=0, fmt=\"voc\")" &&
+            "$1" -c "from isal_mmdet.demo.synthetic import make_synthetic as m; m(\"$2/voc\", num_images=20, seed=0, fmt=\"voc\")" &&
             "$1" "$3" "$4" "$2/voc" "$2/one.pt" &&
             "$1" -m torch.distributed.run --nproc_per_node=2 --master_port=29533 "$3" "$4" "$2/voc" "$2/one.pt"
         ' _ "$DPY" "$WORK" "$ROOT/benchmarks/gpu_nccl.py" "$ROOT"
@@ -172,9 +172,8 @@ for name in ('core', 'wheels', 'mmcv', 'mmcv_ops', 'device', 'nccl', 'pytest', '
     if entry['rc'] != 0 or 'result' not in entry:
         entry['log_tail'] = log[-3000:]
     report[name] = entry
-with open(dest + '.tmp', 'w') as f:
+with open(dest, 'w') as f:  # the device's own python, without isal_mmdet
     json.dump(report, f, indent=1, default=str)
-os.replace(dest + '.tmp', dest)
 print(json.dumps({k: v['rc'] for k, v in report.items() if isinstance(v, dict)}))
 EOF
 echo "wrote $DEST" >&2

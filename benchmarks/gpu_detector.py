@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, sys.argv[1] + '/tests')
 from conftest import build_detector, voc_dataset  # noqa: E402
-from isal_mmdet.datasets.synthetic import make_synthetic  # noqa: E402
+from isal_mmdet.demo.synthetic import make_synthetic  # noqa: E402
 from isal_mmdet.detection import DetectionObjective, detector_param_groups  # noqa: E402
 from isal_mmdet.influence import (CG, Curvature, Woodbury, hvp, influence_mode,  # noqa: E402
                                   influence_scores, summed_gradient)

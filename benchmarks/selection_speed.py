@@ -2,7 +2,7 @@
 a real-size one over several pools.
 
     python benchmarks/selection_speed.py [--pool 100] [--ref-subset 20] [--device cpu|cuda]
-                                         [--out docs/selection_speed.json]
+                                         [--out studies/results/selection_speed.json]
                                          [--parts all|memory|fisher]
 
 Prints JSON with: (a) one plain inference pass over the pool; (b) ISAL end to end (v, s_test,
@@ -17,7 +17,7 @@ side by side: time, relative difference of s, peak memory of each solve.
     python benchmarks/selection_speed.py --parts realsize --model r50|efflite
         [--measure-pools 25 50] [--pools 100 500 1000] [--reference-size 20] [--labelled 40]
         [--checkpoint CKPT] [--labelled-file IDS.json] [--strategy default|config]
-        [--out docs/selection_realsize_r50_cpu.json]
+        [--out studies/results/selection_realsize_r50_cpu.json]
 
 (h) realsize: the default ISAL (the config's active_learning.strategy with ISAL's own
 curvature and solver: Fisher, woodbury) at real model size against plain inference. r50:
@@ -305,7 +305,7 @@ def realsize_data(args, cfg) -> None:
     """Points the config's train/val splits at the data: for r50 a synthetic VOC2012-layout
     set (500x375, resized to 800x600 by the VOC test pipeline), large enough for the labelled
     set, the largest measured pool and the reference; for efflite BCCD in place."""
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     if args.model == 'efflite':
         root = args.data_root or osp.normpath(osp.join(ROOT, cfg.data_root))
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -408,7 +408,7 @@ def realsize(args) -> dict:
     from isal_mmdet.al.context import selection_context
     from isal_mmdet.al.data import build_dataset, dataset_ids, scoring_dataset_cfg
     from isal_mmdet.al.data import test_pipeline_of
-    from isal_mmdet.al.io import read_json
+    from isal_mmdet.fileio import read_json
     from isal_mmdet.al.settings import al_settings
     from isal_mmdet.al.strategies import build_strategy
     from isal_mmdet.datasets.al_subset import ActiveSubset
@@ -469,7 +469,7 @@ def strategy_costs(args) -> dict:
     from isal_mmdet.al.context import selection_context
     from isal_mmdet.al.data import build_dataset, dataset_ids, scoring_dataset_cfg
     from isal_mmdet.al.data import test_pipeline_of
-    from isal_mmdet.al.io import read_json
+    from isal_mmdet.fileio import read_json
     from isal_mmdet.al.settings import al_settings
     from isal_mmdet.al.strategies import build_strategy
     from isal_mmdet.datasets.al_subset import ActiveSubset
@@ -564,7 +564,7 @@ def main():
         return emit(args, strategy_costs(args))
     args.data_root = args.data_root or osp.join(ROOT, 'data', 'bench_synthetic')
 
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     pools = 1 if args.parts == 'fisher' else 10  # (e) needs a pool of 10N
     n_images = int((args.pool * pools + args.labelled) / 0.6) + 10
     make_synthetic(args.data_root, num_images=n_images, seed=0, fmt='voc')

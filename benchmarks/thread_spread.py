@@ -2,7 +2,7 @@
 order), side by side in one process: the tolerance the tests and the README state.
 
     python benchmarks/thread_spread.py CONFIG --work-dir W [--round 0] [--budget 40]
-        [--threads 1 2] [--out docs/thread_spread.json]
+        [--threads 1 2] [--out studies/results/thread_spread.json]
 
 W is a finished ``tools/al_train.py`` work dir; the round's checkpoint and labelled ids are
 used with the config's strategy.
@@ -27,7 +27,7 @@ def main():
     import torch
     from mmengine.config import Config
     import isal_mmdet  # noqa: F401
-    from isal_mmdet.al.io import write_json
+    from isal_mmdet.fileio import write_json
     from isal_mmdet.tools_api import select_from_checkpoint
 
     cfg = Config.fromfile(args.config)

@@ -1,7 +1,8 @@
 # ISAL with RetinaNet-R50 on Pascal VOC (mmdet's own VOC config underneath).
 # Pool: VOC2012 trainval (11,540 images). ISAL reference set ('val'): VOC2007 val (2,510).
 # Evaluation: VOC2007 test (4,952). The three are disjoint: selection never sees test images.
-_base_ = ['mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py', './_base_/al_paper.py']
+# The default ISAL (configs/_base_/al_default.py); the paper's settings: configs/paper/.
+_base_ = ['mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py', './_base_/al_default.py']
 
 data_root = 'data/VOCdevkit/'
 train_dataloader = dict(

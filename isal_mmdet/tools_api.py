@@ -15,19 +15,18 @@ from mmdet.utils import register_all_modules
 
 from .al.context import selection_context
 from .al.data import unwrap_subset
-from .al.io import read_json
 from .al.launch import init_distributed
-from .al.settings import AL_DEFAULTS, al_settings, strategy_for_tool
+from .al.settings import AL_DEFAULTS, al_settings, budget_of, strategy_for_tool
+from .al.loop import check_writable_dir
 from .al.selection import select
-from .compat import trust_checkpoints
+from .al.state import read_ids
 
 
 def build_model(cfg: Config, checkpoint: str) -> torch.nn.Module:
-    """The config's detector with ``checkpoint`` loaded (the user named it: trusted)."""
+    """The config's detector with ``checkpoint`` loaded as data (:mod:`..checkpoints`)."""
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
     register_all_modules(init_default_scope=False)
-    trust_checkpoints(checkpoint)
     model = MODELS.build(cfg.model)
     state = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     state = state.get('state_dict', state) if isinstance(state, dict) else None
@@ -58,25 +57,32 @@ def check_fits(model: torch.nn.Module, state: Dict[str, Any], checkpoint: str) -
 
 
 def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str], out_dir: str,
-                           budget: Optional[int] = None, labelled_file: Optional[str] = None,
+                           budget: Optional[float] = None, labelled_file: Optional[str] = None,
                            reference: Optional[str] = None, batch_size: Optional[int] = None,
-                           seed: Optional[int] = None, launcher: str = 'none') -> Dict[str, Any]:
+                           seed: Optional[int] = None, launcher: str = 'none',
+                           budget_unit: Optional[str] = None) -> Dict[str, Any]:
     """Selects with ``checkpoint``'s model. ``strategy=None`` takes the config's
     ``active_learning.strategy``; a name that is the config strategy's type keeps its
-    arguments (:func:`strategy_for_tool`)."""
+    arguments (:func:`strategy_for_tool`). Every input is checked before the model is
+    loaded and the pool scored."""
+    if budget is not None and budget <= 0:
+        raise ValueError(f'--budget must be a positive integer, got {budget}')
+    check_writable_dir(out_dir, '--out')
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     al = al_settings(cfg) if 'active_learning' in cfg else dict(AL_DEFAULTS)
+    spent = budget_of(dict(al, budget=al['budget'] if budget is None else budget,
+                           budget_unit=budget_unit or al['budget_unit']))
     spec, how = strategy_for_tool(al['strategy'], strategy)
     print_log(f'strategy: {spec} ({how})', logger='current')
     init_distributed(launcher)
     if labelled_file is not None:
-        labelled = read_json(labelled_file)
+        labelled = read_ids(labelled_file)
     else:
         inner, subset = unwrap_subset(cfg.train_dataloader.dataset)
         if subset is not None and subset.get('ids') is not None:
             labelled = list(subset['ids'])
         elif subset is not None:
-            labelled = read_json(subset['ids_file'])
+            labelled = read_ids(subset['ids_file'])
         else:
             raise ValueError('give --labelled IDS_JSON: the config trains on the whole dataset, '
                              'so there is no unlabelled pool')
@@ -85,5 +91,5 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str]
                             batch_size=batch_size or al['batch_size'],
                             num_workers=al['num_workers'], seed=al['seed'] if seed is None
                             else seed)
-    return select(spec, ctx, budget or al['budget'], out_dir, al['export_coco'],
+    return select(spec, ctx, spent, out_dir, al['export_coco'],
                   al['preannotation_thr'], al['labelstudio_image_root'])

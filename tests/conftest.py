@@ -22,7 +22,7 @@ TINY = {
 
 @pytest.fixture(scope='session')
 def synthetic_voc(tmp_path_factory):
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     out = str(tmp_path_factory.mktemp('synthetic') / 'voc')
     make_synthetic(out, num_images=40, seed=0, fmt='voc')
     return out
@@ -61,7 +61,7 @@ def voc_dataset(data_root: str, split: str = 'train', classes=('circle', 'square
 
 @pytest.fixture(scope='session')
 def synthetic_coco(tmp_path_factory):
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     out = str(tmp_path_factory.mktemp('synthetic') / 'coco')
     make_synthetic(out, num_images=30, seed=0, fmt='coco')
     return out

@@ -103,7 +103,7 @@ def base(synthetic_coco):
 
 
 def test_import_matches_names_and_categories_and_merges(base, tmp_path):
-    from isal_mmdet.al.annotations import import_export
+    from isal_mmdet.labelling.annotations import import_export
     path, coco, selected = base
     export = tool_export(path, selected, exact=selected[:1])
     first = export['annotations'][0]  # the first box of the highest selected id
@@ -135,7 +135,7 @@ def test_import_matches_names_and_categories_and_merges(base, tmp_path):
     (lambda e: e.pop('images'), "field 'images' is missing"),
 ])
 def test_bad_exports_give_one_line_naming_file_and_field(base, tmp_path, spoil, message):
-    from isal_mmdet.al.annotations import import_export
+    from isal_mmdet.labelling.annotations import import_export
     path, _, selected = base
     export = tool_export(path, selected)
     spoil(export)
@@ -150,7 +150,7 @@ def test_bad_exports_give_one_line_naming_file_and_field(base, tmp_path, spoil, 
 
 
 def test_missing_and_ambiguous_images(base, tmp_path):
-    from isal_mmdet.al.annotations import import_export, match_name
+    from isal_mmdet.labelling.annotations import import_export, match_name
     path, coco, selected = base
     export = tool_export(path, selected[1:])
     write(tmp_path / 'e.json', export)
@@ -165,7 +165,7 @@ def test_missing_and_ambiguous_images(base, tmp_path):
 
 def test_contact_sheet_caps_tiles(synthetic_coco, tmp_path):
     import cv2
-    from isal_mmdet.al.report import contact_sheet
+    from isal_mmdet.labelling.report import contact_sheet
     ds = coco_dataset(synthetic_coco)
     ids = [ds.get_data_info(i)['img_id'] for i in range(len(ds))]
     pre = dict(images=[dict(id=n + 1, isal_img_id=i) for n, i in enumerate(ids)],

@@ -72,7 +72,7 @@ def voc(tmp_path_factory):
     """Defects go where round 0 meets them: its labelled set (training, the Hessian) and its
     pool (scoring). Also a split of images without boxes, and an id file of all of train."""
     from isal_mmdet.al.state import initial_split
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     root = tmp_path_factory.mktemp('bad') / 'voc'
     train = make_synthetic(str(root), num_images=30, seed=0, fmt='voc')['splits']['train']
     labelled = initial_split(train, 6, seed=0)  # round 0's labelled set, as al_train draws it
@@ -235,7 +235,7 @@ def boxes_by_class(data):
 def coco(tmp_path_factory):
     """Synthetic COCO; ``variant(name, ids, order)`` writes instances_<name>.json from the
     train split with other category ids / order."""
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     root = tmp_path_factory.mktemp('bad') / 'coco'
     info = make_synthetic(str(root), num_images=20, seed=1, fmt='coco')
     ann = root / 'annotations'
@@ -352,7 +352,8 @@ train_dataloader = dict(dataset=dict(
     pipeline=[dict(type='LoadImageFromFile')]))
 ''')
     res = run(osp.join(ROOT, 'tools', 'al_train.py'), cfg, '--work-dir', tmp_path / 'w')
-    assert_one_line_error(res, f'{path}: image id {data["images"][0]["id"]} appears 2 times')
+    assert_one_line_error(res, f'{path}: images[{len(data["images"]) - 1}].id '
+                               f'{data["images"][0]["id"]} is used twice (also images[0])')
     assert_intact(tmp_path / 'w')
 
 

@@ -13,7 +13,7 @@ UPSTREAM_TRAIN = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.p
 
 
 def test_hook_on_upstream_retinanet_config_with_coco_data(tmp_path):
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     data = tmp_path / 'coco'
     summary = make_synthetic(str(data), num_images=30, seed=1, fmt='coco')
     train_ids = summary['splits']['train'][:8]

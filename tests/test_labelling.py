@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import build_detector, coco_dataset, voc_dataset
-from isal_mmdet.al.labelstudio import (export_to_coco, image_url, labelling_config,
+from isal_mmdet.labelling.labelstudio import (export_to_coco, image_url, labelling_config,
                                        tasks_from_coco)
-from isal_mmdet.al.report import contact_sheet, fit
-from isal_mmdet.al.thresholds import best_f1_threshold
+from isal_mmdet.labelling.report import contact_sheet, fit
+from isal_mmdet.labelling.thresholds import best_f1_threshold
 
 CLASSES = ('circle', 'square', 'triangle')
 
@@ -127,7 +127,7 @@ def test_labelstudio_tasks_and_config_agree_and_round_trip(tmp_path):
         export_to_coco([dict(annotations=[])], 'export.json')
     bad = [dict(data=dict(image='a.jpg'), annotations=[dict(result=[dict(
         type='rectanglelabels', value=dict(x=1))])])]
-    with pytest.raises(ValueError, match=r'\[0\].annotations.result\[0\]: needs original'):
+    with pytest.raises(ValueError, match=r'\[0\].annotations\[0\].result\[0\]: needs original'):
         export_to_coco(bad, 'export.json')
 
 
@@ -165,7 +165,7 @@ def test_selection_writes_labelstudio_tasks_and_fitted_thresholds(synthetic_voc,
 
 def test_coco_labelstudio_export_imports_like_a_coco_one(synthetic_coco, tmp_path):
     """Label Studio's JSON export goes through the same checks and merge as COCO exports."""
-    from isal_mmdet.al.annotations import import_export
+    from isal_mmdet.labelling.annotations import import_export
     ann_file = f'{synthetic_coco}/annotations/instances_train.json'
     base = json.load(open(ann_file))
     ds = coco_dataset(synthetic_coco)

@@ -206,7 +206,7 @@ def test_unknown_class_name_is_an_error_naming_the_file(data_copy, tmp_path):
                                 '</object></annotation>'))
     res = al_train(tmp_path / 'w', str(data_copy))
     assert res.returncode == 2
-    assert f'{xml.name}: object name' in res.stderr and 'metainfo.classes' in res.stderr
+    assert f'{xml.name}: object[0].name' in res.stderr and 'metainfo.classes' in res.stderr
 
 
 def test_corrupt_image_is_skipped_and_logged(data_copy, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from isal_mmdet.datasets.synthetic import (DEFAULT_CLASSES, MARKER, SHAPES,
+from isal_mmdet.demo.synthetic import (DEFAULT_CLASSES, MARKER, SHAPES,
                                            VOC_CLASSES, make_synthetic,
                                            render_sample)
 

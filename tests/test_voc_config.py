@@ -7,7 +7,7 @@ from conftest import ROOT
 
 
 def test_isal_retinanet_voc_config_smoke(tmp_path):
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     make_synthetic(str(tmp_path / 'voc'), num_images=20, seed=3, voc2012=True)
     root = f'{tmp_path}/voc/VOCdevkit/'
     opts = {
@@ -28,9 +28,6 @@ def test_isal_retinanet_voc_config_smoke(tmp_path):
         'train_cfg.max_epochs': 1,
         'active_learning.initial_size': 2, 'active_learning.budget': 2,
         'active_learning.rounds': 2, 'active_learning.batch_size': 2,
-        'active_learning.strategy.solver.depth': 2,
-        'active_learning.strategy.solver.power_iters': 2,
-        'active_learning.strategy.solver.power_samples': 2,
     }
     work = tmp_path / 'w'
     res = subprocess.run(

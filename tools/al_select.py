@@ -1,8 +1,9 @@
 """Score a pool and select from a trained checkpoint, without training.
 
-    python tools/al_select.py CONFIG CHECKPOINT [--strategy NAME] [--budget N] --out DIR
+    python tools/al_select.py CONFIG CHECKPOINT [--strategy NAME] [--budget N]
+        [--budget-unit images|boxes|seconds] --out DIR
         [--labelled IDS_JSON] [--reference val|labelled|test] [--batch-size B]
-        [--launcher none|pytorch|slurm] [--cfg-options k=v ...]
+        [--launcher none|pytorch|slurm] [--cfg-options k=v ...] [--unsafe-load]
 
 The labelled set (defines the Hessian, and the pool is everything else) is ``--labelled``,
 or the config's ``ActiveSubset`` ids, or else the whole training set with ``--pool``.
@@ -13,15 +14,24 @@ import sys
 from mmengine.config import Config, DictAction
 
 
+def strategy_names():
+    """The registered names, so that the help cannot drift from the registry."""
+    from isal_mmdet.al.strategies import STRATEGIES
+    return sorted(k for k in STRATEGIES.module_dict if k.islower())
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
     p.add_argument('checkpoint')
     p.add_argument('--strategy',
-                   help="isal, grad_similarity, entropy, least_confidence, coreset, random; "
+                   help=f"{', '.join(strategy_names())}; "
                         "default: the config's active_learning.strategy, whose arguments are "
                         "also kept when this names its type")
-    p.add_argument('--budget', type=int)
+    p.add_argument('--budget', type=lambda v: int(v) if v.lstrip('-').isdigit() else float(v),
+                   help="how much to select, in --budget-unit; default: the config's")
+    p.add_argument('--budget-unit', choices=['images', 'boxes', 'seconds'],
+                   help="default: the config's active_learning.budget_unit (images)")
     p.add_argument('--out', required=True)
     p.add_argument('--labelled', help='JSON list of labelled image ids')
     p.add_argument('--reference', choices=['val', 'labelled', 'test'])
@@ -29,6 +39,10 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    p.add_argument('--unsafe-load', action='store_true',
+                   help='load checkpoints with full unpickling, which runs any code in them; '
+                        'only for files you trust (default: as data, see '
+                        'isal_mmdet/checkpoints.py)')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return p.parse_args(argv)
 
@@ -37,16 +51,21 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import isal_mmdet  # noqa: F401
     from isal_mmdet.al.launch import end_distributed
+    from isal_mmdet.checkpoints import allow_unpickling
     from isal_mmdet.tools_api import select_from_checkpoint
+
+    if args.unsafe_load:
+        allow_unpickling()
 
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     try:
         result = select_from_checkpoint(cfg, args.checkpoint, args.strategy, args.out,
-                                        budget=args.budget, labelled_file=args.labelled,
+                                        budget=args.budget, budget_unit=args.budget_unit,
+                                        labelled_file=args.labelled,
                                         reference=args.reference, batch_size=args.batch_size,
                                         seed=args.seed, launcher=args.launcher)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # input errors: one line, no traceback
         print(f'error: {e}', file=sys.stderr)
         return 2
     end_distributed()

@@ -2,7 +2,7 @@
 
     python tools/al_train.py CONFIG [--work-dir W] [--cfg-options k=v ...]
                              [--launcher none|pytorch|slurm] [--oracle gt|none] [--force]
-                             [--annotations FILE] [--allow-missing]
+                             [--annotations FILE] [--allow-missing] [--unsafe-load]
 """
 import argparse
 import os.path as osp
@@ -29,6 +29,10 @@ def parse_args(argv=None):
                         'unlabelled instead of the round waiting for them')
     p.add_argument('--force', action='store_true',
                    help='continue a work dir written with a different config')
+    p.add_argument('--unsafe-load', action='store_true',
+                   help='load checkpoints with full unpickling, which runs any code in them; '
+                        'only for files you trust (default: as data, see '
+                        'isal_mmdet/checkpoints.py)')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return p.parse_args(argv)
 
@@ -37,7 +41,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import isal_mmdet  # noqa: F401  (registers components)
     from isal_mmdet.al.launch import end_distributed
+    from isal_mmdet.checkpoints import allow_unpickling
     from isal_mmdet.al.loop import ActiveLearningLoop
+
+    if args.unsafe_load:
+        allow_unpickling()
 
     if not osp.isfile(args.config):
         print(f'error: config file not found: {args.config}', file=sys.stderr)
@@ -50,7 +58,7 @@ def main(argv=None) -> int:
         loop = ActiveLearningLoop(cfg, work_dir, args.launcher, args.force, args.oracle,
                                   args.annotations, args.allow_missing)
         paused = loop.run()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # input errors: one line, no traceback
         print(f'error: {e}', file=sys.stderr)
         return 2
     end_distributed()

@@ -16,7 +16,7 @@ def main(argv=None) -> int:
     p.add_argument('--data-root', default=osp.join(ROOT, 'data', 'synthetic_voc'))
     args = p.parse_args(argv)
 
-    from isal_mmdet.datasets.synthetic import make_synthetic
+    from isal_mmdet.demo.synthetic import make_synthetic
     summary = make_synthetic(args.data_root, num_images=300, seed=0, fmt='voc')
     print(f"dataset: {summary['num_images']} images, {summary['num_boxes']} boxes in "
           f'{args.data_root}')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from isal_mmdet.datasets.synthetic import (MAX_OBJ_SIZE, MAX_OBJECTS,
+from isal_mmdet.demo.synthetic import (MAX_OBJ_SIZE, MAX_OBJECTS,
                                            MIN_OBJ_SIZE, make_synthetic)
 
 

@@ -1,4 +1,5 @@
-# The active-learning block shared by the VOC and COCO configs (paper-faithful ISAL).
+# The paper's active-learning settings (Hessian + LiSSA, v on the val split); only the
+# configs under configs/paper/ use them. Everyday configs: al_default.py.
 custom_imports = dict(imports=['isal_mmdet'], allow_failed_imports=False)
 
 active_learning = dict(

@@ -4,14 +4,18 @@ from __future__ import annotations
 import copy
 import logging
 import os.path as osp
-import xml.etree.ElementTree as ET
+from collections import Counter
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from mmengine.config import ConfigDict
+from mmengine.fileio import list_from_file
+from mmdet.datasets import CocoDataset, XMLDataset
 from mmdet.registry import DATASETS
 from PIL import Image
 
 from ..datasets.al_subset import ActiveSubset
+from ..labelling.validate import (check_classes, check_coco, check_inside, check_voc_xml,
+                                  read_annotation_json)
 
 logger = logging.getLogger('isal_mmdet')
 _SIZES_CHECKED: set = set()
@@ -66,30 +70,47 @@ def check_data_source(ds_cfg: dict, field: str) -> None:
 
 
 def build_dataset(ds_cfg: dict, field: str) -> Any:
+    """The dataset of ``ds_cfg``, its annotations checked (:func:`check_annotations`) before
+    mmdet reads them."""
     check_data_source(ds_cfg, field)
-    ds = DATASETS.build(copy.deepcopy(ds_cfg))
+    ds = DATASETS.build(dict(copy.deepcopy(ds_cfg), lazy_init=True))
+    check_annotations(ds, field)
     ds.full_init()
-    check_xml_annotations(ds, field)
+    for i in range(len(ds) if isinstance(ds, XMLDataset) else 0):
+        check_xml_size(ds.get_data_info(i))
     warn_if_no_box(ds, field)
     return ds
 
 
-def check_xml_annotations(ds: Any, field: str) -> None:
-    """mmdet's XML loader silently drops objects whose class is not in metainfo; a typo would
-    quietly remove boxes, so it is an error here. An XML whose ``<size>`` is not its image's
-    is a warning (see :func:`check_xml_size`)."""
-    classes = set(ds.metainfo.get('classes', ()))
-    for i in range(len(ds)):
-        info = ds.get_data_info(i)
-        xml = info.get('xml_path')
-        if xml is None:
-            return
-        for obj in ET.parse(xml).getroot().iter('object'):
-            name = obj.findtext('name')
-            if name not in classes:
-                raise ValueError(f'{xml}: object name {name!r} is not in '
-                                 f'{field}.metainfo.classes {sorted(classes)}')
-        check_xml_size(info)
+def check_annotations(ds: Any, field: str) -> None:
+    """One pass over a COCO or VOC dataset's annotation files (:mod:`..labelling.validate`),
+    before mmdet reads them: it would drop boxes of a class not in ``metainfo.classes``
+    silently, and fail on a malformed entry with a traceback naming no file. Such boxes are
+    an error unless their class is in ``metainfo.skip_classes``; then they are counted and
+    logged. No image is read."""
+    classes = tuple(ds.metainfo.get('classes') or ())
+    skip = tuple(ds.metainfo.get('skip_classes') or ())
+    if isinstance(ds, CocoDataset):
+        data = read_annotation_json(ds.ann_file)
+        check_coco(data, ds.ann_file, dataset=True)
+        folder = ds.data_prefix.get('img', '')
+        for i, img in enumerate(data['images']):
+            check_inside(img['file_name'], folder,
+                         f'{ds.ann_file}: images[{i}].file_name {img["file_name"]!r}')
+        skipped = check_classes(data, ds.ann_file, classes, skip, field)
+    elif isinstance(ds, XMLDataset):
+        skipped = Counter()
+        for n, img_id in enumerate(list_from_file(ds.ann_file)):
+            for sub, ext in ((ds.img_subdir, 'jpg'), (ds.ann_subdir, 'xml')):
+                check_inside(osp.join(sub, f'{img_id}.{ext}'), ds.sub_data_root,
+                             f'{ds.ann_file}: line {n + 1} {img_id!r}')
+            skipped += check_voc_xml(osp.join(ds.sub_data_root, ds.ann_subdir, f'{img_id}.xml'),
+                                     classes, skip, field)
+    else:
+        return
+    for name, count in sorted(skipped.items()):
+        logger.warning('%s: %d boxes of %r left out (%s.metainfo.skip_classes)', ds.ann_file,
+                       count, name, field)
 
 
 def check_xml_size(info: dict) -> None:

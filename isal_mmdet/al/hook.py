@@ -7,11 +7,12 @@ from typing import Any, Optional
 from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
 
+from ..checkpoints import allow_unpickling
 from .context import selection_context
 from .data import build_dataset, dataset_ids, unwrap_subset
-from .io import read_json
 from .selection import select
-from .settings import REFERENCES, check_preannotation_thr, checked_strategy
+from .settings import REFERENCES, budget_of, check_preannotation_thr, checked_strategy
+from .state import read_ids
 
 
 @HOOKS.register_module()
@@ -24,33 +25,43 @@ class ISALSelectionHook(Hook):
 
     Args:
         strategy: name or config of a strategy (``'isal'``, ``dict(type='ISAL', ...)``).
-        budget: number of images to select.
+        budget: how much to select, in ``budget_unit``: ``'images'``, ``'boxes'`` or
+            ``'seconds'`` of annotation priced by ``cost`` (as in the ``active_learning``
+            block).
         pool: dataset config of the unlabelled images; default: the train data source.
         reference: ``'val'`` (paper), ``'labelled'``, or ``'test'`` (a leakage diagnostic).
         out_dir: where exports go; default ``<work_dir>/selection``.
         preannotation_thr, labelstudio_image_root: as in the ``active_learning`` block.
+        unsafe_load: load every checkpoint of this run (``load_from``, resume) with full
+            unpickling, which can run code in it (:mod:`isal_mmdet.checkpoints`); only for
+            files you trust.
     """
     priority = 'LOW'
 
-    def __init__(self, strategy: Any = 'isal', budget: int = 100, pool: Optional[dict] = None,
+    def __init__(self, strategy: Any = 'isal', budget: float = 100, budget_unit: str = 'images',
+                 cost: Optional[dict] = None, pool: Optional[dict] = None,
                  reference: str = 'val', out_dir: Optional[str] = None, batch_size: int = 4,
                  num_workers: int = 0, seed: int = 0, export_coco: bool = True,
-                 preannotation_thr: Any = 'auto', labelstudio_image_root: Optional[str] = None):
-        # checked when the runner builds its hooks, before any training
+                 preannotation_thr: Any = 'auto', labelstudio_image_root: Optional[str] = None,
+                 unsafe_load: bool = False):
+        # checked when the runner builds its hooks, before any training and checkpoint
         checked_strategy(strategy, 'ISALSelectionHook.strategy')
         check_preannotation_thr(preannotation_thr, 'ISALSelectionHook.preannotation_thr')
         self.preannotation_thr, self.image_root = preannotation_thr, labelstudio_image_root
         if reference not in REFERENCES:
             raise ValueError(f'ISALSelectionHook.reference must be one of {list(REFERENCES)}, '
                              f'got {reference!r}')
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
-            raise ValueError(f'ISALSelectionHook.budget must be a positive integer, got '
-                             f'{budget!r}')
-        self.strategy, self.budget, self.pool = strategy, budget, pool
+        try:
+            self.budget = budget_of(dict(budget=budget, budget_unit=budget_unit, cost=cost))
+        except ValueError as e:
+            raise ValueError(str(e).replace('active_learning.', 'ISALSelectionHook.')) from None
+        self.strategy, self.pool = strategy, pool
         self.reference, self.out_dir = reference, out_dir
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed, self.export_coco = seed, export_coco
         self.result: Optional[dict] = None
+        if unsafe_load:
+            allow_unpickling()
 
     def labelled_ids(self, runner) -> list:
         inner, subset = unwrap_subset(runner.cfg.train_dataloader.dataset)
@@ -58,7 +69,7 @@ class ISALSelectionHook(Hook):
             return dataset_ids(build_dataset(inner, 'train_dataloader.dataset'))
         if subset.get('ids') is not None:
             return list(subset['ids'])
-        return read_json(subset['ids_file'])
+        return read_ids(subset['ids_file'])
 
     def after_train(self, runner) -> None:
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model

@@ -2,7 +2,8 @@
 
 Work-dir contract (``W``)::
 
-    W/experiment.json          config fingerprint (a rerun with another config is refused)
+    W/experiment.json          config fingerprint (a rerun with another config is refused),
+                               written once the config and data have been checked
     W/round_<k>/labeled.json   ids round k trains on
     W/round_<k>/train/         mmengine work dir (checkpoints, logs)
     W/round_<k>/metrics.json   test metrics of round k's model
@@ -12,7 +13,8 @@ Work-dir contract (``W``)::
     W/summary.json, W/summary.csv, W/curve.png
 
 Every file is written atomically and a finished round is never rewritten, so running the
-same command again after any crash continues where it stopped.
+same command again after any crash continues where it stopped. Paths inside ``W`` (mmengine's
+``last_checkpoint`` pointers) are read relative to ``W``: a copied or moved work dir resumes.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import logging
 import os
 import os.path as osp
 import time
-from typing import Any, Dict, Hashable, List, Optional
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -34,18 +36,32 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
-from ..compat import trust_checkpoints
+from ..checkpoints import UnreadableCheckpoint
 from ..influence.dist import barrier, broadcast_object
-from .annotations import MERGED_FILE, export_path_for, import_export
+from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
 from .context import selection_context
 from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
                    test_pipeline_of, unwrap_subset)
-from .io import read_json, write_json, write_text
+from ..fileio import read_json, write_json, write_text
 from .launch import cpu_wrapper_cfg, init_distributed
-from .report import optional_artefact
+from ..labelling.report import optional_artefact
 from .selection import select
-from .settings import ORACLES, al_settings
-from .state import LabelState, initial_split
+from .settings import ORACLES, al_settings, budget_of
+from .state import LabelState, initial_split, read_ids
+
+
+def check_writable_dir(path: str, what: str) -> None:
+    """Fails before any work when ``path`` cannot be (or become) a folder to write in, rather
+    than when the first result is written."""
+    probe = osp.abspath(path)
+    while not osp.exists(probe):
+        probe = osp.dirname(probe)
+    if not osp.isdir(probe):
+        raise ValueError(f'{path}: {what} must be a folder, and '
+                         f'{"it" if probe == osp.abspath(path) else probe} is a file')
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f'{path}: {what} is not writable ({probe} is read-only)')
+
 
 def fingerprint(cfg: Config) -> str:
     """Identifies the experiment; the round count is left out so a finished run can be
@@ -97,15 +113,15 @@ class ActiveLearningLoop:
                              f"{self.al['oracle']!r}")
         if (annotations or allow_missing) and self.al['oracle'] != 'none':
             raise ValueError('--annotations and --allow-missing need --oracle none')
+        if annotations is not None and osp.isdir(annotations):
+            raise ValueError(f'--annotations {annotations}: a folder; name the export file')
+        check_writable_dir(work_dir, 'the work dir')
         self.annotations = annotations
         self.allow_missing = allow_missing
         self.sources: Dict[str, Any] = {}
         self.work_dir = osp.abspath(work_dir)
         self.launcher = launcher
         self.force = force
-        trust_checkpoints(self.work_dir)
-        if cfg.get('load_from'):
-            trust_checkpoints(cfg.load_from)
 
     # -- paths -------------------------------------------------------------------------------
     def round_dir(self, k: int) -> str:
@@ -129,6 +145,8 @@ class ActiveLearningLoop:
 
     # -- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
+        """Checks the work dir, the config and the data, then marks the work dir: a failed
+        start leaves nothing that would refuse the corrected command."""
         fp = fingerprint(self.cfg)
         init_distributed(self.launcher)
         self.cfg.launcher = self.launcher
@@ -142,7 +160,6 @@ class ActiveLearningLoop:
             if old != fp:
                 raise ValueError(f'{self.work_dir} holds an experiment from a different '
                                    'config; use another --work-dir, or --force to continue it')
-        self.write(write_json, marker, dict(fingerprint=fp, active_learning=self.al))
         pipeline = test_pipeline_of(self.cfg)
         self.source_cfg = scoring_dataset_cfg(self.cfg.train_dataloader.dataset, pipeline)
         self.source = build_dataset(self.source_cfg, 'train_dataloader.dataset')
@@ -156,6 +173,7 @@ class ActiveLearningLoop:
             split = f"{self.al['reference']}_dataloader"
             check_reference(build_dataset(scoring_dataset_cfg(
                 self.cfg[split].dataset, pipeline), f'{split}.dataset'), f'{split}.dataset')
+        self.write(write_json, marker, dict(fingerprint=fp, active_learning=self.al))
 
     # -- rounds ------------------------------------------------------------------------------
     def labelled_for(self, k: int) -> List[Hashable]:
@@ -168,7 +186,7 @@ class ActiveLearningLoop:
                 ids = initial_split(self.all_ids, self.al['initial_size'], self.al['seed'])
             else:
                 prev = LabelState.load(self.path(k - 1, 'labeled.json'), self.all_ids)
-                sel = read_json(self.path(k - 1, 'selection.json'))['selected']
+                sel = read_ids(self.path(k - 1, 'selection.json'), 'selected')
                 ids = prev.add(sel).labelled
             write_json(path, ids)
             return ids
@@ -203,7 +221,10 @@ class ActiveLearningLoop:
         inner, _ = unwrap_subset(cfg.train_dataloader.dataset)
         cfg.train_dataloader.dataset = dict(type='ActiveSubset', dataset=inner,
                                             ids_file=self.path(k, 'labeled.json'))
-        cfg.resume = True
+        # resumed from the checkpoint found here, never from mmengine's own lookup: its
+        # pointer file holds an absolute path, the work dir's old place after a move
+        cfg.load_from = self.last_checkpoint(k)
+        cfg.resume = cfg.load_from is not None
         cfg.experiment_name = f'round{k}_{time.time_ns()}'
         randomness = dict(cfg.get('randomness') or {})
         randomness.setdefault('seed', self.al['seed'])
@@ -212,9 +233,8 @@ class ActiveLearningLoop:
             prev = self.last_checkpoint(k - 1)
             # Weights only: resuming from the previous round would carry over its iteration
             # count and skip this round's training. A crash inside this round resumes as usual.
-            if prev is not None and self.last_checkpoint(k) is None:
+            if prev is not None and cfg.load_from is None:
                 cfg.load_from = prev
-                cfg.resume = False
             if self.al['warm_start_iters']:
                 shorten_schedule(cfg, self.al['warm_start_iters'])
         return cfg
@@ -240,12 +260,28 @@ class ActiveLearningLoop:
         return total
 
     def last_checkpoint(self, k: int) -> Optional[str]:
-        pointer = osp.join(self.path(k, 'train'), 'last_checkpoint')
+        """Round k's latest checkpoint: the file its ``last_checkpoint`` pointer names, looked
+        up next to the pointer (the pointer's absolute path is where the work dir was when it
+        was written)."""
+        folder = self.path(k, 'train')
+        pointer = osp.join(folder, 'last_checkpoint')
         if not osp.exists(pointer):
             return None
         with open(pointer) as f:
-            path = f.read().strip()
+            path = osp.join(folder, osp.basename(f.read().strip()))
         return path if osp.exists(path) else None
+
+    def load_or_train(self, k: int, runner: Runner, trained: Optional[str]) -> None:
+        """Round k's model: ``trained`` loaded, or trained (resumed, or warm started); a
+        checkpoint that cannot be read is an error saying what to do."""
+        try:
+            if trained is not None:
+                runner.load_checkpoint(trained, map_location='cpu')
+            else:
+                runner.train()
+        except UnreadableCheckpoint as e:
+            raise ValueError(f'{e}; delete it and run the same command again to train round '
+                             f'{k} from its start') from None
 
     def run_round(self, k: int) -> None:
         labelled = self.labelled_for(k)
@@ -255,12 +291,9 @@ class ActiveLearningLoop:
         metrics = self.agree(lambda: read_json(metrics_path) if osp.exists(metrics_path)
                              else None)
         trained = self.agree(lambda: self.last_checkpoint(k))
-        if metrics is not None and trained is not None:
-            # Trained and tested already (a crash during selection, or a shared round 0):
-            # resuming would replay the whole data order just to reach the last iteration.
-            runner.load_checkpoint(trained, map_location='cpu')
-        else:
-            runner.train()
+        # Trained and tested already (a crash during selection, or a shared round 0):
+        # resuming would replay the whole data order just to reach the last iteration.
+        self.load_or_train(k, runner, trained if metrics is not None else None)
         if metrics is None:
             metrics = {k_: float(v) for k_, v in runner.test().items()}
             self.write(write_json, metrics_path, metrics)
@@ -272,7 +305,7 @@ class ActiveLearningLoop:
                                     self.al['reference'],
                                     batch_size=self.al['batch_size'],
                                     num_workers=self.al['num_workers'], seed=self.al['seed'])
-            result = select(self.al['strategy'], ctx, self.al['budget'], self.round_dir(k),
+            result = select(self.al['strategy'], ctx, budget_of(self.al), self.round_dir(k),
                             self.al['export_coco'], self.al['preannotation_thr'],
                             self.al['labelstudio_image_root'])
             seconds = result['seconds']
@@ -304,7 +337,7 @@ class ActiveLearningLoop:
         round k: a new Pascal VOC XML per image (XML datasets), or a COCO export from a
         labelling tool, which is then merged (COCO datasets, :meth:`import_coco`)."""
         sel_path = self.path(k, 'selection.json')
-        selected = read_json(sel_path)['selected']
+        selected = read_ids(sel_path, 'selected')
         if self.source.get_data_info(0).get('xml_path') is None:
             return self.import_coco(k, selected)
         if self.annotations:
@@ -370,6 +403,7 @@ class ActiveLearningLoop:
             barrier()
             return
         rows = []
+        cost = budget_of(self.al).cost
         for k in range(self.al['rounds']):
             if not osp.exists(self.path(k, 'metrics.json')):
                 break
@@ -379,42 +413,65 @@ class ActiveLearningLoop:
             sel = read_json(sel_path) if osp.exists(sel_path) else {}
             boxes = self.count_boxes(ids, self.merged_ann_file(k))
             rows.append(dict(round=k, num_labelled=len(ids), num_boxes=boxes,
+                             num_seconds=cost.seconds(len(ids), boxes),
                              mAP=primary_metric(metrics, self.al['metric']),
                              strategy=self.strategy_name(),
                              selection_seconds=sel.get('seconds'), metrics=metrics))
+            if rows[-1]['round'] > 0:  # what the previous selection planned, and what it cost
+                prev = rows[-2]
+                planned = prev.pop('planned', None)
+                rows[-1]['selection_cost'] = dict(
+                    planned=planned, charged=dict(
+                        images=len(ids) - prev['num_labelled'],
+                        boxes=boxes - prev['num_boxes'],
+                        seconds=rows[-1]['num_seconds'] - prev['num_seconds']))
+            rows[-1]['planned'] = ((sel.get('info') or {}).get('budget') or {}).get(
+                'planned') or (dict(images=len(sel['selected'])) if sel.get('selected') else None)
+        if rows:
+            rows[-1].pop('planned', None)
         write_json(osp.join(self.work_dir, 'summary.json'), rows)
         buf = io.StringIO()
         keys = sorted({m for r in rows for m in r['metrics']})
         w = csv.writer(buf)
-        w.writerow(['round', 'num_labelled', 'num_boxes', 'mAP', 'strategy',
-                    'selection_seconds'] + keys)
+        w.writerow(['round', 'num_labelled', 'num_boxes', 'num_seconds', 'mAP', 'strategy',
+                    'selection_seconds', 'planned_boxes', 'charged_boxes'] + keys)
         for r in rows:
-            w.writerow([r['round'], r['num_labelled'], r['num_boxes'], r['mAP'], r['strategy'],
-                        r['selection_seconds']] + [r['metrics'].get(m) for m in keys])
+            planned = (r.get('selection_cost') or {}).get('planned') or {}
+            charged = (r.get('selection_cost') or {}).get('charged') or {}
+            w.writerow([r['round'], r['num_labelled'], r['num_boxes'], r['num_seconds'],
+                        r['mAP'], r['strategy'], r['selection_seconds'], planned.get('boxes'),
+                        charged.get('boxes')] + [r['metrics'].get(m) for m in keys])
         write_text(osp.join(self.work_dir, 'summary.csv'), buf.getvalue())
         if rows:
             curve = osp.join(self.work_dir, 'curve.png')
             optional_artefact(curve, plot_curve, curve, {self.strategy_name(): [
-                (r['num_labelled'], r['num_boxes'], r['mAP']) for r in rows]})
+                (r['num_labelled'], r['num_boxes'], r['num_seconds'], r['mAP']) for r in rows]},
+                xlabels=COST_AXES)
         barrier()
 
 
-def plot_curve(path: str, curves: Dict[str, List[tuple]], title: str = '') -> None:
-    """mAP against labelled images and against annotated boxes (what labelling costs), one
-    line per strategy, ``curves = {name: [(images, boxes, mAP), ...]}``; written atomically."""
+COST_AXES = ('labelled images', 'annotated boxes', 'annotation seconds')
+
+
+def plot_curve(path: str, curves: Dict[str, List[tuple]], title: str = '',
+               xlabels: Sequence[str] = ('labelled images', 'annotated boxes')) -> None:
+    """mAP against each cost of labelling, one panel per cost and one line per strategy:
+    ``curves = {name: [(images, boxes, ..., mAP), ...]}``, the costs in ``xlabels``' order;
+    written atomically."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100, sharey=True)
+    from ..fileio import atomic_write
+    fig, axes = plt.subplots(1, len(xlabels), figsize=(4.5 * len(xlabels), 3.5), dpi=100,
+                             sharey=True)
     for name, pts in curves.items():
-        pts = [p for p in pts if p[2] is not None]
+        pts = [p for p in pts if p[-1] is not None]
         if pts:
-            images, boxes, mAP = zip(*pts)
-            axes[0].plot(images, mAP, marker='o', label=name)
-            axes[1].plot(boxes, mAP, marker='o', label=name)
-    for ax, xlabel in zip(axes, ('labelled images', 'annotated boxes')):
+            *xs, mAP = zip(*pts)
+            for ax, x in zip(axes, xs):
+                ax.plot(x, mAP, marker='o', label=name)
+    for ax, xlabel in zip(axes, xlabels):
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel('test mAP')

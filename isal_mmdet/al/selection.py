@@ -6,13 +6,15 @@ import os
 import time
 from typing import Any, Dict, Optional, Sequence, Union
 
+from ..detection.recorder import recorded_detections
 from ..influence.dist import barrier, broadcast_object, rank_and_world
-from .export import coco_preannotations, export_selection
-from .labelstudio import tasks_from_coco
-from .report import contact_sheet, optional_artefact
+from ..labelling.export import coco_preannotations, export_selection
+from ..labelling.labelstudio import tasks_from_coco
+from ..labelling.report import contact_sheet, optional_artefact
+from ..labelling.thresholds import calibrate_thresholds
+from .budget import Budget, expected_boxes, plan
 from .settings import checked_strategy
 from .strategies import SelectionContext, Strategy, rank_ids
-from .thresholds import calibrate_thresholds
 
 logger = logging.getLogger('isal_mmdet')
 
@@ -29,14 +31,15 @@ def preannotation_thresholds(ctx: SelectionContext, thr: Union[str, float],
     return dict(source='reference', **calibrate_thresholds(ctx.model, ctx.reference, classes))
 
 
-def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
+def select(strategy_cfg: Any, ctx: SelectionContext, budget: Union[int, Budget],
            out_dir: Optional[str] = None, export_coco: bool = True,
            preannotation_thr: Union[str, float] = 'auto',
            image_root: Optional[str] = None) -> Dict[str, Any]:
-    """Scores the pool, picks ``budget`` ids and (rank 0 only) writes the exports: with
-    ``export_coco``, the model's boxes at ``preannotation_thr`` as COCO and as Label Studio
-    tasks (images at ``image_root``, see :func:`.labelstudio.image_url`), and the contact
-    sheet.
+    """Scores the pool, picks ids for ``budget`` (a number of images, or a
+    :class:`~.budget.Budget` in images, boxes or seconds) and (rank 0 only) writes the
+    exports: with ``export_coco``, the model's boxes at ``preannotation_thr`` as COCO and as
+    Label Studio tasks (images at ``image_root``, see :func:`.labelstudio.image_url`), and
+    the contact sheet.
 
     Returns ``dict(strategy, selected, scores, seconds, info, paths)`` on every rank.
     """
@@ -44,17 +47,28 @@ def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
     name = type(strategy).__name__
     spec = (strategy_cfg.to_dict() if hasattr(strategy_cfg, 'to_dict') else strategy_cfg
             if isinstance(strategy_cfg, (str, dict)) else name)
-    if not isinstance(budget, int) or budget <= 0:
-        raise ValueError(f'active_learning.budget must be a positive integer, got {budget!r}')
+    budget = budget if isinstance(budget, Budget) else Budget(budget)
     if len(ctx.pool) == 0:
         raise ValueError('the unlabelled pool is empty: nothing left to select')
-    if budget > len(ctx.pool):
-        logger.warning('budget %d > unlabelled pool %d: selecting all of it', budget,
-                       len(ctx.pool))
-        budget = len(ctx.pool)
+    classes = tuple(ctx.pool.metainfo.get('classes', ()))
     start = time.perf_counter()
-    scores = strategy.score(ctx)
-    selected = broadcast_object(strategy.select(scores, budget, ctx))
+    thr = None
+    if budget.unit == 'images':
+        amount = budget.amount
+        if amount > len(ctx.pool):
+            logger.warning('budget %d > unlabelled pool %d: selecting all of it', amount,
+                           len(ctx.pool))
+            amount = len(ctx.pool)
+        scores = strategy.score(ctx)
+        selected = broadcast_object(strategy.select(scores, amount, ctx))
+    else:
+        with recorded_detections(ctx.model) as seen:
+            scores = strategy.score(ctx)
+        thr = preannotation_thresholds(ctx, preannotation_thr, classes)
+        boxes, how = expected_boxes(ctx, seen, thr, classes)
+        selected, planned = plan(strategy, scores, ctx, budget, boxes)
+        selected = broadcast_object(selected)
+        ctx.info['budget'] = dict(planned, expected_boxes=how)
     seconds = time.perf_counter() - start
     result = dict(strategy=name, selected=selected, scores=scores, seconds=seconds,
                   info=ctx.info, paths={})
@@ -62,9 +76,8 @@ def select(strategy_cfg: Any, ctx: SelectionContext, budget: int,
         pre = None
         ranking = rank_ids(scores, strategy.higher_is_better)
         extra, tasks = {}, None
-        classes = tuple(ctx.pool.metainfo.get('classes', ()))
         if export_coco:
-            thr = preannotation_thresholds(ctx, preannotation_thr, classes)
+            thr = thr or preannotation_thresholds(ctx, preannotation_thr, classes)
             pre = coco_preannotations(ctx.model, ctx.pool, selected, classes,
                                       thr['per_class'])
             thr['selected_boxes_per_image'] = len(pre['annotations']) / max(len(pre['images']),

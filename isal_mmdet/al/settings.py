@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from .budget import Budget
+from .cost import AnnotationCost
 from .strategies import Strategy, build_strategy
 
-AL_DEFAULTS = dict(initial_size=100, budget=100, rounds=3, strategy='isal', reference='val',
+AL_DEFAULTS = dict(initial_size=100, budget=100, budget_unit='images', cost=None, rounds=3,
+                   strategy='isal', reference='val',
                    seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
                    batch_size=4, num_workers=0, export_coco=True,
                    preannotation_thr='auto', labelstudio_image_root=None)
@@ -36,11 +39,23 @@ def checked_strategy(spec: Any, field: str = 'active_learning.strategy') -> Stra
         raise ValueError(f'{field}: {e}') from None
 
 
+def budget_of(al: Dict[str, Any]) -> Budget:
+    """The settings' budget, unit and cost; a bad field is one line naming it."""
+    cost = al.get('cost')
+    if cost is not None and not isinstance(cost, dict):
+        _fail('cost', f'must be dict(per_image=seconds, per_box=seconds) or None, got {cost!r}')
+    unknown = sorted(set(cost or {}) - {'per_image', 'per_box'})
+    if unknown:
+        _fail('cost', f'has unknown field(s) {unknown}; known: per_image, per_box')
+    return Budget(al['budget'], al.get('budget_unit', 'images'), AnnotationCost(**(cost or {})))
+
+
 def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
              model: Optional[Dict[str, Any]] = None) -> None:
     """Checks every field of a complete settings dict (defaults merged in), and the strategy
     against the ``model`` config when one is given."""
-    for key in ('initial_size', 'budget', 'rounds', 'batch_size'):
+    budget_of(al)
+    for key in ('initial_size', 'rounds', 'batch_size'):
         if not isinstance(al[key], int) or isinstance(al[key], bool) or al[key] <= 0:
             _fail(key, f'must be a positive integer, got {al[key]!r}')
     for key in ('seed', 'num_workers'):

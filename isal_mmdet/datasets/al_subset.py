@@ -9,7 +9,7 @@ from typing import Any, Hashable, Iterable, List, Optional, Union
 import numpy as np
 from mmdet.registry import DATASETS
 
-from ..al.io import read_json
+from ..fileio import read_json
 from . import coco_checks  # noqa: F401  (COCO categories by name, unique image ids)
 
 logger = logging.getLogger('isal_mmdet')

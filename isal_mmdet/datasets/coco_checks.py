@@ -1,30 +1,36 @@
-"""COCO annotation files read by category name, with unique image ids.
+"""COCO annotation files read by category name, and checked before pycocotools indexes them.
 
 mmdet's ``CocoDataset`` and ``CocoMetric`` map ``metainfo.classes[i]`` to the i-th id that
 ``get_cat_ids(cat_names=classes)`` returns, but pycocotools returns the ids in the *file's*
 order: a file listing its categories in another order trains and scores every box under
-the wrong class, silently. pycocotools also merges duplicate image ids silently (one entry
-wins and gets the boxes of both). This patches mmdet's COCO wrapper, the one class both use,
-in this one place: ids come back in the order of the names asked for, and a duplicate image
-id is a one-line error naming the file.
+the wrong class, silently. pycocotools also merges duplicate image or category ids silently,
+and fails on a file that is not a JSON object with an assertion. This patches mmdet's COCO
+wrapper, the one class both use, in this one place: ids come back in the order of the names
+asked for, and every file is read and checked by :func:`..labelling.validate.check_coco`
+first (one line naming the file, entry and field), so no COCO file mmdet reads in this
+process is trusted unchecked.
 """
 from __future__ import annotations
 
-from collections import Counter
-
 from mmdet.datasets.api_wrappers import coco_api
+
+from ..labelling.validate import check_coco, read_annotation_json
 
 _init = coco_api.COCO.__init__
 _get_cat_ids = coco_api.COCO.get_cat_ids
 
 
 def _checked_init(self, annotation_file=None):
-    _init(self, annotation_file)
-    counts = Counter(img['id'] for img in self.dataset.get('images', []))
-    dups = [i for i, n in counts.items() if n > 1]
-    if dups:
-        raise ValueError(f'{annotation_file}: image id {dups[0]!r} appears {counts[dups[0]]} '
-                         f'times in `images` ({len(dups)} duplicated id(s)); ids must be unique')
+    if type(self) is not coco_api.COCO:  # COCOPanoptic: another format
+        return _init(self, annotation_file)
+    _init(self, None)
+    if annotation_file is None:
+        return
+    data = read_annotation_json(annotation_file)
+    check_coco(data, annotation_file, dataset=True)
+    self.dataset = data
+    self.createIndex()
+    self.img_ann_map, self.cat_img_map = self.imgToAnns, self.catToImgs  # as mmdet's __init__
 
 
 def _cat_ids_by_name(self, cat_names=[], sup_names=[], cat_ids=[]):

@@ -240,7 +240,7 @@ def soft_label_losses(model: nn.Module, outs: tuple, data_samples: list) -> Tens
     Soft pseudo labels, for single-stage heads with a sigmoid focal loss. The expected box is
     the predicted one, so box losses add no gradient. Normalised by the expected number of
     positives, Σq, clamped to >= 1 like ``avg_factor``. For likelihood losses (BCE, softmax
-    cross-entropy) this expectation has zero gradient (benchmarks/soft_labels.py), so other
+    cross-entropy) this expectation has zero gradient (studies/soft_labels.py), so other
     heads are refused.
     """
     head, loss_cls = focal_head(model)

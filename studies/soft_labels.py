@@ -1,7 +1,7 @@
 """What soft pseudo labels would give UUIC: the expected gradient over the model's own
 predicted class distribution, for the classification losses of the supported heads.
 
-    python benchmarks/soft_labels.py [--out docs/soft_labels.md]
+    python studies/soft_labels.py [--out docs/soft_labels.md]
 
 For a loss that is a log-likelihood (sigmoid BCE, softmax cross-entropy: Faster R-CNN's
 ``fc_cls``, the RPN) the expected gradient under the model's own distribution is zero, so
@@ -13,7 +13,6 @@ logit, using mmdet's own loss functions.
 """
 import argparse
 import importlib
-import os
 
 import torch
 import torch.nn.functional as F
@@ -74,10 +73,8 @@ def main():
     text = report(sigmoid_rows(), softmax_ce_max_abs())
     print(text, end='')
     if args.out:
-        tmp = args.out + '.tmp'
-        with open(tmp, 'w') as f:
-            f.write(text)
-        os.replace(tmp, args.out)
+        from isal_mmdet.fileio import write_text
+        write_text(args.out, text)
 
 
 if __name__ == '__main__':

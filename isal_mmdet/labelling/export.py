@@ -9,7 +9,7 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence, Union
 import torch
 from mmengine.dataset import pseudo_collate
 
-from .io import write_json, write_text
+from ..fileio import write_json, write_text
 from .labelstudio import labelling_config
 
 

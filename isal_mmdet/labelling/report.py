@@ -11,7 +11,7 @@ import cv2
 import mmcv
 import numpy as np
 
-from .io import atomic_write
+from ..fileio import atomic_write
 
 logger = logging.getLogger('isal_mmdet')
 BACKGROUND = (40, 40, 40)
@@ -92,7 +92,7 @@ def contact_sheet(path: str, preannotations: dict, dataset: Any, order: Sequence
                   note: str = '') -> int:
     """Writes ``path`` (JPEG, atomically): the first ``max_tiles`` images of ``order`` (ids
     of ``dataset``) on a grid under a class legend, each with its pre-annotation boxes
-    (``preannotations``, as :func:`~isal_mmdet.al.export.coco_preannotations` writes them)
+    (``preannotations``, as :func:`~isal_mmdet.labelling.export.coco_preannotations` writes them)
     and ``#rank  top p%  id`` as title, p its place in ``pool_ranking``. A tile that cannot be
     drawn is logged with its image named and left blank. Returns the number of tiles."""
     from mmdet.visualization import DetLocalVisualizer

@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..fileio import atomic_write
+
 SHAPES = ('circle', 'square', 'triangle', 'cross', 'ring', 'star')
 DEFAULT_CLASSES = SHAPES[:3]
 DEFAULT_VOC_CLASSES = ('person', 'car', 'dog')
@@ -43,6 +45,8 @@ MARKER = '.complete'
 GENERATOR_VERSION = 1
 
 _STEM_RE = re.compile(r'^syn_\d{6,}\.(jpg|xml)$')
+# what an interrupted atomic_write leaves: '.' + one of our names + '.' + random
+_TMP_RE = re.compile(r'^\.(syn_\d{6,}\.(jpg|xml)|\w+\.txt|instances_[\w.-]+\.json)\.')
 
 
 def image_stem(index: int) -> str:
@@ -320,11 +324,7 @@ def _layout(num_images: int, seed: int, empty_fraction: float,
 
 
 def _write(path: str, data: bytes) -> None:
-    """Write via a temporary file so no reader sees half a file."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data), mode='wb')
 
 
 def _jpeg_bytes(img: np.ndarray) -> bytes:
@@ -371,19 +371,19 @@ def _remove_own_files(out_dir: str) -> None:
             folder = os.path.join(root, sub)
             if os.path.isdir(folder):
                 for name in os.listdir(folder):
-                    if _STEM_RE.match(name) or name.endswith('.tmp'):
+                    if _STEM_RE.match(name) or _TMP_RE.match(name):
                         os.remove(os.path.join(folder, name))
         sets = os.path.join(root, 'ImageSets', 'Main')
         if os.path.isdir(sets):
             for name in os.listdir(sets):
                 path = os.path.join(sets, name)
-                if name.endswith('.tmp') or (name.endswith('.txt') and
+                if _TMP_RE.match(name) or (name.endswith('.txt') and
                                              _lists_only_own_stems(path)):
                     os.remove(path)
         ann = os.path.join(root, 'annotations')
         if os.path.isdir(ann):
             for name in os.listdir(ann):
-                if re.fullmatch(r'instances_[\w.-]+\.json(\.tmp)?', name):
+                if re.fullmatch(r'instances_[\w.-]+\.json', name) or _TMP_RE.match(name):
                     os.remove(os.path.join(ann, name))
 
 

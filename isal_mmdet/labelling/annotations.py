@@ -8,8 +8,9 @@ URL prefixes stripped): an exact match with a selected image's base name first; 
 one selected base name that the export's base name ends with after a ``-`` (Label Studio
 stores uploads as ``<hash>-<name>``). Anything ambiguous is refused.
 
-Nothing here writes: :func:`import_export` validates the whole export first (one line naming
-the file and field on any error) and returns the merged file for the caller to write.
+Nothing here writes: :func:`import_export` validates the whole export first
+(:func:`.validate.check_coco`: one line naming the file, the entry as it is in the file and
+the field on any error) and returns the merged file for the caller to write.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
-from .io import read_json
 from .labelstudio import export_to_coco
+from .validate import check_coco, field_list, outside, place, read_annotation_json
 
 EXPORT_FILE = 'annotations_coco.json'   # W/round_<k>/: the finished export of round k
 MERGED_FILE = 'train_annotations.json'  # W/round_<k+1>/: what round k+1 trains on
@@ -54,40 +55,21 @@ def match_name(name: str, selected: Dict[str, Hashable]) -> Optional[str]:
     return hits[0] if hits else None
 
 
-def _list(data: Any, path: str, key: str) -> list:
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, list):
-        raise ValueError(f'{path}: field {key!r} is missing or not a list: not COCO')
-    return value
-
-
-ID = (int, str)
-
-
-def _get(item: Any, path: str, where: str, key: str, kind: Any = ID) -> Any:
-    value = item.get(key) if isinstance(item, dict) else None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        what = 'a string' if kind is str else 'an integer or string'
-        raise ValueError(f'{path}: {where}.{key} is missing or not {what}')
-    return value
-
-
 def clip_box(bbox: List[float], width: float, height: float) -> Optional[List[float]]:
     """``[x, y, w, h]`` clipped to the image (the same list when inside it); None when no
     part of it is inside."""
     x, y, w, h = bbox
     if x >= 0 and y >= 0 and x + w <= width and y + h <= height:
         return bbox
-    x1, y1 = max(x, 0), max(y, 0)
-    x2, y2 = min(x + w, width), min(y + h, height)
-    if x2 <= x1 or y2 <= y1:
+    if outside(bbox, width, height):
         return None
-    return [x1, y1, x2 - x1, y2 - y1]
+    x1, y1 = max(x, 0), max(y, 0)
+    return [x1, y1, min(x + w, width) - x1, min(y + h, height) - y1]
 
 
 def selected_names(base: dict, base_path: str, selected: Sequence[Hashable]) -> Dict[str, dict]:
     """Base name → the base file's image entry, for the selected images."""
-    images = {img.get('id'): img for img in _list(base, base_path, 'images')}
+    images = {img.get('id'): img for img in field_list(base, base_path, 'images')}
     names: Dict[str, dict] = {}
     for img_id in selected:
         if img_id not in images:
@@ -103,33 +85,33 @@ def selected_names(base: dict, base_path: str, selected: Sequence[Hashable]) -> 
 
 def match_images(export: dict, export_path: str, wanted: Dict[str, dict],
                  base_path: str) -> Tuple[Dict[Any, Optional[dict]], List[str]]:
-    """Every export image matched by :func:`match_name`: ``({export image id: base image
-    entry, or None when not selected}, [file names of the export images not selected])``."""
+    """Every image of the checked ``export`` matched by :func:`match_name`: ``({export image
+    id: base image entry, or None when not selected}, [file names of the export images not
+    selected])``."""
     matched: Dict[Any, Optional[dict]] = {}
-    where: Dict[str, int] = {}  # selected base name -> export images index
+    where: Dict[str, str] = {}  # selected base name -> the export image that matched it
     ignored = []
-    for i, img in enumerate(_list(export, export_path, 'images')):
-        img_id = _get(img, export_path, f'images[{i}]', 'id')
-        name = base_name(_get(img, export_path, f'images[{i}]', 'file_name', str))
-        if img_id in matched:
-            raise ValueError(f'{export_path}: images[{i}].id {img_id!r} is used twice')
+    for i, img in enumerate(export['images']):
+        at = place(img, f'images[{i}]', 'file_name')
+        name = base_name(img['file_name'])
         try:
             hit = match_name(name, wanted)
         except ValueError as e:
-            raise ValueError(f'{export_path}: images[{i}].file_name {name!r} {e}') from None
-        matched[img_id] = None if hit is None else wanted[hit]
+            raise ValueError(f'{export_path}: {at} {name!r} {e}') from None
+        matched[img['id']] = None if hit is None else wanted[hit]
         if hit is None:
             ignored.append(name)
             continue
         if hit in where:
-            raise ValueError(f'{export_path}: images[{i}].file_name {name!r}: duplicate file name '
-                             f'(images[{where[hit]}] is the same image {hit!r})')
-        where[hit] = i
+            raise ValueError(f'{export_path}: {at} {name!r}: duplicate file name ({where[hit]} '
+                             f'is the same image {hit!r})')
+        where[hit] = place(img, f'images[{i}]')
         ref = wanted[hit]
         size = (img.get('width'), img.get('height'))
         if None not in size and size != (ref['width'], ref['height']):
-            raise ValueError(f'{export_path}: images[{i}].width/height {size[0]}x{size[1]} differ '
-                             f'from {hit!r} in {base_path} ({ref["width"]}x{ref["height"]})')
+            raise ValueError(f'{export_path}: {place(img, f"images[{i}]", "width")}/height '
+                             f'{size[0]}x{size[1]} differ from {hit!r} in {base_path} '
+                             f'({ref["width"]}x{ref["height"]})')
     return matched, ignored
 
 
@@ -140,48 +122,35 @@ def import_export(export_path: str, base_path: str, selected: Sequence[Hashable]
     annotations of every exported selected image replaced by the export's (category ids of
     ``base_path``, boxes clipped to the image, boxes under 1 px dropped as mmdet would,
     annotation ids renumbered)."""
-    export = read_json(export_path)
+    export = read_annotation_json(export_path)
     if isinstance(export, list):  # Label Studio's JSON export: a list of tasks
         export = export_to_coco(export, export_path)
-    base = read_json(base_path)
+    check_coco(export, export_path)
+    base = read_annotation_json(base_path)
     wanted = selected_names(base, base_path, selected)
-    base_cats = {c.get('name'): c.get('id') for c in _list(base, base_path, 'categories')}
+    base_cats = {c.get('name'): c.get('id') for c in field_list(base, base_path, 'categories')}
     known = {name: base_cats[name] for name in classes if name in base_cats}
-    cats = {}
-    for i, cat in enumerate(_list(export, export_path, 'categories')):
-        cats[_get(cat, export_path, f'categories[{i}]', 'id')] = _get(
-            cat, export_path, f'categories[{i}]', 'name', str).strip()
+    cats = {cat['id']: cat['name'].strip() for cat in export['categories']}
     matched, ignored = match_images(export, export_path, wanted, base_path)
 
     new: Dict[Hashable, List[dict]] = {ref['id']: [] for ref in matched.values() if ref}
     found = {base_name(ref['file_name']) for ref in matched.values() if ref}
     result = Imported(coco={}, labelled=list(new), ignored=ignored,
                       missing=sorted(set(wanted) - found))
-    unknown = set()
-    for i, ann in enumerate(_list(export, export_path, 'annotations')):
-        at = f'annotations[{i}]'
-        img_id = _get(ann, export_path, at, 'image_id')
-        if img_id not in matched:
-            raise ValueError(f'{export_path}: {at}.image_id {img_id!r} is not in images')
-        ref = matched[img_id]
+    unknown: Dict[str, str] = {}  # class name -> the first box of it
+    for i, ann in enumerate(export['annotations']):
+        ref = matched[ann['image_id']]
         if ref is None:
             continue
-        name = cats.get(_get(ann, export_path, at, 'category_id'))
-        if name is None:
-            raise ValueError(f'{export_path}: {at}.category_id {ann["category_id"]!r} is not in '
-                             'categories')
-        bbox = ann.get('bbox')
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
-            raise ValueError(f'{export_path}: {at}.bbox must be [x, y, width, height], got '
-                             f'{bbox!r}')
+        name, bbox = cats[ann['category_id']], ann['bbox']
         if name not in known:
-            unknown.add(name)
+            unknown.setdefault(name, place(ann, f'annotations[{i}]', 'category_id'))
             continue
         box = clip_box(bbox, ref['width'], ref['height'])
         if box is None:
-            raise ValueError(f'{export_path}: {at}.bbox {bbox} lies outside its image '
-                             f'{base_name(ref["file_name"])!r} ({ref["width"]}x{ref["height"]})')
+            raise ValueError(f'{export_path}: {place(ann, f"annotations[{i}]", "bbox")} {bbox} '
+                             f'lies outside its image {base_name(ref["file_name"])!r} '
+                             f'({ref["width"]}x{ref["height"]})')
         result.clipped += box is not bbox
         if box[2] < 1 or box[3] < 1:
             result.dropped += 1
@@ -189,8 +158,8 @@ def import_export(export_path: str, base_path: str, selected: Sequence[Hashable]
         new[ref['id']].append(dict(image_id=ref['id'], category_id=known[name], bbox=box,
                                    area=box[2] * box[3], iscrowd=int(bool(ann.get('iscrowd')))))
     if unknown:
-        raise ValueError(f'{export_path}: categories: unknown class name(s) {sorted(unknown)}; '
-                         f'the dataset has {list(classes)}')
+        raise ValueError(f'{export_path}: {next(iter(unknown.values()))}: unknown class name(s) '
+                         f'{sorted(unknown)}; the dataset has {list(classes)}')
     result.boxes = sum(len(v) for v in new.values())
     result.coco = merge(base, base_path, new)
     return result
@@ -200,7 +169,7 @@ def merge(base: dict, base_path: str, new: Dict[Hashable, List[dict]]) -> dict:
     """``base`` with the annotations of the images in ``new`` replaced, in image order,
     annotation ids renumbered from 1."""
     old: Dict[Hashable, List[dict]] = {}
-    for ann in _list(base, base_path, 'annotations'):
+    for ann in field_list(base, base_path, 'annotations'):
         old.setdefault(ann.get('image_id'), []).append(ann)
     anns = []
     for img in base['images']:

@@ -2,15 +2,15 @@
 against the pool's, per normaliser, and how ⟨s, g_z⟩ splits into background-classification,
 foreground-classification and box-regression terms.
 
-    python benchmarks/isal_diagnostics.py CONFIG --work-dir W [--round 0] [--top 40]
-        [--variants ...] [--no-terms] [--spectrum] [--out docs/isal_diagnostics.json]
+    python studies/isal_diagnostics.py CONFIG --work-dir W [--round 0] [--top 40]
+        [--variants ...] [--no-terms] [--spectrum] [--out studies/results/isal_diagnostics.json]
         [--cfg-options k=v ...]
 
-W is a finished ``tools/al_train.py`` work dir (or one strategy/seed of al_quality.py): the
+W is a finished ``tools/al_train.py`` work dir (or one strategy/seed of tools/al_study.py): the
 round's checkpoint and labelled ids are read from it. Variants: the config's ISAL with each
 normaliser by default (``isal``: each image's loss over its own positives; ``isal-fixed``:
 one count for all) and ``grad_similarity`` (s = v); ``--variants`` names others, as in
-``al_quality.py`` (``isal-thr0.5``). Every pair of variants is compared: Spearman correlation
+``isal_mmdet.study.variants`` (``isal-thr0.5``). Every pair of variants is compared: Spearman correlation
 of their scores and the overlap of their top picks. ``--spectrum``: λ_max and λ_min of each θ
 group's Hessian and empirical Fisher on 16 labelled images (power iteration), which say
 whether the paper's LiSSA and CG on the Hessian can converge on this checkpoint.
@@ -95,7 +95,7 @@ def main():
     p.add_argument('--round', type=int, default=0)
     p.add_argument('--top', type=int, default=40)
     p.add_argument('--variants', nargs='+', default=['isal', 'isal-fixed', 'grad_similarity'],
-                   help="strategy names as in al_quality.py ('isal' is the config's ISAL, "
+                   help="strategy names as in tools/al_study.py ('isal' is the config's ISAL, "
                         "'isal-' + levers a variant of it)")
     p.add_argument('--no-terms', action='store_true',
                    help='skip the split of ISAL scores into loss terms (3 scoring passes)')
@@ -107,9 +107,9 @@ def main():
 
     from mmengine.registry import init_default_scope
     import isal_mmdet  # noqa: F401
-    from isal_mmdet.al.io import write_json
+    from isal_mmdet.fileio import write_json
     from isal_mmdet.al.context import selection_context
-    from isal_mmdet.al.io import read_json
+    from isal_mmdet.fileio import read_json
     from isal_mmdet.al.settings import al_settings
     from isal_mmdet.al.strategies import build_strategy, rank_ids
     from isal_mmdet.detection import detector_param_groups
@@ -143,8 +143,7 @@ def main():
         per_class = [sum(truth[i][c] for i in ids) / n for c in range(len(classes))]
         return dict(boxes_per_image=sum(per_class), per_class=dict(zip(classes, per_class)))
 
-    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-    from al_quality import strategy_cfg
+    from isal_mmdet.study.variants import strategy_cfg
     variants = {name: strategy_cfg(al['strategy'], name)['strategy'] for name in args.variants}
     picks, all_scores = {}, {}
     pool_ids = list(truth)

@@ -1,0 +1,126 @@
+"""Spending a selection budget in the unit labelling is paid in: images, boxes or seconds.
+
+A pool image's expected cost comes from the model: its detections at the pre-annotation
+thresholds fitted on the reference set, scaled by the reference set's real boxes per
+predicted box (recorded as ``calibration``). The detections are the ones the strategy made
+while scoring (:mod:`..detection.recorder`); only images it never ran inference on (``random``,
+``coreset``, ``entropy``'s raw class scores) get one inference pass.
+
+The strategy's own order is spent until the budget is used, so the last image may cross it: a
+budget is never overspent by more than one image. Plain order, not value per cost: most
+strategies' scores are not on a ratio scale (ISAL's are signed influences; BADGE and core-set
+give an order, not values), so score / cost has no meaning for them, and one rule for all
+keeps a strategy's picks comparable across units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, List, Sequence, Tuple
+
+import torch
+
+from ..detection.recorder import Detections, count_above, recorded_detections
+from ..influence.dist import broadcast_object, gather_objects
+from .cost import AnnotationCost
+from .strategies import SelectionContext, Strategy, rank_ids
+
+UNITS = ('images', 'boxes', 'seconds')
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``amount`` of ``unit`` per selection; ``cost`` prices seconds."""
+    amount: float
+    unit: str = 'images'
+    cost: AnnotationCost = field(default_factory=AnnotationCost)
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f'active_learning.budget_unit must be one of {list(UNITS)}, got '
+                             f'{self.unit!r}')
+        whole = self.unit != 'seconds'
+        if isinstance(self.amount, bool) or not isinstance(
+                self.amount, int if whole else (int, float)) or not 0 < self.amount < 1e18:
+            raise ValueError(f'active_learning.budget must be a positive '
+                             f'{"integer" if whole else "number"} of {self.unit}, got '
+                             f'{self.amount!r}')
+
+    def price(self, boxes: float) -> float:
+        """What one image with ``boxes`` boxes costs in this budget's unit."""
+        if self.unit == 'images':
+            return 1.0
+        return boxes if self.unit == 'boxes' else self.cost.seconds(1, boxes)
+
+
+def spend(order: Sequence[Hashable], costs: Dict[Hashable, float],
+          amount: float) -> List[Hashable]:
+    """The head of ``order`` that uses ``amount``: images are added while less than
+    ``amount`` is spent, so only the last one can cross it."""
+    chosen, spent = [], 0.0
+    for i in order:
+        if spent >= amount:
+            break
+        chosen.append(i)
+        spent += costs[i]
+    return chosen
+
+
+def _pool_index(ctx: SelectionContext) -> Dict[Hashable, int]:
+    return {ctx.pool.get_data_info(i)['img_id']: i for i in range(len(ctx.pool))}
+
+
+@torch.no_grad()
+def infer_missing(ctx: SelectionContext, seen: Detections) -> int:
+    """One inference pass over the pool images the strategy made no detections on; returns
+    how many (merged over ranks)."""
+    index = _pool_index(ctx)
+    missing = [index[i] for i in index if i not in seen]
+    if missing:
+        with recorded_detections(ctx.model) as more:
+            for batch in ctx.loader(torch.utils.data.Subset(ctx.pool, missing)):
+                ctx.model.test_step(batch)
+        seen.update(more)
+    return len(missing)
+
+
+def expected_boxes(ctx: SelectionContext, seen: Detections, thresholds: Dict[str, Any],
+                   classes: Sequence[str]) -> Tuple[Dict[Hashable, float], Dict[str, Any]]:
+    """Each pool image's expected box count, and how it was estimated."""
+    extra = infer_missing(ctx, seen)
+    merged: Detections = {}
+    for part in gather_objects(seen) or []:
+        merged.update(part)
+    merged = broadcast_object(merged)
+    by_label = {k: thresholds['per_class'][name] for k, name in enumerate(classes)}
+    predicted = thresholds.get('boxes_per_image')
+    real = thresholds.get('real_boxes_per_image')
+    scale = real / predicted if predicted and real is not None else 1.0
+    counts = {i: scale * count_above(merged[i], by_label) for i in _pool_index(ctx)
+              if i in merged}
+    info = dict(calibration=dict(scale=scale, reference_predicted_per_image=predicted,
+                                 reference_real_per_image=real),
+                inferred_while_scoring=len(merged) - extra, extra_inference=extra,
+                mean_per_image=sum(counts.values()) / max(len(counts), 1))
+    return counts, info
+
+
+def plan(strategy: Strategy, scores: Dict[Hashable, float], ctx: SelectionContext,
+         budget: Budget, boxes: Dict[Hashable, float]) -> Tuple[List[Hashable], Dict[str, Any]]:
+    """The strategy's picks, in its order, until the budget is used, with what they are
+    expected to cost. Set-based strategies (BADGE, core-set) are asked for more picks until
+    the budget is used or the pool is exhausted."""
+    costs = {i: budget.price(boxes.get(i, 0.0)) for i in _pool_index(ctx)}
+    ranked = rank_ids(scores, strategy.higher_is_better)
+    n = max(len(spend(ranked, costs, budget.amount)), 1)
+    while True:
+        order = strategy.select(scores, min(n, len(scores)), ctx)
+        chosen = spend(order, costs, budget.amount)
+        if sum(costs[i] for i in chosen) >= budget.amount or n >= len(scores):
+            break
+        n *= 2
+    planned_boxes = sum(boxes.get(i, 0.0) for i in chosen)
+    return chosen, dict(unit=budget.unit, amount=budget.amount,
+                        cost=dict(per_image=budget.cost.per_image,
+                                  per_box=budget.cost.per_box),
+                        planned=dict(images=len(chosen), boxes=planned_boxes,
+                                     seconds=budget.cost.seconds(len(chosen), planned_boxes)))

@@ -1,0 +1,116 @@
+"""A study's report: markdown tables and the curves plot."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..al.loop import COST_AXES, plot_curve
+
+
+def fmt(ms: Tuple[Optional[float], Optional[float]], digits: int = 3) -> str:
+    m, s = ms
+    return '-' if m is None else f'{m:.{digits}f} ± {s:.{digits}f}'
+
+
+def _reduction_cell(cr: Optional[Dict[str, Any]]) -> str:
+    if cr is None:
+        return '-'
+    return fmt(cr['mean_std'], 3) + (f" ({cr['not_reached']} seed(s) not reached)"
+                                     if cr['not_reached'] else '')
+
+
+def _paired_lines(title: str, table: Dict[str, Dict[str, Any]]) -> List[str]:
+    lines = ['', f'| paired {title} difference | mean | std | stderr | mean > stderr |',
+             '| --- | --- | --- | --- | --- |']
+    for s, bases in table.items():
+        for b, d in bases.items():
+            lines.append(f"| {s} − {b} | {d['mean']:+.4f} | {d['std']:.4f} | "
+                         f"{d['stderr']:.4f} | {d['mean_exceeds_stderr']} |")
+    return lines
+
+
+def _shared_lines(unit: str, part: Dict[str, Any], strategies: Sequence[str]) -> List[str]:
+    lines = ['', f'| per {unit} | AUC on the shared {unit} range | {unit}s to reach random '
+             '(reduction) |', '| --- | --- | --- |']
+    for s in strategies:
+        lines.append(f"| {s} | {fmt(part['auc'][s]['mean_std'])} | "
+                     f"{_reduction_cell(part['cost_reduction'].get(s))} |")
+    return lines + _paired_lines(f'AUC per {unit}', part['paired_auc_vs'])
+
+
+def solver_lines(summary: Dict[str, List[Dict[str, Any]]]) -> List[str]:
+    lines = ['', '| ISAL selections | solver | pseudo boxes/img | seconds | LiSSA scales '
+             '(1.5 λ_max) | NaN resets | diverged | CG residual |', '|' + ' --- |' * 8]
+    for s, rows in summary.items():
+        def span(key, f='{:.3g}'):
+            vals = [r[key] for r in rows if r[key] is not None]
+            return '-' if not vals else (f.format(min(vals)) + '–' + f.format(max(vals)))
+        groups = sorted({g for r in rows for g in r['scales']})
+        scales = [f"{g} {min(r['scales'][g] for r in rows if g in r['scales']):.3g}–"
+                  f"{max(r['scales'][g] for r in rows if g in r['scales']):.3g}"
+                  for g in groups]
+        lines.append(f"| {s} ({len(rows)}) | {rows[0]['method']} | {span('pseudo_boxes')} | "
+                     f"{span('seconds', '{:.0f}')} | {', '.join(scales) or '-'} | "
+                     f"{sum(r['nan_resets'] for r in rows)} | "
+                     f"{sum(bool(r['diverged']) for r in rows)} of {len(rows)} | "
+                     f"{span('relative_residual', '{:.1e}')} |")
+    return lines
+
+
+def report(res: Dict[str, Any], strategies: Sequence[str]) -> str:
+    """The markdown report: mAP per round, then paired differences per image, box, second."""
+    rounds = res['per_round'][strategies[0]]
+    lines = ['| strategy | ' + ' | '.join(f"{r['num_labelled']} imgs" for r in rounds) +
+             ' | AUC | cost reduction vs random |', '|' + ' --- |' * (len(rounds) + 3)]
+    for s in strategies:
+        cells = [fmt(r['mAP']) for r in res['per_round'][s]]
+        lines.append(f'| {s} | ' + ' | '.join(cells) + f" | {fmt(res['auc'][s]['mean_std'])} | "
+                     f"{_reduction_cell(res['cost_reduction'].get(s))} |")
+    lines += _paired_lines('AUC', res['paired_auc_vs'])
+    lines += _paired_lines('last-round mAP', res['paired_final_vs'])
+    if res.get('per_box'):
+        lines += _shared_lines('box', res['per_box'], strategies)
+    if res.get('per_second'):
+        cost = res['cost']
+        lines += ['', f"Seconds of annotation: {cost['per_image']} per image + "
+                      f"{cost['per_box']} per box."]
+        lines += _shared_lines('second', res['per_second'], strategies)
+    comp = res.get('selected_composition') or {}
+    if comp:
+        names = sorted({n for c in comp.values() for n in c})
+        lines += ['', '| boxes per selected image (pool) | ' + ' | '.join(names) + ' |',
+                  '|' + ' --- |' * (len(names) + 1)]
+        for s, c in comp.items():
+            lines.append(f'| {s} | ' + ' | '.join(
+                f"{c[n]['selected']:.2f} ({c[n]['pool']:.2f})" if n in c else '-'
+                for n in names) + ' |')
+    busy = res.get('busyness_correlation') or {}
+    if busy:
+        lines += ['', f"| rank correlation of selection priority with real boxes per pool "
+                  f"image (seeds {res['busyness_seeds']}) | mean | per selection |",
+                  '| --- | --- | --- |']
+        for s, b in busy.items():
+            lines.append(f"| {s} | {b['mean']:+.2f} | "
+                         f"{', '.join(f'{r:+.2f}' for r in b['values'])} |")
+    noise = res.get('training_noise')
+    if noise:
+        lines += ['', f"Training noise (seed {noise['image_seed']}'s round-0 images, training "
+                      f"seeds {noise['train_seeds']}): test mAP std {noise['std']:.4f} "
+                      f"(values {', '.join(f'{m:.4f}' for m in noise['mAP'])})."]
+    if res.get('selections'):
+        lines += solver_lines(res['selections'])
+    return '\n'.join(lines) + '\n'
+
+
+def plot(path: str, res: Dict[str, Any], strategies: Sequence[str]) -> None:
+    """Mean mAP over seeds against images, boxes and seconds, with the loop's own plot."""
+    curves = {}
+    for s in strategies:
+        seeds = sorted(res['curves'][s])
+        rows = list(zip(*(res['curves'][s][k] for k in seeds)))
+        boxes = list(zip(*(res['box_curves'][s][k] for k in seeds)))
+        curves[s] = [(r[0][0], sum(b[0] for b in bs) / len(bs),
+                      res['cost']['per_image'] * r[0][0] + res['cost']['per_box'] *
+                      sum(b[0] for b in bs) / len(bs), sum(p[1] for p in r) / len(r))
+                     for r, bs in zip(rows, boxes)]
+    plot_curve(path, curves, title=f"{len(res['setup']['seeds'])} seeds, mean",
+               xlabels=COST_AXES)

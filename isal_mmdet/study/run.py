@@ -1,0 +1,149 @@
+"""Strategies × seeds through the real round loop, every strategy of a seed from the same
+round 0 (the same initial images and trained model, trained once), so differences between
+strategies are paired. Rerunning with the same work dir skips finished rounds; more
+``rounds`` or seeds extend it."""
+from __future__ import annotations
+
+import glob
+import os
+import os.path as osp
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..al.cost import AnnotationCost
+from ..fileio import read_json, write_json, write_text
+from .analysis import analyse_study
+from .merge import check_prior, merge_prior
+from .picks import busyness_correlation, composition, pool_boxes, solver_summary
+from .report import plot, report
+from .variants import strategy_cfg
+
+
+@dataclass
+class StudySetup:
+    """What a study runs; recorded in its report so a later run can merge into it."""
+    config: str
+    strategies: List[str]
+    seeds: List[int]
+    rounds: int
+    initial: int
+    budget: int
+    cfg_options: Dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> Dict[str, Any]:
+        return dict(asdict(self), config=osp.relpath(self.config))
+
+
+def _config(setup: StudySetup, seed: int, changes: Dict[str, Any]):
+    from mmengine.config import Config
+    cfg = Config.fromfile(setup.config)
+    cfg.merge_from_dict(setup.cfg_options)
+    al = cfg.active_learning
+    al.rounds, al.initial_size, al.budget, al.seed = (setup.rounds, setup.initial,
+                                                      setup.budget, seed)
+    for key, value in changes.items():
+        al[key] = value  # assignment, not ConfigDict.update: that would merge solver dicts
+    cfg.randomness = dict(seed=seed)
+    return cfg
+
+
+def run_one(setup: StudySetup, work_dir: str, strategy: str, seed: int,
+            shared_round0: Optional[str] = None) -> List[Dict[str, Any]]:
+    """One strategy × seed through every round; round 0 copied from ``shared_round0``."""
+    from ..al.loop import ActiveLearningLoop
+    from mmengine.config import Config
+    base = Config.fromfile(setup.config)
+    cfg = _config(setup, seed, strategy_cfg(base.active_learning.get('strategy'), strategy))
+    if shared_round0 and not osp.exists(osp.join(work_dir, 'round_0', 'metrics.json')):
+        os.makedirs(work_dir, exist_ok=True)
+        shutil.copytree(shared_round0, osp.join(work_dir, 'round_0'), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns('selection.json', 'selected*',
+                                                      'scores.csv', 'preannotations*'))
+    ActiveLearningLoop(cfg, work_dir).run()
+    return read_json(osp.join(work_dir, 'summary.json'))
+
+
+def training_noise(setup: StudySetup, work_dir: str, image_seed: int,
+                   train_seeds: Sequence[int], train: bool) -> Dict[str, Any]:
+    """The noise floor: round 0's images of ``image_seed``, trained with other training
+    seeds. A paired difference smaller than this spread is not evidence for either side."""
+    from ..al.loop import ActiveLearningLoop
+    maps = []
+    for t in train_seeds:
+        wd = osp.join(work_dir, 'noise', f'seed{image_seed}', f'train{t}')
+        if train:
+            cfg = _config(setup, image_seed, dict(rounds=1))
+            cfg.randomness = dict(seed=t)
+            ActiveLearningLoop(cfg, wd).run()
+        maps.append(read_json(osp.join(wd, 'summary.json'))[0]['mAP'])
+    std = (sum((m - sum(maps) / len(maps)) ** 2 for m in maps) / (len(maps) - 1)) ** 0.5 \
+        if len(maps) > 1 else 0.0
+    return dict(image_seed=image_seed, train_seeds=list(train_seeds), mAP=maps, std=std)
+
+
+def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
+              analyse_only: bool = False, merge: Optional[str] = None,
+              cost: AnnotationCost = AnnotationCost(),
+              noise_seeds: Sequence[int] = ()) -> Dict[str, Any]:
+    """Runs (or reads, ``analyse_only``) the study and writes ``<work_dir>/<report_name>``
+    ``.json``, ``.md`` and ``.png``. ``merge``: an earlier report of the same setup whose
+    seeds join this run's (its work dir may be gone)."""
+    work_dir = osp.abspath(work_dir)
+    record = setup.record()
+    prior = None
+    if merge:
+        prior = read_json(merge)
+        check_prior(prior, record)
+    curves: Dict[str, Dict[int, list]] = {s: {} for s in setup.strategies}
+    box_curves: Dict[str, Dict[int, list]] = {s: {} for s in setup.strategies}
+    for seed in setup.seeds:
+        done = sorted(glob.glob(osp.join(work_dir, '*', f'seed{seed}', 'round_0',
+                                         'metrics.json')))
+        first = osp.dirname(done[0]) if done else None
+        for s in setup.strategies:
+            wd = osp.join(work_dir, s, f'seed{seed}')
+            if analyse_only:
+                rows = read_json(osp.join(wd, 'summary.json'))[:setup.rounds]
+            else:
+                rows = run_one(setup, wd, s, seed, shared_round0=first)
+            first = first or osp.join(wd, 'round_0')
+            curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
+            box_curves[s][seed] = [(r['num_boxes'], r['mAP']) for r in rows]
+    comp: Dict[str, Any] = {}
+    busy: Dict[str, Any] = {}
+    if setup.seeds:
+        try:  # extras: a pool they cannot read never ends a report
+            boxes = pool_boxes(setup.config)
+            comp = composition(work_dir, setup.strategies, setup.seeds, setup.rounds, boxes)
+            busy = busyness_correlation(work_dir, setup.strategies, setup.seeds, setup.rounds,
+                                        boxes)
+        except (KeyError, ValueError, OSError) as e:
+            print(f'composition and busyness skipped: {type(e).__name__}: {e}',
+                  file=sys.stderr)
+    selections = solver_summary(work_dir, setup.strategies, setup.seeds, setup.rounds)
+    if prior is not None:
+        record['seeds'] = merge_prior(prior, record, curves, box_curves, comp, selections)
+        busy = busy or prior.get('busyness_correlation') or {}
+    res = analyse_study(curves, box_curves, setup.strategies, record['seeds'], cost)
+    res['box_curves'] = {s: {str(k): v for k, v in c.items()} for s, c in box_curves.items()}
+    res['curves'] = {s: {str(k): v for k, v in c.items()} for s, c in curves.items()}
+    if comp:
+        res['selected_composition'] = comp
+    if busy:
+        res['busyness_correlation'] = busy
+        res['busyness_seeds'] = setup.seeds or (prior or {}).get('busyness_seeds')
+    res['selections'] = selections
+    if noise_seeds:
+        image_seed = record['seeds'][0]
+        res['training_noise'] = training_noise(setup, work_dir, image_seed, noise_seeds,
+                                               train=not analyse_only)
+    elif prior is not None and prior.get('training_noise'):
+        res['training_noise'] = prior['training_noise']
+    res['setup'] = record
+    out = osp.join(work_dir, report_name)
+    write_json(out + '.json', res)
+    write_text(out + '.md', report(res, setup.strategies))
+    plot(out + '.png', res, setup.strategies)
+    return res

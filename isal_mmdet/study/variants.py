@@ -1,0 +1,77 @@
+"""Research variants of ISAL and ESI for studies, named by levers: ``isal-cg-thr0.5`` is the
+config's ISAL with the ``cg`` and ``thr0.5`` changes applied in order. They live here, with
+the studies, and not among the product's strategies: none of them beat random in our studies
+(docs/studies.md), and ``reference='test'`` (``evalref``) is a leakage diagnostic."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+# lever -> (changes to the config's ISAL strategy, changes to active_learning)
+LEVERS = {
+    'paper': (dict(curvature='hessian', solver=dict(type='lissa', depth=200, power_iters=10,
+                                                    power_samples=16)), {}),
+    'cg': (dict(curvature='hessian', solver=dict(type='cg', max_iter=30, num_samples=16)), {}),
+    'identity': (dict(solver=dict(type='identity')), {}),
+    'fisher': (dict(curvature='fisher', solver=dict(type='cg', max_iter=30, num_samples=16)),
+               {}),
+    'damp0.1': (dict(curvature='hessian', solver=dict(type='lissa', depth=200, power_iters=10,
+                                                      power_samples=16, damp=0.1)), {}),
+    'thr0.3': (dict(score_thr=0.3), {}),
+    'thr0.5': (dict(score_thr=0.5), {}),
+    'cap10': (dict(max_per_class=10), {}),
+    'sampled': (dict(pseudo='sampled', samples=4, score_thr=0.05), {}),
+    'soft': (dict(pseudo='soft'), {}),
+    'div': (dict(diversity=dict(pool_factor=3)), {}),
+    'reflab': ({}, dict(reference='labelled')),
+    'harmful': (dict(prefer='harmful'), {}),
+    'fixed': (dict(normaliser='fixed'), {}),
+    'fgref': (dict(reference_terms='foreground'), {}),
+    'balanced': (dict(reference_terms='balanced'), {}),
+    'evalref': ({}, dict(reference='test')),
+}
+# ESI variants: 'esi' (the config's ISAL solver, defaults otherwise) + levers joined by '-'
+ESI_LEVERS = {
+    'mean': dict(mean_term=True),
+    'nobox': dict(box_term=False),
+    'top100': dict(top_k=100),
+    'top1000': dict(top_k=1000),
+    'balanced': dict(reference_terms='balanced'),
+}
+
+
+def esi_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
+    """``esi`` / ``esi-mean-top100``: ESI with the s of the config's ISAL solver."""
+    base = dict(type='ESI')
+    if isinstance(config_strategy, dict) and 'solver' in config_strategy:
+        base['solver'] = config_strategy['solver']
+    for lever in [x for x in name.split('-')[1:] if x]:
+        if lever not in ESI_LEVERS:
+            raise ValueError(f'unknown ESI lever {lever!r} in {name!r}; known: '
+                             f'{sorted(ESI_LEVERS)}')
+        base.update(ESI_LEVERS[lever])
+    return dict(strategy=base)
+
+
+def strategy_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
+    """The ``active_learning`` changes that make ``name`` the experiment's strategy: a
+    registered name, ``isal`` (the config's ISAL settings), or a variant of ISAL or ESI."""
+    if name == 'isal' and isinstance(config_strategy, dict):
+        return dict(strategy=config_strategy)
+    if name == 'esi' or name.startswith('esi-'):
+        return esi_cfg(config_strategy, name)
+    if not name.startswith('isal-'):
+        return dict(strategy=name)
+    base = dict(config_strategy) if isinstance(config_strategy, dict) else dict(type='ISAL')
+    al_change: Dict[str, Any] = {}
+    for lever in name[len('isal-'):].split('-'):
+        if lever not in LEVERS:
+            raise ValueError(f'unknown ISAL lever {lever!r} in {name!r}; known: {sorted(LEVERS)}')
+        change, al_more = LEVERS[lever]
+        al_change.update(al_more)
+        for key, value in change.items():
+            solver = base.get('solver', {})
+            if key == 'solver' and value.get('type', solver.get('type')) == solver.get('type'):
+                base['solver'] = dict(solver, **value)
+            else:
+                base[key] = value
+    return dict(al_change, strategy=base)

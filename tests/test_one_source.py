@@ -1,0 +1,57 @@
+"""One source for strategy names: the registry. The CLI help, the package exports and the
+README's strategy table must list exactly the registered strategies, so none can drift."""
+import os.path as osp
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+import isal_mmdet
+from isal_mmdet.registry import STRATEGIES
+
+
+def registered():
+    """``{name: class}`` for every strategy, by its lower-case registered name."""
+    return {k: v for k, v in STRATEGIES.module_dict.items() if k.islower()}
+
+
+def test_al_select_help_lists_the_registered_strategies():
+    done = subprocess.run([sys.executable, 'tools/al_select.py', '--help'], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = ' '.join(done.stdout.split())
+    listed = re.search(r'--strategy STRATEGY (.*?); default', text).group(1)
+    assert sorted(listed.split(', ')) == sorted(registered())
+
+
+def test_package_exports_every_registered_strategy():
+    exported = {getattr(isal_mmdet, name) for name in isal_mmdet.__all__}
+    missing = {k for k, cls in registered().items() if cls not in exported}
+    assert not missing, f'isal_mmdet.__all__ lacks {sorted(missing)}'
+
+
+def test_readme_strategy_table_lists_exactly_the_registered_strategies():
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    table = text[text.index('| strategy | cost unit |'):]
+    table = table[:table.index('\n\n')]
+    rows = re.findall(r'^\| `([a-z_]+)` \|', table, re.M)
+    assert len(rows) == len(set(rows))
+    assert sorted(rows) == sorted(registered())
+
+
+def test_readme_bad_input_list_is_the_cases_the_tests_check():
+    """The README's list of bad inputs is exactly the CASES of the test files that check them:
+    a case added, renamed or dropped in one place fails here until the other follows."""
+    import test_untrusted_annotations
+    import test_untrusted_inputs
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    section = text[text.index('### Bad input'):]
+    body = section[section.index('</summary>') + 10:section.index('</details>')]
+    paragraphs = [' '.join(p.split()) for p in body.split('\n\n') if p.strip()]
+    items = [x for p in paragraphs  # '**Group:** case; case; case.'
+             for x in re.sub(r'^\*\*[^*]+:\*\* ', '', p).rstrip('.').split('; ')]
+    cases = [d for _, d in test_untrusted_inputs.CASES + test_untrusted_annotations.CASES]
+    assert sorted(items) == sorted(cases)

@@ -1,0 +1,352 @@
+"""Inputs from outside, through the real entry points: checkpoints load as data (a pickle
+payload never runs), input errors end in one ``error:`` line naming the file or field with
+nothing half-written, and a work dir resumes and extends after being moved.
+
+One short al_train run (moved after training, so every path it wrote points nowhere) gives
+the checkpoint and the work dir the cases start from; the al_select cases run in one
+interpreter to pay the imports once.
+"""
+import argparse
+import hashlib
+import json
+import os
+import os.path as osp
+import shutil
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import ROOT
+from test_bad_input import AL_SELECT, assert_intact, assert_one_line_error, run
+from test_hook_upstream import UPSTREAM_TRAIN
+from test_loop import DEMO, al_train, tiny_options
+
+CASES = [
+    ('checkpoint-payload-select', 'a checkpoint whose pickle would run code (here: create a '
+     'file), given to al_select.py: refused naming the file and the type, nothing runs'),
+    ('checkpoint-payload-resume', 'the same payload planted as an unfinished round\'s last '
+     'checkpoint: al_train.py refuses to resume from it, nothing runs'),
+    ('checkpoint-payload-hook', 'the same payload as `load_from` of a run with '
+     'ISALSelectionHook under mmdet\'s train.py: refused, nothing runs'),
+    ('checkpoint-real', 'a checkpoint of a real training run (message hub, numpy scalars) loads '
+     'as data without any flag'),
+    ('checkpoint-extra-type', 'a checkpoint holding a type beyond mmengine\'s and mmdet\'s: '
+     'refused naming the type and --unsafe-load'),
+    ('unsafe-load-flag', 'with --unsafe-load (ISALSelectionHook: unsafe_load=True) that '
+     'checkpoint loads, with a warning naming the file'),
+    ('checkpoint-text', 'a text file as the checkpoint: not a readable checkpoint'),
+    ('checkpoint-truncated', 'a truncated checkpoint: not a readable checkpoint'),
+    ('checkpoint-truncated-resume', 'a truncated iter_N.pth in an unfinished round: names the '
+     'file and says to delete it and run the same command again'),
+    ('out-is-a-file', 'al_select.py --out naming an existing file: an error before the '
+     'checkpoint is loaded, the file untouched'),
+    ('budget-zero', 'al_select.py --budget 0: an error, not the config\'s budget'),
+    ('labelled-mixed-ids', '--labelled holding 5 among string ids: names the file and entry'),
+    ('labelled-not-a-list', '--labelled holding a JSON object: names the file'),
+    ('labelled-not-utf8', '--labelled not UTF-8: names the file and the byte'),
+    ('selection-without-selected', 'a round\'s selection.json without "selected": names the '
+     'file and the field'),
+    ('annotations-directory', 'al_train.py --annotations naming a folder'),
+    ('work-dir-is-a-file', 'al_train.py --work-dir naming an existing file'),
+    ('work-dir-read-only', 'a work dir that cannot be written'),
+    ('data-root-typo', 'a data_root typo: an error that leaves no experiment.json, so the '
+     'corrected command runs'),
+    ('work-dir-moved-resumes', 'a work dir moved elsewhere resumes its interrupted round from '
+     "its own checkpoint (mmengine's pointers hold the old absolute path)"),
+    ('work-dir-moved-extends', 'the moved work dir extends the finished experiment by a round, '
+     'warm starting from its own checkpoint'),
+]
+OPTS = {'train_cfg.max_iters': 2, 'active_learning.rounds': 2,
+        'active_learning.strategy': 'random', 'active_learning.warm_start': True}
+
+
+def digests(folder):
+    return {osp.relpath(osp.join(root, name), folder):
+            hashlib.sha256(open(osp.join(root, name), 'rb').read()).hexdigest()
+            for root, _, files in os.walk(folder) for name in files}
+
+
+def assert_unchanged(folder, before):
+    """Every file there before is still there, byte for byte (but the config copy mmengine
+    writes at every start); nothing is half-written."""
+    after = digests(folder)
+    kept = [k for k in before if not (osp.basename(osp.dirname(k)) == 'train' and
+                                      k.endswith('.py'))]
+    assert {k: after.get(k) for k in kept} == {k: before[k] for k in kept}
+    assert_intact(folder)
+
+
+def payload_checkpoint(path, marker):
+    """A checkpoint whose unpickling would create ``marker``."""
+    class Payload:
+        def __reduce__(self):
+            return open, (str(marker), 'w')
+
+    torch.save({'state_dict': {}, 'meta': {'note': Payload()}}, path)
+
+
+@pytest.fixture(scope='module')
+def finished(synthetic_voc, tmp_path_factory):
+    """A 2-round run trained in one folder and moved to another, after a failed start (a
+    data_root typo) in that same folder."""
+    tmp = tmp_path_factory.mktemp('untrusted')
+    typo = al_train(tmp / 'trained', synthetic_voc + '_typo', **OPTS)
+    leftovers = sorted(os.listdir(tmp / 'trained')) if osp.exists(tmp / 'trained') else []
+    res = al_train(tmp / 'trained', synthetic_voc, **OPTS)
+    assert res.returncode == 0, res.stderr[-3000:]
+    shutil.move(tmp / 'trained', tmp / 'w')
+    work = tmp / 'w'
+    return SimpleNamespace(tmp=tmp, work=work, data=synthetic_voc, typo=typo,
+                           typo_leftovers=leftovers,
+                           checkpoint=work / 'round_0' / 'train' / 'iter_2.pth',
+                           labelled=work / 'round_0' / 'labeled.json')
+
+
+def copy_work(finished, name):
+    dest = finished.tmp / name
+    shutil.copytree(finished.work, dest)
+    return dest
+
+
+def test_data_root_typo_leaves_nothing_that_refuses_the_corrected_run(finished):
+    assert_one_line_error(finished.typo, 'train_dataloader.dataset.data_root: folder not '
+                          f'found: {finished.data}_typo')
+    assert 'experiment.json' not in finished.typo_leftovers
+    assert json.load(open(finished.work / 'summary.json'))[1]['num_labelled'] == 9
+
+
+# -- al_select: every case in one interpreter --------------------------------------------------
+
+@pytest.fixture(scope='module')
+def select_cases(finished):
+    """``{case: (rc, stderr)}`` of tools/al_select.py's main() per case, and the files."""
+    tmp = finished.tmp / 'select'
+    tmp.mkdir()
+    f = SimpleNamespace(marker=tmp / 'PAYLOAD_RAN', text=tmp / 'notes.pth',
+                        truncated=tmp / 'cut.pth', extra=tmp / 'extra.pth',
+                        out_file=tmp / 'taken.txt', payload=tmp / 'payload.pth',
+                        mixed=tmp / 'mixed.json', not_list=tmp / 'obj.json',
+                        latin=tmp / 'latin.json')
+    payload_checkpoint(f.payload, f.marker)
+    f.text.write_text('these are not weights\n')
+    data = finished.checkpoint.read_bytes()
+    f.truncated.write_bytes(data[:len(data) // 2])
+    ckpt = torch.load(finished.checkpoint, map_location='cpu', weights_only=False)
+    ckpt['meta']['args'] = argparse.Namespace(lr=0.01)
+    torch.save(ckpt, f.extra)
+    f.out_file.write_text('keep me\n')
+    ids = json.load(open(finished.labelled))
+    f.mixed.write_text(json.dumps(ids + [5]))
+    f.not_list.write_text(json.dumps({'ids': ids}))
+    f.latin.write_bytes(json.dumps(ids + ['caf\u00e9'], ensure_ascii=False).encode('latin-1'))
+    good = [str(finished.checkpoint), '--labelled', str(finished.labelled)]
+    cases = {
+        'checkpoint-payload-select': [str(f.payload), '--labelled', str(finished.labelled)],
+        'checkpoint-text': [str(f.text), '--labelled', str(finished.labelled)],
+        'checkpoint-truncated': [str(f.truncated), '--labelled', str(finished.labelled)],
+        'checkpoint-extra-type': [str(f.extra), '--labelled', str(finished.labelled)],
+        'out-is-a-file': good + ['--out', str(f.out_file)],
+        'budget-zero': good + ['--budget', '0'],
+        'labelled-mixed-ids': [str(finished.checkpoint), '--labelled', str(f.mixed)],
+        'labelled-not-a-list': [str(finished.checkpoint), '--labelled', str(f.not_list)],
+        'labelled-not-utf8': [str(finished.checkpoint), '--labelled', str(f.latin)],
+        'checkpoint-real': good,
+    }
+    argv = {name: [DEMO, *args[:1], *(['--out', str(tmp / name)] if '--out' not in args
+                                       else []), *args[1:], '--strategy', 'random',
+                   '--cfg-options', *tiny_options(finished.data)]
+            for name, args in cases.items()}
+    script = '\n'.join([
+        'import io, json, sys, traceback',
+        'from contextlib import redirect_stderr',
+        f'sys.path.insert(0, {osp.join(ROOT, "tools")!r})',
+        'from al_select import main',
+        'out = {}',
+        'for name, argv in json.loads(sys.argv[1]).items():',
+        '    err = io.StringIO()',
+        '    with redirect_stderr(err):',
+        '        try:',
+        '            rc = main(argv)',
+        '        except BaseException:',
+        '            traceback.print_exc()',
+        '            rc = 1',
+        '    out[name] = (rc, err.getvalue())',
+        'print("RESULT " + json.dumps(out))'])
+    res = run('-c', script, json.dumps(argv))
+    line = [x for x in res.stdout.splitlines() if x.startswith('RESULT ')]
+    assert line, res.stderr[-3000:]
+    results = {k: SimpleNamespace(returncode=rc, stderr=err)
+               for k, (rc, err) in json.loads(line[0][7:]).items()}
+    return SimpleNamespace(files=f, tmp=tmp, res=results)
+
+
+@pytest.mark.parametrize('case, needles', [
+    ('checkpoint-payload-select', ('payload.pth: holds io.open', '--unsafe-load')),
+    ('checkpoint-text', ('notes.pth: not a readable checkpoint',)),
+    ('checkpoint-truncated', ('cut.pth: not a readable checkpoint',)),
+    ('checkpoint-extra-type', ('extra.pth: holds argparse.Namespace', '--unsafe-load')),
+    ('out-is-a-file', ('taken.txt: --out must be a folder',)),
+    ('budget-zero', ('--budget must be a positive integer, got 0',)),
+    ('labelled-mixed-ids', ('mixed.json: entry [6] is 5 (int), the ids before it are str',)),
+    ('labelled-not-a-list', ('obj.json: expected a JSON list of image ids, got dict',)),
+    ('labelled-not-utf8', ('latin.json: not UTF-8 text (byte 0xe9',)),
+])
+def test_al_select_input_error_is_one_line(select_cases, case, needles):
+    assert_one_line_error(select_cases.res[case], *needles)
+    assert not osp.exists(select_cases.tmp / case)  # no output folder begun
+
+
+def test_payload_never_runs_and_existing_files_are_untouched(select_cases):
+    assert not osp.exists(select_cases.files.marker)
+    assert select_cases.files.out_file.read_text() == 'keep me\n'
+
+
+def test_real_checkpoint_loads_without_any_flag(select_cases):
+    res = select_cases.res['checkpoint-real']
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(json.load(open(select_cases.tmp / 'checkpoint-real' / 'selection.json'))[
+        'selected']) == 3
+    assert_intact(select_cases.tmp / 'checkpoint-real')
+
+
+def test_unsafe_load_flag_loads_the_refused_checkpoint_with_a_warning(finished, select_cases):
+    out = select_cases.tmp / 'unsafe'
+    res = run(AL_SELECT, DEMO, select_cases.files.extra, '--out', out, '--unsafe-load',
+              '--strategy', 'random', '--labelled', finished.labelled, '--cfg-options',
+              *tiny_options(finished.data))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (f'{select_cases.files.extra}: loaded with full unpickling (--unsafe-load)'
+            in res.stdout + res.stderr)
+    assert osp.exists(out / 'selection.json')
+
+
+def test_hook_unsafe_load_opts_in_for_the_run(select_cases, monkeypatch):
+    from mmengine.runner import CheckpointLoader
+    from isal_mmdet import checkpoints
+    from isal_mmdet.al.hook import ISALSelectionHook
+    monkeypatch.setattr(checkpoints, '_unpickle', False)
+    with pytest.raises(ValueError, match='holds argparse.Namespace'):
+        CheckpointLoader.load_checkpoint(str(select_cases.files.extra), map_location='cpu')
+    ISALSelectionHook(strategy='random', budget=1, unsafe_load=True)
+    loaded = CheckpointLoader.load_checkpoint(str(select_cases.files.extra), map_location='cpu')
+    assert loaded['meta']['args'].lr == 0.01
+
+
+# -- al_train and the hook ---------------------------------------------------------------------
+
+def unfinished(finished, name):
+    """A copy of the work dir whose last round trained but was not tested."""
+    work = copy_work(finished, name)
+    os.remove(work / 'round_1' / 'metrics.json')
+    return work
+
+
+def test_payload_as_an_unfinished_rounds_checkpoint_never_runs(finished):
+    work = unfinished(finished, 'payload_resume')
+    marker = finished.tmp / 'PAYLOAD_RAN_RESUME'
+    payload_checkpoint(work / 'round_1' / 'train' / 'iter_2.pth', marker)
+    before = digests(work)
+    res = al_train(work, finished.data, **OPTS)
+    assert_one_line_error(res, f"{work / 'round_1' / 'train' / 'iter_2.pth'}: holds io.open",
+                          '--unsafe-load')
+    assert not osp.exists(marker)
+    assert_unchanged(work, before)
+
+
+def test_truncated_checkpoint_of_an_unfinished_round_says_what_to_do(finished):
+    work = unfinished(finished, 'truncated_resume')
+    ckpt = work / 'round_1' / 'train' / 'iter_2.pth'
+    ckpt.write_bytes(ckpt.read_bytes()[:4096])
+    before = digests(work)
+    res = al_train(work, finished.data, **OPTS)
+    assert_one_line_error(res, f'{ckpt}: not a readable checkpoint',
+                          'delete it and run the same command again')
+    assert_unchanged(work, before)
+
+
+def test_payload_as_load_from_under_the_hook_never_runs(finished):
+    tmp = finished.tmp / 'hook'
+    tmp.mkdir()
+    marker = tmp / 'PAYLOAD_RAN'
+    payload_checkpoint(tmp / 'payload.pth', marker)
+    cfg = tmp / 'cfg.py'
+    cfg.write_text(f"_base_ = {DEMO!r}\nload_from = {str(tmp / 'payload.pth')!r}\n"
+                   "custom_hooks = [dict(type='ISALSelectionHook', strategy='random', "
+                   "budget=2)]\n")
+    res = run(UPSTREAM_TRAIN, cfg, '--work-dir', tmp / 'work', '--cfg-options',
+              *tiny_options(finished.data, **OPTS))
+    assert res.returncode != 0
+    assert f"{tmp / 'payload.pth'}: holds io.open" in res.stderr
+    assert not osp.exists(marker)
+    assert not list((tmp / 'work').rglob('*.pth'))
+
+
+def test_selection_without_selected_names_file_and_field(finished):
+    work = copy_work(finished, 'no_selected')
+    shutil.rmtree(work / 'round_1')
+    sel = work / 'round_0' / 'selection.json'
+    data = json.load(open(sel))
+    del data['selected']
+    sel.write_text(json.dumps(data))
+    before = digests(work)
+    res = al_train(work, finished.data, **OPTS)
+    assert_one_line_error(res, f'{sel}: no "selected" field')
+    assert_unchanged(work, before)
+    assert not osp.exists(work / 'round_1')
+
+
+def test_annotations_directory_is_an_error(finished, tmp_path):
+    res = al_train(tmp_path / 'w', finished.data, '--oracle', 'none', '--annotations', tmp_path,
+                   **OPTS)
+    assert_one_line_error(res, f'--annotations {tmp_path}: a folder')
+    assert not osp.exists(tmp_path / 'w')
+
+
+def test_work_dir_that_is_a_file_is_an_error(finished, tmp_path):
+    taken = tmp_path / 'w'
+    taken.write_text('not a folder\n')
+    res = al_train(taken, finished.data, **OPTS)
+    assert_one_line_error(res, f'{taken}: the work dir must be a folder')
+    assert taken.read_text() == 'not a folder\n'
+
+
+def test_read_only_work_dir_is_an_error(finished, tmp_path):
+    """As root a mode-0555 folder stays writable; sysfs refuses a new folder to anyone."""
+    if os.geteuid() == 0:
+        work = '/sys/isal_untrusted_w'
+    else:
+        os.chmod(tmp_path, 0o555)
+        work = str(tmp_path / 'w')
+    res = al_train(work, finished.data, **OPTS)
+    assert_one_line_error(res, work)
+    assert not osp.exists(work)
+
+
+@pytest.fixture(scope='module')
+def moved(finished):
+    """The moved work dir with its last round interrupted before testing, run again with one
+    round more."""
+    work = unfinished(finished, 'moved')
+    ckpts = {k: digests(work / f'round_{k}' / 'train')['iter_2.pth'] for k in (0, 1)}
+    res = al_train(work, finished.data, **dict(OPTS, **{'active_learning.rounds': 3}))
+    return SimpleNamespace(work=work, res=res, ckpts=ckpts)
+
+
+def test_moved_work_dir_resumes_its_interrupted_round(moved):
+    assert moved.res.returncode == 0, moved.res.stderr[-3000:]
+    for k in (0, 1):  # resumed from, not trained again
+        assert digests(moved.work / f'round_{k}' / 'train')['iter_2.pth'] == moved.ckpts[k]
+    assert osp.exists(moved.work / 'round_1' / 'metrics.json')
+
+
+def test_moved_work_dir_extends_the_finished_experiment(moved):
+    assert moved.res.returncode == 0, moved.res.stderr[-3000:]
+    rows = json.load(open(moved.work / 'summary.json'))
+    assert [r['num_labelled'] for r in rows] == [6, 9, 12]
+    warm = open(moved.work / 'round_2' / 'train' / 'last_checkpoint').read().strip()
+    assert warm.startswith(str(moved.work))
+    assert f"Load checkpoint from {moved.work / 'round_1' / 'train' / 'iter_2.pth'}" in \
+        moved.res.stdout + moved.res.stderr
+    assert_intact(moved.work)
