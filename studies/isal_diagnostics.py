@@ -162,7 +162,8 @@ def main():
                    pseudo_boxes=ctx.info.get('pseudo_boxes_per_image'),
                    s_test=ctx.info.get('s_test'), avg_factor=ctx.info.get('avg_factor'))
         picks[name], all_scores[name] = top, scores
-        if isinstance(spec, dict) and spec.get('type') == 'ISAL' and not args.no_terms:
+        if isinstance(spec, dict) and spec.get('type') in ('ISAL', 'ISALResearch') and \
+                not args.no_terms:
             # the terms of ⟨s, g_z⟩: θ's classification and regression groups are separate
             # layers, so restricting s to a group isolates that loss's term
             objective = strategy.objective(ctx)

@@ -12,6 +12,7 @@ from isal_mmdet.al.selection import select
 from isal_mmdet.detection import detector_param_groups
 from isal_mmdet.detection.esi import DirectionalHead
 from isal_mmdet.influence.expected import aggregate_esi, focal_logit_grads
+from isal_mmdet.study import research_strategies  # noqa: F401  (registers ESIResearch)
 
 focal = importlib.import_module('mmdet.models.losses.focal_loss')
 
@@ -106,7 +107,7 @@ def test_esi_strategy_scores_do_not_depend_on_batch_size(synthetic_voc):
     scores = runs[0]['scores']
     assert runs[0]['selected'] == sorted(scores, key=lambda i: -scores[i])[:3]
     assert runs[0]['info']['esi'] == dict(mean_term=False, box_term=True, top_k=None)
-    top = select(dict(cfg, top_k=50), _ctx(synthetic_voc, model), 3)['scores']
+    top = select(dict(cfg, type='ESIResearch', top_k=50), _ctx(synthetic_voc, model), 3)['scores']
     assert all(top[i] <= scores[i] * (1 + 1e-6) for i in scores)
 
 

@@ -13,7 +13,7 @@ PKG = osp.join(ROOT, 'isal_mmdet')
 # formats (exports, their validation) sit below the dataset wrappers that read them.
 LAYERS = {'fileio': 0, 'registry': 0, 'compat': 0, 'checkpoints': 0, 'demo': 1,
           'influence': 1, 'detection': 2, 'labelling': 2, 'datasets': 3, 'al': 4,
-          'tools_api': 5, 'study': 5, '__init__': 6}
+          'tools_api': 5, 'study': 5, 'serve': 5, '__init__': 6}
 
 
 def modules():

@@ -13,6 +13,7 @@ from isal_mmdet.al.strategies import (SelectionContext, build_strategy, entropy_
 from isal_mmdet.datasets.al_subset import ActiveSubset
 from isal_mmdet.detection import DetectionObjective, detector_param_groups
 from isal_mmdet.influence import loss_grad
+from isal_mmdet.study import research_strategies  # noqa: F401  (registers the research classes)
 
 
 def test_entropy_ranks_uniform_prediction_above_confident_one():
@@ -123,7 +124,7 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
     solver = dict(type='lissa', depth=10, power_iters=3, power_samples=4)
     hard = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver),
                   _ctx(synthetic_voc, model), 3)
-    sampled = [select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,
+    sampled = [select(dict(type='ISALResearch', score_thr=0.0, max_per_img=20, solver=solver,
                            pseudo='sampled', samples=2), _ctx(synthetic_voc, model, batch_size=b),
                       3)['scores'] for b in (1, 4)]
     assert sampled[0] == pytest.approx(sampled[1], rel=1e-4, abs=1e-6)
@@ -131,20 +132,20 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
     assert 0 < boxes['mean'] <= boxes['max'] <= 20
     assert sampled[0] != pytest.approx(hard['scores'], rel=1e-3)
     # Diversity picks among the pool_factor × budget most helpful, never outside them.
-    div = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,
+    div = select(dict(type='ISALResearch', score_thr=0.0, max_per_img=20, solver=solver,
                       diversity=dict(pool_factor=2)), _ctx(synthetic_voc, model), 3)
     top = rank_ids(hard['scores'], higher_is_better=False)
     assert set(div['selected']) <= set(top[:6]) and len(set(div['selected'])) == 3
-    same = select(dict(type='ISAL', score_thr=0.0, max_per_img=20, solver=solver,
+    same = select(dict(type='ISALResearch', score_thr=0.0, max_per_img=20, solver=solver,
                        diversity=dict(pool_factor=1)), _ctx(synthetic_voc, model), 3)
     assert set(same['selected']) == set(top[:3])
-    harmful = build_strategy(dict(type='ISAL', prefer='harmful'))
+    harmful = build_strategy(dict(type='ISALResearch', prefer='harmful'))
     assert harmful.select(hard['scores'], 3, None) == rank_ids(hard['scores'], True)[:3]
     with pytest.raises(ValueError, match='ISAL.prefer'):
-        build_strategy(dict(type='ISAL', prefer='both'))
+        build_strategy(dict(type='ISALResearch', prefer='both'))
     with pytest.raises(ValueError, match='ISAL.pseudo'):
-        build_strategy(dict(type='ISAL', pseudo='fuzzy'))
-    soft = [select(dict(type='ISAL', solver=solver, pseudo='soft'),
+        build_strategy(dict(type='ISALResearch', pseudo='fuzzy'))
+    soft = [select(dict(type='ISALResearch', solver=solver, pseudo='soft'),
                    _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
     assert soft[0]['scores'] == pytest.approx(soft[1]['scores'], rel=1e-4, abs=1e-6)
     assert soft[0]['scores'] != pytest.approx(hard['scores'], rel=1e-3)
@@ -153,7 +154,7 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
     two_stage = _ctx(synthetic_voc, build_detector('faster_rcnn'))
     two_stage.reference = None
     with pytest.raises(ValueError, match="pseudo='soft' needs a single-stage"):
-        select(dict(type='ISAL', solver=solver, pseudo='soft'), two_stage, 3)
+        select(dict(type='ISALResearch', solver=solver, pseudo='soft'), two_stage, 3)
 
 
 @pytest.mark.parametrize('name', ['random', 'entropy', 'least_confidence', 'coreset',
@@ -210,7 +211,7 @@ def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
     """normaliser='fixed': the count is the reference set's mean positives per image, and
     scores still do not depend on batch size."""
     model = build_detector('retinanet')
-    cfg = dict(type='ISAL', score_thr=0.0, max_per_img=20, normaliser='fixed',
+    cfg = dict(type='ISALResearch', score_thr=0.0, max_per_img=20, normaliser='fixed',
                solver=dict(type='cg', max_iter=5, num_samples=4))
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
     assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-7)
@@ -225,7 +226,7 @@ def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
     image = select(dict(cfg, normaliser='image'), _ctx(synthetic_voc, model), 3)
     assert image['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
     with pytest.raises(ValueError, match='ISAL.normaliser'):
-        build_strategy(dict(type='ISAL', normaliser='batch'))
+        build_strategy(dict(type='ISALResearch', normaliser='batch'))
 
 
 def test_isal_reference_size_is_a_seeded_subset_of_the_reference_set(synthetic_voc):
@@ -346,7 +347,7 @@ def test_isal_foreground_reference_keeps_only_the_terms_of_assigned_anchors(synt
                   .per_sample_loss(model, pseudo_collate([ctx.pool[0]]), pseudo=True)
                   for f in (False, True)]
     assert torch.equal(pseudo[0], pseudo[1])
-    cfg = dict(type='ISAL', score_thr=0.0, max_per_img=20, reference_terms='foreground',
+    cfg = dict(type='ISALResearch', score_thr=0.0, max_per_img=20, reference_terms='foreground',
                solver=dict(type='cg', max_iter=5, num_samples=4))
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
     assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-7)
@@ -361,7 +362,7 @@ def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc
     from class k's boxes only; the loss is linear in the weights; the plain loss is weight 1."""
     from mmengine.dataset import pseudo_collate
     from isal_mmdet.al.data import class_counts
-    from isal_mmdet.al.strategies.isal import class_balance
+    from isal_mmdet.study.research_strategies import class_balance
     model = build_detector('retinanet')
     ctx = _ctx(synthetic_voc, model)
     groups = detector_param_groups(model)
@@ -422,8 +423,8 @@ def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc
                           torch.full((3,), sum(counts) / 3, dtype=w.dtype))
     assert class_balance([4, 0, 12]).tolist() == [2.0, 1.0, 8 / 12]
     # through the strategy: recorded, pseudo losses unweighted, independent of batch size
-    cfg = dict(type='ESI', reference_terms='balanced', solver=dict(type='cg', max_iter=5,
-                                                                    num_samples=4))
+    cfg = dict(type='ESIResearch', reference_terms='balanced',
+               solver=dict(type='cg', max_iter=5, num_samples=4))
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
     assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-12)
     assert runs[0]['info']['reference_class_weights'] == pytest.approx(w.tolist())
@@ -444,7 +445,7 @@ def test_isal_loss_options_refused_for_heads_that_cannot_take_them(family, optio
     from conftest import ROOT, TINY
     from isal_mmdet.al.settings import al_settings
     cfg = Config.fromfile(f'{ROOT}/{TINY[family]}')
-    cfg.active_learning = dict(strategy=dict(type='ISAL', **option))
+    cfg.active_learning = dict(strategy=dict(type='ISALResearch', **option))
     with pytest.raises(ValueError, match=f'^active_learning.strategy: ISAL .*{message}'):
         al_settings(cfg)
     cfg.active_learning = dict(strategy=dict(type='ISAL'))

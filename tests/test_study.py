@@ -171,7 +171,7 @@ def test_esi_variants_take_the_config_solver():
     base = dict(type='ISAL', solver=dict(type='woodbury', num_samples=16))
     assert strategy_cfg(base, 'esi') == dict(strategy=dict(type='ESI', solver=base['solver']))
     assert strategy_cfg(base, 'esi-mean-top100')['strategy'] == dict(
-        type='ESI', solver=base['solver'], mean_term=True, top_k=100)
+        type='ESIResearch', solver=base['solver'], mean_term=True, top_k=100)
     with pytest.raises(ValueError, match="unknown ESI lever 'nope'"):
         strategy_cfg(base, 'esi-nope')
 

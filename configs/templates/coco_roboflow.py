@@ -55,9 +55,10 @@ train_dataloader = dict(batch_size=8, num_workers=2,
                                      filter_cfg=dict(filter_empty_gt=False, min_size=1)))
 val_dataloader = dict(batch_size=8, num_workers=2, dataset=_split('valid', test_pipeline, True))
 test_dataloader = dict(batch_size=8, num_workers=2, dataset=_split('test', test_pipeline, True))
-# COCO's bbox mAP over the test split's own boxes (no ann_file: read from the dataset)
-val_evaluator = dict(_delete_=True, type='CocoMetric', metric='bbox', ann_file=None)
-test_evaluator = val_evaluator
+# COCO's bbox mAP against each split's own annotation file
+val_evaluator = dict(_delete_=True, type='CocoMetric', metric='bbox',
+                     ann_file=data_root + 'valid/_annotations.coco.json')
+test_evaluator = dict(val_evaluator, ann_file=data_root + 'test/_annotations.coco.json')
 
 optim_wrapper = dict(optimizer=dict(lr=0.01), clip_grad=dict(max_norm=10, norm_type=2))
 # Round 0 trains 1,000 iterations (80 epochs of 100 images at batch 8); later rounds fine-tune

@@ -2,7 +2,8 @@
 
 Pieces: :class:`ParamGroups` choose θ, an :class:`Objective` turns batches into per-sample
 losses, :class:`Curvature` exposes the training Hessian through HVPs, solvers turn the
-reference gradient v into ``s = H⁻¹v``, and :func:`influence_scores` projects samples on s.
+reference gradient v into ``s = H⁻¹v`` (:func:`stest` composes the two), and
+:func:`influence_scores` projects samples on s.
 """
 from .autograd_ops import (directional_derivatives, fisher_vp, hvp, influence_mode, loss_grad,
                            per_sample_grads, summed_gradient)
@@ -12,11 +13,13 @@ from .params import ParamGroups
 from .scores import influence_scores, iter_influence
 from .solvers import (CG, SOLVERS, Exact, Identity, InverseHVP, LiSSA, SolveInfo, Woodbury,
                       block_spectrum, build_solver, power_iteration)
+from .stest import STest, inverse_hvp, stest
 from .vector import GroupVector
 
 __all__ = [
     'CG', 'Curvature', 'Exact', 'GroupVector', 'Identity', 'InverseHVP', 'LiSSA', 'Objective',
-    'ParamGroups', 'SOLVERS', 'SolveInfo', 'Woodbury', 'block_spectrum', 'build_solver',
-    'directional_derivatives', 'fisher_vp', 'hvp', 'influence_mode', 'influence_scores',
-    'iter_influence', 'loss_grad', 'per_sample_grads', 'power_iteration', 'summed_gradient'
+    'ParamGroups', 'SOLVERS', 'STest', 'SolveInfo', 'Woodbury', 'block_spectrum',
+    'build_solver', 'directional_derivatives', 'fisher_vp', 'hvp', 'influence_mode',
+    'influence_scores', 'inverse_hvp', 'iter_influence', 'loss_grad', 'per_sample_grads',
+    'power_iteration', 'stest', 'summed_gradient'
 ]

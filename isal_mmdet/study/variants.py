@@ -1,10 +1,15 @@
 """Research variants of ISAL and ESI for studies, named by levers: ``isal-cg-thr0.5`` is the
 config's ISAL with the ``cg`` and ``thr0.5`` changes applied in order. They live here, with
 the studies, and not among the product's strategies: none of them beat random in our studies
-(docs/studies.md), and ``reference='test'`` (``evalref``) is a leakage diagnostic."""
+(docs/studies.md), and ``reference='test'`` (``evalref``) is a leakage diagnostic. A variant
+that uses an option the product strategy does not take is built as its research class
+(``isal-fixed``: ``ISALResearch``), so earlier studies stay reproducible."""
 from __future__ import annotations
 
+from inspect import signature
 from typing import Any, Dict
+
+from .research_strategies import ESIResearch, ISALResearch
 
 # lever -> (changes to the config's ISAL strategy, changes to active_learning)
 LEVERS = {
@@ -39,6 +44,19 @@ ESI_LEVERS = {
 }
 
 
+def research_options(research: type) -> frozenset:
+    """The arguments ``research`` takes beyond its product class's (its base)."""
+    product = research.__mro__[1]
+    return frozenset(signature(research).parameters) - frozenset(signature(product).parameters)
+
+
+def as_research(strategy: Dict[str, Any], research: type) -> Dict[str, Any]:
+    """``strategy``, typed as ``research`` when it uses one of the research options."""
+    if research_options(research) & set(strategy):
+        return dict(strategy, type=research.__name__)
+    return strategy
+
+
 def esi_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
     """``esi`` / ``esi-mean-top100``: ESI with the s of the config's ISAL solver."""
     base = dict(type='ESI')
@@ -49,7 +67,7 @@ def esi_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
             raise ValueError(f'unknown ESI lever {lever!r} in {name!r}; known: '
                              f'{sorted(ESI_LEVERS)}')
         base.update(ESI_LEVERS[lever])
-    return dict(strategy=base)
+    return dict(strategy=as_research(base, ESIResearch))
 
 
 def strategy_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
@@ -74,4 +92,4 @@ def strategy_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
                 base['solver'] = dict(solver, **value)
             else:
                 base[key] = value
-    return dict(al_change, strategy=base)
+    return dict(al_change, strategy=as_research(base, ISALResearch))

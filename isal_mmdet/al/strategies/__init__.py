@@ -10,7 +10,8 @@ from .badge import BADGE, count_sketch, kmeans_pp
 from .base import SelectionContext, Strategy, collate_readable, rank_ids
 from .coreset import CoreSet, image_features, k_center_greedy
 from .esi import ESI
-from .isal import DEFAULT_SOLVER, GradSimilarity, ISAL
+from .influence_base import DEFAULT_SOLVER
+from .isal import GradSimilarity, ISAL
 from .random import Random
 from .uncertainty import (DCUS, Entropy, LeastConfidence, difficulty_weights, entropy_of_boxes,
                           least_confidence_of_boxes)

@@ -1,0 +1,273 @@
+"""tools/labelstudio_backend.py against a real Label Studio server: a project with our config
+and Local Storage of the pool connects the backend; the Data Manager's order by prediction
+score is the strategy's ranking; annotations made through the API trigger (by webhook) a
+round that a kill -9 interrupts and a restart finishes, and the new model_version predicts
+differently. And, without Label Studio, a bad request is one log line and an error."""
+import csv
+import json
+import logging
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+from test_annotation_roundtrip import CLASSES, coco_config  # noqa: F401 (fixture)
+from test_labelstudio_server import TOKEN, _port, label_studio  # noqa: F401 (fixture)
+from test_loop import tiny_options
+
+# boxes at any score (the tiny model is barely trained), ten per image at most
+OPTS = ('active_learning.preannotation_thr=0.0', 'model.test_cfg.score_thr=0.0',
+        'model.test_cfg.max_per_img=10')
+RETRAIN_EVERY = 3
+
+
+def call(url, method='GET', body=None, token=None):
+    """``(status, JSON)`` of a request; an HTTP error is an answer too."""
+    data = None if body is None else (body if isinstance(body, bytes) else
+                                      json.dumps(body).encode())
+    headers = {'Content-Type': 'application/json'}
+    if token:
+        headers['Authorization'] = f'Token {token}'
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return r.status, json.loads(r.read() or b'null')
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b'null')
+
+
+def wait_for(what, check, timeout=240, every=0.2):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            got = check()
+        except (urllib.error.URLError, ConnectionError, OSError):
+            got = None
+        if got:
+            return got
+        if time.time() > deadline:
+            pytest.fail(f'timed out waiting for {what}')
+        time.sleep(every)
+
+
+class BackendProcess:
+    """tools/labelstudio_backend.py on 127.0.0.1, Label Studio's URL and token in its
+    environment; started again on the same port after a kill."""
+
+    def __init__(self, config, work, ls_url, log):
+        path, root = config
+        self.port, self.log = _port(), log
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.cmd = [sys.executable, osp.join(ROOT, 'tools', 'labelstudio_backend.py'), path,
+                    '--work-dir', str(work), '--port', str(self.port), '--retrain-every',
+                    str(RETRAIN_EVERY), '--cfg-options', *tiny_options(root), *OPTS]
+        self.env = dict(os.environ, LABEL_STUDIO_URL=ls_url, LABEL_STUDIO_API_KEY=TOKEN)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def health(self):
+        if self.proc.poll() is not None:
+            pytest.fail(f'the backend exited with {self.proc.returncode}')
+        return call(self.url + '/health')[1]
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope='module')
+def studio(request):
+    """The real server, allowed to call a backend on 127.0.0.1 (its SSRF guards refuse
+    local addresses for ML backends and webhooks by default)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('ML_BLOCK_LOCAL_IP', 'false')
+        mp.setenv('SSRF_PROTECTION_ENABLED', 'false')
+        return request.getfixturevalue('label_studio')
+
+
+@pytest.fixture(scope='module')
+def backend(studio, coco_config, tmp_path_factory):
+    work = tmp_path_factory.mktemp('backend') / 'w'
+    log = open(work.parent / 'backend.log', 'w')
+    proc = BackendProcess(coco_config, work, studio.url, log)
+    proc.start()
+    try:
+        yield proc, work
+    finally:
+        proc.stop()
+        log.close()
+
+
+def ranking(work, k, root):
+    """Round k's ranking of the pool as file names, best first."""
+    ann = json.load(open(osp.join(root, 'annotations', 'instances_train.json')))
+    names = {str(img['id']): img['file_name'] for img in ann['images']}
+    with open(work / f'round_{k}' / 'scores.csv', newline='') as f:
+        return [names[r['img_id']] for r in sorted(csv.DictReader(f),
+                                                   key=lambda r: int(r['rank']))]
+
+
+def predict_all(studio, project, version):
+    """The Data Manager's "Retrieve predictions" on every task, its seconds; then waits for
+    the backend to make ``version`` the project's model version."""
+    start = time.perf_counter()
+    studio.call('POST', f'/api/dm/actions?id=retrieve_tasks_predictions&project={project}',
+                dict(selectedItems=dict(all=True, excluded=[])))
+    seconds = time.perf_counter() - start
+    wait_for(f'project model version {version}', lambda: studio.call(
+        'GET', f'/api/projects/{project}')['model_version'] == version, timeout=60)
+    return seconds
+
+
+def by_score(studio, project):
+    """The project's tasks as the Data Manager orders them by prediction score, best first."""
+    query = urllib.parse.quote(json.dumps(dict(ordering=['-tasks:predictions_score'])))
+    got = studio.call('GET', f'/api/tasks?project={project}&page_size=100&fields=all'
+                             f'&query={query}')
+    return got['tasks'] if isinstance(got, dict) else got
+
+
+def page_seconds(proc, project, tasks, work, coco_config):
+    """Seconds of the backend's ``/predict`` for ``tasks`` (one page) and of plain inference
+    of round 0's model on the same images."""
+    from mmdet.apis import init_detector
+    from mmengine.config import Config
+    from isal_mmdet.labelling.export import coco_preannotations
+    from conftest import coco_dataset
+    start = time.perf_counter()
+    status, got = call(proc.url + '/predict', 'POST', dict(project=f'{project}.0', tasks=[
+        dict(id=t['id'], data=t['data']) for t in tasks]))
+    direct = time.perf_counter() - start
+    assert status == 200 and len(got['results']) == len(tasks)
+    cfg = Config.fromfile(coco_config[0])
+    cfg.merge_from_dict({k: json.loads(v) for k, v in (o.split('=', 1) for o in OPTS)})
+    model = init_detector(cfg, str(next((work / 'round_0' / 'train').glob('iter_*.pth'))),
+                          device='cpu')
+    pool = coco_dataset(coco_config[1])
+    ids = [pool.get_data_info(i)['img_id'] for i in range(len(pool))]
+    start = time.perf_counter()
+    coco_preannotations(model, pool, ids, CLASSES, 0.0)
+    return direct, time.perf_counter() - start
+
+
+def predictions(studio, tasks, version):
+    """File name → the result of the task's prediction by ``version``."""
+    out = {}
+    for task in tasks:
+        full = studio.call('GET', f"/api/tasks/{task['id']}")
+        preds = [p for p in full['predictions'] if p['model_version'] == version]
+        assert len(preds) == 1, (task['id'], version, full['predictions'])
+        out[osp.basename(task['data']['image'])] = (preds[0]['score'], preds[0]['result'])
+    return out
+
+
+def test_active_learning_inside_label_studio(studio, backend, coco_config):
+    proc, work = backend
+    root = coco_config[1]
+    wait_for('round 0', lambda: proc.health()['model_version'] == 'round_0')
+
+    from isal_mmdet.labelling.labelstudio import labelling_config
+    project = studio.call('POST', '/api/projects', dict(
+        title='isal backend', label_config=labelling_config(CLASSES)))['id']
+    storage = studio.call('POST', '/api/storages/localfiles', dict(
+        project=project, path=osp.join(root, 'images'), use_blob_urls=True,
+        regex_filter=r'.*\.jpg', title='pool'))
+    studio.call('POST', f"/api/storages/localfiles/{storage['id']}/sync")
+    tasks = by_score(studio, project)
+    assert len(tasks) == len(os.listdir(osp.join(root, 'images')))
+    studio.call('POST', '/api/ml', dict(project=project, url=proc.url, title='isal'))
+    assert proc.health()['project'] == project
+
+    seconds = predict_all(studio, project, 'round_0')
+    ordered = by_score(studio, project)
+    pool = ranking(work, 0, root)
+    assert [osp.basename(t['data']['image']) for t in ordered[:len(pool)]] == pool
+    before = predictions(studio, ordered, 'round_0')
+    assert all(before[name][1] for name in pool), 'every pool task has pre-annotations'
+    direct, plain = page_seconds(proc, project, ordered, work, coco_config)
+    print(f'\na page of {len(ordered)} tasks: {seconds:.2f}s through Label Studio, '
+          f'{direct:.2f}s from the backend, {plain:.2f}s plain inference '
+          f'(ratio {direct / plain:.2f})')
+
+    # the annotator takes the top tasks: accepts two predicted boxes each
+    for task in ordered[:RETRAIN_EVERY]:
+        result = [dict(r) for r in before[osp.basename(task['data']['image'])][1][:2]]
+        for r in result:
+            r.pop('score', None)
+        studio.call('POST', f"/api/tasks/{task['id']}/annotations", dict(result=result))
+    wait_for('the webhook-triggered round', lambda: proc.health()['training'], every=0.05)
+    proc.stop(signal.SIGKILL)
+    state = json.load(open(work / 'labelstudio_backend.json'))
+    assert (state['requested'], state['finished']) == (1, 0)
+    assert not (work / 'round_1' / 'selection.json').exists(), 'killed during the round'
+
+    proc.start()
+    first = wait_for('the restarted backend', proc.health)
+    assert first['model_version'] in ('round_0', 'round_1')
+    wait_for('round 1', lambda: (lambda h: h['model_version'] == 'round_1' and
+                                 not h['training'])(proc.health()))
+    labelled = json.load(open(work / 'round_1' / 'labeled.json'))
+    assert len(labelled) == len(json.load(open(work / 'round_0' / 'labeled.json'))) + \
+        RETRAIN_EVERY
+    assert json.load(open(work / 'labelstudio_backend.json'))['finished'] == 1
+
+    predict_all(studio, project, 'round_1')
+    ordered = by_score(studio, project)
+    pool = ranking(work, 1, root)
+    assert [osp.basename(t['data']['image']) for t in ordered[:len(pool)]] == pool
+    after = predictions(studio, ordered, 'round_1')
+    assert any(after[n][1] != before[n][1] for n in pool), 'the new model predicts anew'
+
+
+def test_bad_request_is_one_line_and_the_server_lives(coco_config, tmp_path, caplog):
+    import uvicorn
+
+    import isal_mmdet  # noqa: F401
+    from mmengine.config import Config
+    from isal_mmdet.serve.app import create_app
+    from isal_mmdet.serve.backend import Backend
+
+    backend = Backend(Config.fromfile(coco_config[0]), str(tmp_path / 'w'))  # not started
+    port = _port()
+    server = uvicorn.Server(uvicorn.Config(create_app(backend), host='127.0.0.1', port=port,
+                                           log_level='warning'))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f'http://127.0.0.1:{port}'
+    try:
+        wait_for('the server', lambda: server.started, timeout=60, every=0.05)
+        caplog.set_level(logging.WARNING, logger='isal_mmdet.serve')
+        bad = [('/predict', b'{"tasks": [', 400), ('/webhook', {'action': 'X'}, 400),
+               ('/predict', {'project': '2.1', 'tasks': []}, 403),  # nothing connected yet
+               ('/setup', {'project': 'two'}, 400)]
+        for route, body, status in bad:
+            got = call(url + route, 'POST', body)
+            assert got[0] == status and '\n' not in got[1]['error'], (route, got)
+        assert call(url + '/setup', 'POST', {'project': '2.1'}) == (200, {'model_version': None})
+        assert call(url + '/predict', 'POST', {'project': '3.1', 'tasks': []})[0] == 403
+        assert call(url + '/predict', 'POST', {'project': '2.1', 'tasks': 'x'})[0] == 400
+        assert call(url + '/predict', 'POST', {'project': '2.1', 'tasks': []})[0] == 503
+        lines = [r.getMessage() for r in caplog.records if r.name == 'isal_mmdet.serve'
+                 and r.levelno >= logging.WARNING]
+        assert len(lines) == len(bad) + 3 and all('\n' not in m for m in lines), lines
+        assert call(url + '/health')[0] == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
