@@ -271,3 +271,11 @@ def test_bad_request_is_one_line_and_the_server_lives(coco_config, tmp_path, cap
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_backend_log_never_holds_the_token(backend):
+    """After every request, round and restart above, the backend's own log has no token."""
+    proc, work = backend
+    proc.log.flush()
+    text = open(work.parent / 'backend.log').read()
+    assert text and TOKEN not in text
