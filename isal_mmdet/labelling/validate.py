@@ -8,6 +8,7 @@ in ``isal_source``, so that these lines name the original entry, not the convert
 """
 from __future__ import annotations
 
+import logging
 import math
 import os.path as osp
 import xml.etree.ElementTree as ET
@@ -15,6 +16,8 @@ from collections import Counter
 from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 from ..fileio import read_json
+
+logger = logging.getLogger('isal_mmdet')
 
 SOURCE = 'isal_source'  # key of a converted entry: where it was in the original file
 ID = (int, str)
@@ -77,17 +80,28 @@ def check_size(img: dict, path: str, where: str, required: bool) -> None:
                              'number')
 
 
-def check_bbox(bbox: Any, path: str, field: str) -> List[float]:
-    """``[x, y, width, height]`` of finite numbers with a positive width and height."""
+def check_bbox(bbox: Any, path: str, field: str, zero_ok: bool = False) -> List[float]:
+    """``[x, y, width, height]`` of finite numbers with a positive width and height;
+    ``zero_ok``: a zero width or height passes (a dataset's degenerate box, see
+    :func:`warn_zero_size`)."""
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
         raise ValueError(f'{path}: {field} must be [x, y, width, height], got {bbox!r}')
     if not all(math.isfinite(v) for v in bbox):
         raise ValueError(f'{path}: {field} {bbox} is not finite')
-    if bbox[2] <= 0 or bbox[3] <= 0:
+    if bbox[2] < 0 or bbox[3] < 0 or (not zero_ok and (bbox[2] == 0 or bbox[3] == 0)):
         raise ValueError(f'{path}: {field} {bbox}: width and height must be positive (a zero '
                          'or negative size is no box)')
     return bbox
+
+
+def warn_zero_size(path: str, places: List[str]) -> None:
+    """Published sets hold a few zero-size boxes (BCCD has two); mmdet leaves them out of a
+    COCO file and FilterAnnotations out of training: named here, not refused, since refusing
+    the whole set would be worse."""
+    if places:
+        logger.warning('%s: %d zero-size box(es), a point or a line with nothing to learn '
+                       'from, e.g. %s', path, len(places), places[0])
 
 
 def outside(bbox: Sequence[float], width: float, height: float) -> bool:
@@ -146,6 +160,7 @@ def check_coco(data: Any, path: str, dataset: bool = False) -> None:
     cats = check_categories(data, path)
     images = check_images(data, path, dataset)
     ann_ids: Dict[Any, str] = {}
+    zero: List[str] = []
     for i, ann in enumerate(field_list(data, path, 'annotations')):
         at = f'annotations[{i}]'
         img_id = get(ann, path, at, 'image_id')
@@ -155,19 +170,23 @@ def check_coco(data: Any, path: str, dataset: bool = False) -> None:
         if cid not in cats:
             raise ValueError(f'{path}: {place(ann, at, "category_id")} {cid!r} is not in '
                              'categories')
-        bbox = check_bbox(ann.get('bbox'), path, place(ann, at, 'bbox'))
+        bbox = check_bbox(ann.get('bbox'), path, place(ann, at, 'bbox'), zero_ok=dataset)
         if not dataset:
             continue
         ann_id = get(ann, path, at, 'id')
         if ann_id in ann_ids:
             raise ValueError(f'{path}: {at}.id {ann_id!r} is used twice (also {ann_ids[ann_id]})')
         ann_ids[ann_id] = at
+        if bbox[2] == 0 or bbox[3] == 0:
+            zero.append(f'{at}.bbox {bbox}')
+            continue
         if not (is_number(ann.get('area')) and ann['area'] > 0):
             raise ValueError(f'{path}: {at}.area {ann.get("area")!r} is not a positive number')
         img = images[img_id]
         if outside(bbox, img['width'], img['height']):
             raise ValueError(f'{path}: {at}.bbox {bbox} lies outside its image '
                              f'{img["file_name"]!r} ({img["width"]}x{img["height"]})')
+    warn_zero_size(path, zero)
 
 
 def check_classes(data: dict, path: str, classes: Sequence[str], skip: Sequence[str],
@@ -225,6 +244,7 @@ def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
         if not (text or '').strip().isdigit() or int(text) <= 0:
             raise ValueError(f'{xml}: size.{key} {text!r} is not a positive integer')
     skipped: Counter = Counter()
+    zero: List[str] = []
     for i, obj in enumerate(root.findall('object')):
         at = f'{xml}: object[{i}]'
         name = obj.findtext('name')
@@ -251,7 +271,10 @@ def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
             if not math.isfinite(values[key]):
                 raise ValueError(f'{at}.bndbox.{key} {text!r} is not a number')
         for lo, hi in (('xmin', 'xmax'), ('ymin', 'ymax')):
-            if values[hi] <= values[lo]:
-                raise ValueError(f'{at}.bndbox.{hi} {values[hi]:g} is not above {lo} '
-                                 f'{values[lo]:g} (a zero or negative size is no box)')
+            if values[hi] < values[lo]:
+                raise ValueError(f'{at}.bndbox.{hi} {values[hi]:g} is below {lo} '
+                                 f'{values[lo]:g} (a negative size is no box)')
+        if values['xmax'] == values['xmin'] or values['ymax'] == values['ymin']:
+            zero.append(f'object[{i}].bndbox')
+    warn_zero_size(xml, zero)
     return skipped
