@@ -133,6 +133,9 @@ def test_bad_input_gives_one_line_errors(synthetic_voc, tmp_path):
     ('warm_start_iters', 5, 'active_learning.warm_start_iters needs warm_start=True'),
     ('metric', 3, 'active_learning.metric must be a metric name'),
     ('batch_size', 0, 'active_learning.batch_size must be a positive integer'),
+    ('budget_unit', 'boxez', "active_learning.budget_unit must be one of ['images', 'boxes', "
+                             "'seconds'], got 'boxez'"),
+    ('cost.per_bbox', 3, "active_learning.cost has unknown field(s) ['per_bbox']"),
 ])
 def test_invalid_fields_fail_before_any_training(field, value, message, synthetic_voc,
                                                  tmp_path):
