@@ -461,7 +461,10 @@ def realsize(args) -> dict:
 def strategy_costs(args) -> dict:
     """(i) Every strategy's whole scoring (``Strategy.score``: v and s_test included where it
     has them) against one plain inference pass over the same pool, side by side, on the
-    realsize model and data (``--model``, ``--checkpoint``, ``--labelled-file``)."""
+    realsize model and data (``--model``, ``--checkpoint``, ``--labelled-file``); and what a
+    budget in boxes adds to it: counting each pool image's expected boxes from the detections
+    the strategy made while scoring, with one inference pass only over the images it made
+    none on (``isal_mmdet.al.budget.expected_boxes``)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     import isal_mmdet  # noqa: F401
@@ -470,8 +473,10 @@ def strategy_costs(args) -> dict:
     from isal_mmdet.al.data import test_pipeline_of
     from isal_mmdet.fileio import read_json
     from isal_mmdet.al.settings import al_settings
+    from isal_mmdet.al.budget import expected_boxes
     from isal_mmdet.al.strategies import build_strategy
     from isal_mmdet.datasets.al_subset import ActiveSubset
+    from isal_mmdet.detection.recorder import recorded_detections
     init_default_scope('mmdet')
     cfg = Config.fromfile(REALSIZE[args.model])
     realsize_data(args, cfg)
@@ -489,11 +494,18 @@ def strategy_costs(args) -> dict:
     specs = dict(random='random', entropy='entropy', dcus='dcus', badge='badge',
                  isal=dict(type='ISAL', solver=solver), esi=dict(type='ESI', solver=solver))
     _, t_inf = timed(lambda: plain_inference(ctx))
+    classes = tuple(ctx.pool.metainfo['classes'])
+    fixed = dict(per_class={c: 0.5 for c in classes})  # counting's cost, not fitting's
     rows = {}
     for name, spec in specs.items():
         ctx.info = {}
-        _, t = timed(lambda: build_strategy(spec).score(ctx))
-        rows[name] = dict(seconds=t, over_inference=t / t_inf)
+        with recorded_detections(model) as seen:
+            _, t = timed(lambda: build_strategy(spec).score(ctx))
+        (_, how), t_box = timed(lambda: expected_boxes(ctx, seen, fixed, classes))
+        rows[name] = dict(seconds=t, over_inference=t / t_inf, box_budget_s=t_box,
+                          box_budget_over_inference=t_box / t_inf,
+                          inferred_while_scoring=how['inferred_while_scoring'],
+                          extra_inference=how['extra_inference'])
     _, t_inf2 = timed(lambda: plain_inference(ctx))  # the same pass again: the noise floor
     return dict(model=args.model, checkpoint=args.checkpoint, device=args.device,
                 torch_threads=torch.get_num_threads(), pool=len(ctx.pool),

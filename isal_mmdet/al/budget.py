@@ -99,7 +99,7 @@ def expected_boxes(ctx: SelectionContext, seen: Detections, thresholds: Dict[str
               if i in merged}
     info = dict(calibration=dict(scale=scale, reference_predicted_per_image=predicted,
                                  reference_real_per_image=real),
-                inferred_while_scoring=len(merged) - extra, extra_inference=extra,
+                inferred_while_scoring=len(counts) - extra, extra_inference=extra,
                 mean_per_image=sum(counts.values()) / max(len(counts), 1))
     return counts, info
 
