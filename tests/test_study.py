@@ -262,3 +262,19 @@ def test_committed_study_is_reproduced_from_its_raw_curves(tmp_path, name):
     old_md = open(path[:-len('.json')] + '.md').read()
     table = old_md.split('\n\n')[0]
     assert table in res.stdout  # the mAP-per-round table, character for character
+
+
+def test_a_box_budget_study_compares_images_on_the_range_strategies_share():
+    """Under a box budget the strategies of a seed label different image counts; the per-image
+    AUC is then taken on the shared range, and the table names each round's images."""
+    from isal_mmdet.al.cost import AnnotationCost
+    from isal_mmdet.study.analysis import analyse_study
+    curves = {'random': {0: [(40, 0.5), (80, 0.7)]}, 'dense': {0: [(40, 0.5), (60, 0.6)]}}
+    boxes = {'random': {0: [(400, 0.5), (800, 0.7)]}, 'dense': {0: [(400, 0.5), (800, 0.6)]}}
+    res = analyse_study(curves, boxes, ['random', 'dense'], [0], AnnotationCost())
+    assert res['shared_image_range']['0'] == (40, 60)
+    assert res['auc']['random']['per_seed'] == pytest.approx([0.55], rel=1e-3)
+    assert res['auc']['dense']['per_seed'] == pytest.approx([0.55], rel=1e-3)
+    text = report(dict(res, curves={}, box_curves={}), ['random', 'dense'])
+    assert '| round 0 | round 1 | AUC on the shared image range |' in text
+    assert '0.600 ± 0.000 (60 imgs)' in text and 'boxes to reach random' in text

@@ -72,8 +72,15 @@ def seconds_curves(curves: Curves, box_curves: Curves, cost: AnnotationCost) -> 
 
 def analyse_study(curves: Curves, box_curves: Curves, strategies: Sequence[str],
                   seeds: Sequence[int], cost: AnnotationCost) -> Dict[str, Any]:
-    """Everything the report shows, in all three cost units."""
+    """Everything the report shows, in all three cost units. Under a budget in boxes or
+    seconds the strategies of a seed label different numbers of images: per image, too, the
+    AUC is then taken on the range they share."""
     res = analyse(curves, strategies, seeds)
+    if any(len({tuple(x for x, _ in curves[s][seed]) for s in strategies}) > 1
+           for seed in seeds):
+        shared = analyse_shared(curves, strategies, seeds)
+        res['auc'], res['paired_auc_vs'] = shared['auc'], shared['paired_auc_vs']
+        res['shared_image_range'] = shared['shared_range']
     res['per_box'] = analyse_shared(box_curves, strategies, seeds)
     res['per_box']['shared_box_range'] = res['per_box'].pop('shared_range')
     res['per_second'] = analyse_shared(seconds_curves(curves, box_curves, cost), strategies,

@@ -29,7 +29,8 @@ def _paired_lines(title: str, table: Dict[str, Dict[str, Any]]) -> List[str]:
 
 
 def _shared_lines(unit: str, part: Dict[str, Any], strategies: Sequence[str]) -> List[str]:
-    lines = ['', f'| per {unit} | AUC on the shared {unit} range | {unit}s to reach random '
+    units = dict(box='boxes', second='seconds')[unit]
+    lines = ['', f'| per {unit} | AUC on the shared {unit} range | {units} to reach random '
              '(reduction) |', '| --- | --- | --- |']
     for s in strategies:
         lines.append(f"| {s} | {fmt(part['auc'][s]['mean_std'])} | "
@@ -59,10 +60,14 @@ def solver_lines(summary: Dict[str, List[Dict[str, Any]]]) -> List[str]:
 def report(res: Dict[str, Any], strategies: Sequence[str]) -> str:
     """The markdown report: mAP per round, then paired differences per image, box, second."""
     rounds = res['per_round'][strategies[0]]
-    lines = ['| strategy | ' + ' | '.join(f"{r['num_labelled']} imgs" for r in rounds) +
-             ' | AUC | cost reduction vs random |', '|' + ' --- |' * (len(rounds) + 3)]
+    shared = 'shared_image_range' in res  # a budget in boxes or seconds: images differ
+    lines = ['| strategy | ' + ' | '.join(f'round {k}' if shared else f"{r['num_labelled']} imgs"
+                                          for k, r in enumerate(rounds)) +
+             f" | AUC{' on the shared image range' if shared else ''} | cost reduction vs "
+             'random |', '|' + ' --- |' * (len(rounds) + 3)]
     for s in strategies:
-        cells = [fmt(r['mAP']) for r in res['per_round'][s]]
+        cells = [fmt(r['mAP']) + (f" ({r['num_labelled']} imgs)" if shared else '')
+                 for r in res['per_round'][s]]
         lines.append(f'| {s} | ' + ' | '.join(cells) + f" | {fmt(res['auc'][s]['mean_std'])} | "
                      f"{_reduction_cell(res['cost_reduction'].get(s))} |")
     lines += _paired_lines('AUC', res['paired_auc_vs'])
