@@ -70,10 +70,9 @@ def _pool_index(ctx: SelectionContext) -> Dict[Hashable, int]:
 
 
 @torch.no_grad()
-def infer_missing(ctx: SelectionContext, seen: Detections) -> int:
-    """One inference pass over the pool images the strategy made no detections on; returns
-    how many (merged over ranks)."""
-    index = _pool_index(ctx)
+def infer_missing(ctx: SelectionContext, seen: Detections, index: Dict[Hashable, int]) -> int:
+    """One inference pass over the pool images (``index``: id -> position) the strategy made
+    no detections on; returns how many."""
     missing = [index[i] for i in index if i not in seen]
     if missing:
         with recorded_detections(ctx.model) as more:
@@ -85,8 +84,10 @@ def infer_missing(ctx: SelectionContext, seen: Detections) -> int:
 
 def expected_boxes(ctx: SelectionContext, seen: Detections, thresholds: Dict[str, Any],
                    classes: Sequence[str]) -> Tuple[Dict[Hashable, float], Dict[str, Any]]:
-    """Each pool image's expected box count, and how it was estimated."""
-    extra = infer_missing(ctx, seen)
+    """Each pool image's expected box count (0 for an image no pass could read), and how it
+    was estimated."""
+    index = _pool_index(ctx)
+    extra = infer_missing(ctx, seen, index)
     merged: Detections = {}
     for part in gather_objects(seen) or []:
         merged.update(part)
@@ -95,21 +96,22 @@ def expected_boxes(ctx: SelectionContext, seen: Detections, thresholds: Dict[str
     predicted = thresholds.get('boxes_per_image')
     real = thresholds.get('real_boxes_per_image')
     scale = real / predicted if predicted and real is not None else 1.0
-    counts = {i: scale * count_above(merged[i], by_label) for i in _pool_index(ctx)
-              if i in merged}
+    counts = {i: scale * count_above(merged[i], by_label) if i in merged else 0.0
+              for i in index}
+    seen_pool = sum(i in merged for i in index)
     info = dict(calibration=dict(scale=scale, reference_predicted_per_image=predicted,
                                  reference_real_per_image=real),
-                inferred_while_scoring=len(counts) - extra, extra_inference=extra,
-                mean_per_image=sum(counts.values()) / max(len(counts), 1))
+                inferred_while_scoring=seen_pool - extra, extra_inference=extra,
+                mean_per_image=sum(counts.values()) / max(seen_pool, 1))
     return counts, info
 
 
 def plan(strategy: Strategy, scores: Dict[Hashable, float], ctx: SelectionContext,
          budget: Budget, boxes: Dict[Hashable, float]) -> Tuple[List[Hashable], Dict[str, Any]]:
-    """The strategy's picks, in its order, until the budget is used, with what they are
+    """``boxes``: every pool image's expected count. The strategy's picks, in its order, until the budget is used, with what they are
     expected to cost. Set-based strategies (BADGE, core-set) are asked for more picks until
     the budget is used or the pool is exhausted."""
-    costs = {i: budget.price(boxes.get(i, 0.0)) for i in _pool_index(ctx)}
+    costs = {i: budget.price(b) for i, b in boxes.items()}
     ranked = rank_ids(scores, strategy.higher_is_better)
     n = max(len(spend(ranked, costs, budget.amount)), 1)
     while True:
@@ -118,7 +120,7 @@ def plan(strategy: Strategy, scores: Dict[Hashable, float], ctx: SelectionContex
         if sum(costs[i] for i in chosen) >= budget.amount or n >= len(scores):
             break
         n *= 2
-    planned_boxes = sum(boxes.get(i, 0.0) for i in chosen)
+    planned_boxes = sum(boxes[i] for i in chosen)
     return chosen, dict(unit=budget.unit, amount=budget.amount,
                         cost=dict(per_image=budget.cost.per_image,
                                   per_box=budget.cost.per_box),

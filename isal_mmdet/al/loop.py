@@ -37,14 +37,14 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from ..checkpoints import UnreadableCheckpoint
+from ..fileio import read_json, write_json, write_text
 from ..influence.dist import barrier, broadcast_object
 from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
+from ..labelling.report import optional_artefact
 from .context import selection_context
 from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
                    test_pipeline_of, unwrap_subset)
-from ..fileio import read_json, write_json, write_text
 from .launch import cpu_wrapper_cfg, init_distributed
-from ..labelling.report import optional_artefact
 from .selection import select
 from .settings import ORACLES, al_settings, budget_of
 from .state import LabelState, initial_split, read_ids

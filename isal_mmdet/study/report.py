@@ -113,9 +113,11 @@ def plot(path: str, res: Dict[str, Any], strategies: Sequence[str]) -> None:
         seeds = sorted(res['curves'][s])
         rows = list(zip(*(res['curves'][s][k] for k in seeds)))
         boxes = list(zip(*(res['box_curves'][s][k] for k in seeds)))
-        curves[s] = [(r[0][0], sum(b[0] for b in bs) / len(bs),
-                      res['cost']['per_image'] * r[0][0] + res['cost']['per_box'] *
-                      sum(b[0] for b in bs) / len(bs), sum(p[1] for p in r) / len(r))
-                     for r, bs in zip(rows, boxes)]
+        cost = res['cost']
+        curves[s] = []
+        for r, bs in zip(rows, boxes):
+            mean_boxes = sum(b[0] for b in bs) / len(bs)
+            curves[s].append((r[0][0], mean_boxes, cost['per_image'] * r[0][0] +
+                              cost['per_box'] * mean_boxes, sum(p[1] for p in r) / len(r)))
     plot_curve(path, curves, title=f"{len(res['setup']['seeds'])} seeds, mean",
                xlabels=COST_AXES)
