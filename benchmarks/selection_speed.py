@@ -43,6 +43,14 @@ those. Fields:
         [--checkpoint CKPT] [--labelled-file IDS.json] [--reference-size 20]
 
 (i) every strategy's whole scoring against plain inference on the same pool, side by side.
+
+    python benchmarks/selection_speed.py --parts boxes [--pool 24] [--train-iters 60]
+                                         [--ref-subset 8] [--repeats 2]
+
+(k) per-box ISAL scoring (part_influence_scores: one loss per UUIC pseudo box) against
+image-level ISAL scoring (influence_scores) on the same pool and the same s, run alternately
+--repeats times on the tiny model after a short training run; ratio_per_box_over_image is
+the fastest per-box run over the fastest image-level run.
 """
 import argparse
 import json
@@ -513,6 +521,38 @@ def strategy_costs(args) -> dict:
                 inference_s=t_inf, inference_again_s=t_inf2, strategies=rows)
 
 
+def box_scoring(args, ctx) -> dict:
+    """(k): per-box against image-level ISAL scoring, same pool, same s. s is v, the
+    reference gradient of --ref-subset images (no solve: scoring's cost does not depend on
+    s); the two run alternately so that a busy machine slows both alike."""
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    from isal_mmdet.al.data import dataset_ids
+    from isal_mmdet.detection import DetectionObjective, detector_param_groups
+    from isal_mmdet.influence import influence_scores, part_influence_scores, summed_gradient
+    groups = detector_param_groups(ctx.model)
+    ctx.reference = ActiveSubset(ctx.reference,
+                                 ids=dataset_ids(ctx.reference)[:args.ref_subset])
+    s = summed_gradient(DetectionObjective(seed=0), ctx.model, groups,
+                        ctx.loader(ctx.reference))
+    _, t_plain = timed(lambda: plain_inference(ctx))
+    times = dict(image=[], box=[])
+    for _ in range(args.repeats):
+        image_obj, box_obj = DetectionObjective(seed=0), DetectionObjective(seed=0)
+        images, t = timed(lambda: influence_scores(image_obj, ctx.model, groups, s,
+                                                   ctx.loader(ctx.pool)))
+        times['image'].append(t)
+        boxes, t = timed(lambda: part_influence_scores(box_obj, ctx.model, groups, s,
+                                                       ctx.loader(ctx.pool)))
+        times['box'].append(t)
+    counts = box_obj.pseudo_boxes
+    return dict(pool=len(ctx.pool), batch_size=ctx.batch_size, theta_params=groups.numel(),
+                images_scored=len(images), boxes_scored=len(boxes),
+                pseudo_boxes_per_image=dict(mean=sum(counts) / len(counts), max=max(counts)),
+                plain_inference_s=t_plain, image_level_s=times['image'],
+                per_box_s=times['box'],
+                ratio_per_box_over_image=min(times['box']) / min(times['image']))
+
+
 def measure_memory(args, model, labelled):
     """(e): selection for N and 10N images, each in a fresh process."""
     tmp = osp.join(args.data_root, '_bench')
@@ -545,11 +585,14 @@ def main():
     p.add_argument('--data-root', help='default: data/bench_synthetic; realsize: '
                    'data/bench_voc_realsize (r50), the config\'s BCCD (efflite)')
     p.add_argument('--out')
-    p.add_argument('--parts', choices=['all', 'memory', 'fisher', 'realsize', 'strategies'],
+    p.add_argument('--parts', choices=['all', 'memory', 'fisher', 'realsize', 'strategies',
+                                       'boxes'],
                    default='all',
                    help="'memory': only (e), the N vs 10N peak-memory runs; 'fisher': only "
                         "(g), CG against the exact Fisher solve; 'realsize': only (h); "
-                        "'strategies': only (i), every strategy against inference")
+                        "'strategies': only (i), every strategy against inference; 'boxes': "
+                        "only (k), per-box against image-level ISAL scoring")
+    p.add_argument('--repeats', type=int, default=2, help='boxes: alternated runs of each')
     p.add_argument('--model', choices=sorted(REALSIZE), default='r50', help='realsize model')
     p.add_argument('--pools', type=int, nargs='+', default=[100, 500, 1000],
                    help='realsize: pools to report (extrapolated unless measured)')
@@ -576,7 +619,7 @@ def main():
     args.data_root = args.data_root or osp.join(ROOT, 'data', 'bench_synthetic')
 
     from isal_mmdet.demo.synthetic import make_synthetic
-    pools = 1 if args.parts == 'fisher' else 10  # (e) needs a pool of 10N
+    pools = 1 if args.parts in ('fisher', 'boxes') else 10  # (e) needs a pool of 10N
     n_images = int((args.pool * pools + args.labelled) / 0.6) + 10
     make_synthetic(args.data_root, num_images=n_images, seed=0, fmt='voc')
     cfg, model = build(args)
@@ -587,6 +630,10 @@ def main():
     labelled = dataset_ids(source)[:args.labelled]
     model = train(cfg, model, labelled, args.train_iters)
     ctx = context(cfg, model, labelled, args.pool, args.batch_size)
+    if args.parts == 'boxes':
+        return emit(args, dict(device=args.device, torch_threads=torch.get_num_threads(),
+                               labelled=len(labelled), train_iters=args.train_iters,
+                               k_boxes=box_scoring(args, ctx)))
     if args.parts == 'fisher':
         return emit(args, dict(device=args.device, torch_threads=torch.get_num_threads(),
                                labelled=len(labelled), g_fisher=fisher_solves(args, ctx)))

@@ -16,7 +16,8 @@ from mmdet.utils import register_all_modules
 from .al.context import selection_context
 from .al.data import unwrap_subset
 from .al.launch import init_distributed
-from .al.settings import AL_DEFAULTS, al_settings, budget_of, strategy_for_tool
+from .al.settings import (AL_DEFAULTS, al_settings, budget_of, checked_strategy,
+                          strategy_for_tool)
 from .al.loop import check_writable_dir
 from .al.selection import select
 from .al.state import read_ids
@@ -73,6 +74,7 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str]
     spent = budget_of(dict(al, budget=al['budget'] if budget is None else budget,
                            budget_unit=budget_unit or al['budget_unit']))
     spec, how = strategy_for_tool(al['strategy'], strategy)
+    checked_strategy(spec, '--strategy', images_only=True)
     print_log(f'strategy: {spec} ({how})', logger='current')
     init_distributed(launcher)
     if labelled_file is not None:

@@ -15,9 +15,11 @@ from mmengine.config import Config, DictAction
 
 
 def strategy_names():
-    """The registered names, so that the help cannot drift from the registry."""
+    """The registered image strategies, so that the help cannot drift from the registry
+    (box strategies need the round loop's oracle)."""
     from isal_mmdet.al.strategies import STRATEGIES
-    return sorted(k for k in STRATEGIES.module_dict if k.islower())
+    return sorted(k for k, cls in STRATEGIES.module_dict.items()
+                  if k.islower() and getattr(cls, 'query', 'images') != 'boxes')
 
 
 def parse_args(argv=None):

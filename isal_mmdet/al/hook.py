@@ -45,7 +45,7 @@ class ISALSelectionHook(Hook):
                  preannotation_thr: Any = 'auto', labelstudio_image_root: Optional[str] = None,
                  unsafe_load: bool = False):
         # checked when the runner builds its hooks, before any training and checkpoint
-        checked_strategy(strategy, 'ISALSelectionHook.strategy')
+        checked_strategy(strategy, 'ISALSelectionHook.strategy', images_only=True)
         check_preannotation_thr(preannotation_thr, 'ISALSelectionHook.preannotation_thr')
         self.preannotation_thr, self.image_root = preannotation_thr, labelstudio_image_root
         if reference not in REFERENCES:

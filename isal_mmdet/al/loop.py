@@ -37,16 +37,21 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from ..checkpoints import UnreadableCheckpoint
+from ..datasets.al_subset import ActiveSubset
+from ..datasets.partial_labels import PartialLabels
 from ..fileio import read_json, write_json, write_text
 from ..influence.dist import barrier, broadcast_object
 from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
 from ..labelling.report import optional_artefact
+from .box_rounds import (answer_round, box_strategy, enable_ignore_regions, latest_labels,
+                         queries_by_image, real_instances, with_partial_labels)
+from .box_selection import select_boxes
 from .context import selection_context
 from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
                    test_pipeline_of, unwrap_subset)
 from .launch import cpu_wrapper_cfg, init_distributed
-from .selection import select
-from .settings import ORACLES, al_settings, budget_of
+from .selection import preannotation_thresholds, select
+from .settings import ORACLES, al_settings, budget_of, check_box_settings
 from .state import LabelState, initial_split, read_ids
 
 
@@ -108,6 +113,9 @@ class ActiveLearningLoop:
         self.al = al_settings(cfg)
         if oracle is not None:
             self.al['oracle'] = oracle
+        self.box = box_strategy(self.al['strategy'])
+        if self.box is not None:  # again: --oracle may have changed it
+            check_box_settings(self.al)
         if self.al['oracle'] not in ORACLES:
             raise ValueError(f"active_learning.oracle must be one of {list(ORACLES)}, got "
                              f"{self.al['oracle']!r}")
@@ -219,6 +227,10 @@ class ActiveLearningLoop:
         cfg.pop('active_learning', None)
         cfg.work_dir = self.path(k, 'train')
         inner, _ = unwrap_subset(cfg.train_dataloader.dataset)
+        labels = latest_labels(self.path, k)
+        if labels is not None:
+            inner = with_partial_labels(inner, labels)
+            enable_ignore_regions(cfg)
         cfg.train_dataloader.dataset = dict(type='ActiveSubset', dataset=inner,
                                             ids_file=self.path(k, 'labeled.json'))
         # resumed from the checkpoint found here, never from mmengine's own lookup: its
@@ -243,15 +255,19 @@ class ActiveLearningLoop:
         strategy = self.al['strategy']
         return strategy if isinstance(strategy, str) else str(strategy.get('type'))
 
-    def count_boxes(self, ids: List[Hashable], ann_file: Optional[str] = None) -> int:
+    def count_boxes(self, ids: List[Hashable], ann_file: Optional[str] = None,
+                    k: Optional[int] = None) -> int:
+        """The boxes labelling ``ids`` cost: every real box of a fully labelled image, one
+        per query of a partly labelled one (round ``k``'s answers)."""
+        partial = queries_by_image(latest_labels(self.path, k)) if k is not None else {}
         source = self.source
         if ann_file is not None:
             if ann_file not in self.sources:
                 self.sources[ann_file] = build_dataset(dict(self.source_cfg, ann_file=ann_file),
                                                        ann_file)
             source = self.sources[ann_file]
-        wanted = set(ids)
-        total = 0
+        wanted = set(ids) - set(partial)
+        total = sum(n for i, n in partial.items() if i in set(ids))
         for i in range(len(source)):
             info = source.get_data_info(i)
             if info['img_id'] in wanted:
@@ -285,6 +301,9 @@ class ActiveLearningLoop:
 
     def run_round(self, k: int) -> None:
         labelled = self.labelled_for(k)
+        if self.box is not None and k > 0 and self.is_rank0():
+            answer_round(self.path, k, real_instances(self.source), self.box.pseudo)
+        barrier()
         ann_file = self.agree(lambda: self.merged_ann_file(k))
         runner = Runner.from_cfg(self.runner_cfg(k, ann_file))
         metrics_path = self.path(k, 'metrics.json')
@@ -305,18 +324,32 @@ class ActiveLearningLoop:
                                     self.al['reference'],
                                     batch_size=self.al['batch_size'],
                                     num_workers=self.al['num_workers'], seed=self.al['seed'])
-            result = select(self.al['strategy'], ctx, budget_of(self.al), self.round_dir(k),
-                            self.al['export_coco'], self.al['preannotation_thr'],
-                            self.al['labelstudio_image_root'])
+            if self.box is not None:
+                result = self.select_boxes(k, ctx)
+            else:
+                result = select(self.al['strategy'], ctx, budget_of(self.al),
+                                self.round_dir(k), self.al['export_coco'],
+                                self.al['preannotation_thr'], self.al['labelstudio_image_root'])
             seconds = result['seconds']
         mAP = primary_metric(metrics, self.al['metric'])
         print_log(f"round {k}: {len(labelled)} labelled images, "
-                  f"{self.count_boxes(labelled, ann_file)} boxes, mAP "
+                  f"{self.count_boxes(labelled, ann_file, k)} boxes, mAP "
                   f"{'-' if mAP is None else f'{mAP:.4f}'}, strategy {self.strategy_name()}, "
                   f"selection {'-' if seconds is None else f'{seconds:.1f}s'}",
                   logger='current')
         del runner
         gc.collect()
+
+    def select_boxes(self, k: int, ctx: Any) -> Dict[str, Any]:
+        """Round k's box queries; the labelled set the Hessian sees is what was answered,
+        never the unasked boxes of a partly labelled image."""
+        labels = latest_labels(self.path, k)
+        if labels is not None:
+            ctx.labelled = ActiveSubset(PartialLabels(ctx.labelled.dataset, labels_file=labels),
+                                        ids=list(ctx.labelled.wanted_ids()))
+        classes = tuple(ctx.pool.metainfo.get('classes', ()))
+        thr = preannotation_thresholds(ctx, self.al['preannotation_thr'], classes)
+        return select_boxes(self.box, ctx, budget_of(self.al), thr, self.round_dir(k))
 
     def run(self) -> Optional[str]:
         """Runs every round not yet done; returns None, or a message when paused."""
@@ -411,7 +444,7 @@ class ActiveLearningLoop:
             metrics = read_json(self.path(k, 'metrics.json'))
             sel_path = self.path(k, 'selection.json')
             sel = read_json(sel_path) if osp.exists(sel_path) else {}
-            boxes = self.count_boxes(ids, self.merged_ann_file(k))
+            boxes = self.count_boxes(ids, self.merged_ann_file(k), k)
             rows.append(dict(round=k, num_labelled=len(ids), num_boxes=boxes,
                              num_seconds=cost.seconds(len(ids), boxes),
                              mAP=primary_metric(metrics, self.al['metric']),

@@ -43,7 +43,7 @@ def select(strategy_cfg: Any, ctx: SelectionContext, budget: Union[int, Budget],
 
     Returns ``dict(strategy, selected, scores, seconds, info, paths)`` on every rank.
     """
-    strategy: Strategy = checked_strategy(strategy_cfg)
+    strategy: Strategy = checked_strategy(strategy_cfg, images_only=True)
     name = type(strategy).__name__
     spec = (strategy_cfg.to_dict() if hasattr(strategy_cfg, 'to_dict') else strategy_cfg
             if isinstance(strategy_cfg, (str, dict)) else name)

@@ -128,16 +128,16 @@ def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = Non
                 original = head.get_targets
 
                 def clamped(*args, _original=original, _head=head, **kwargs):
-                    out = _original(*args, **kwargs)
+                    out = _original(*args, **kwargs)  # the count at [4], then extras
                     if positives is not None:
-                        positives.append(float(out[-1]))
+                        positives.append(float(out[4]))
                     if foreground_only:  # background label: num_classes (mmdet's AnchorHead)
                         weights = [w * (lab != _head.num_classes).to(w.dtype)
                                    for lab, w in zip(out[0], out[1])]
                         out = (out[0], weights) + tuple(out[2:])
                     if class_weights is not None:
                         out = class_weighted_targets(out, class_weights, _head.num_classes)
-                    return out[:-1] + (avg_factor or max(out[-1], 1),)
+                    return out[:4] + (avg_factor or max(out[4], 1),) + tuple(out[5:])
 
                 stack.enter_context(_patched(head, 'get_targets', clamped))
         yield

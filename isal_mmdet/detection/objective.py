@@ -13,8 +13,9 @@ from torch import Tensor, nn
 
 from ..influence import Objective
 from .batching import same_shape_groups
+from .box_losses import box_loss_head, box_losses
 from .losses import head_outputs, per_image_losses, soft_label_losses
-from .pseudo_labels import drop_degenerate, presence_draw, to_pseudo_gt
+from .pseudo_labels import box_records, drop_degenerate, presence_draw, to_pseudo_gt
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class DetectionObjective(Objective):
             (:func:`.losses.class_weighted_targets`); pseudo-label losses are never weighted.
 
     ``positives`` collects every image's own positive count (anchor heads), from which a
-    fixed ``avg_factor`` is taken.
+    fixed ``avg_factor`` is taken; ``parts`` every box :meth:`per_part_loss` scored.
     """
 
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
@@ -59,6 +60,7 @@ class DetectionObjective(Objective):
         self.dropped_boxes = 0
         self.pseudo_boxes: List[int] = []
         self.positives: List[float] = []
+        self.parts: Dict[Hashable, Dict[str, Any]] = {}
         self.features: Optional[Dict[Hashable, Tuple[Tensor, ...]]] = None
         self._feature_bytes = 0
 
@@ -111,30 +113,72 @@ class DetectionObjective(Objective):
                     self._feature_bytes += size
         return x
 
+    def per_part_loss(self, model: nn.Module, batch: Any,
+                      pseudo: bool = True) -> Tuple[Tensor, List[Hashable]]:
+        """Each box's loss (:mod:`.box_losses`), flat over the batch's images in order, keyed
+        ``(img_id, j)``, j the box's rank in its image (pseudo boxes: best score first).
+        Records each box in :attr:`parts` as :func:`detection_candidates` gives it."""
+        box_loss_head(model)
+        if pseudo and self.soft:
+            raise ValueError('per-box losses need hard pseudo boxes (soft=False)')
+        out: List[Optional[Tuple[Tensor, List[Hashable]]]] = [None] * len(batch['inputs'])
+        for idx, inputs, samples in same_shape_groups(model, batch):
+            x = self._features(model, inputs, samples)
+            outs = head_outputs(model, x)
+            boxes = self._set_targets(model, x, outs, samples, pseudo)
+            losses = box_losses(model, outs, samples, self.seed, **self._norm(pseudo))
+            for i, ds, gt, loss in zip(idx, samples, boxes, losses):
+                keys = [(ds.metainfo['img_id'], j) for j in range(len(gt))]
+                self.parts.update(zip(keys, box_records(gt, ds.metainfo)))
+                out[i] = loss, keys
+        return (torch.cat([loss for loss, _ in out]),
+                [key for _, keys in out for key in keys])
+
+    def _norm(self, pseudo: bool) -> Dict[str, Any]:
+        return dict(avg_factor=self.avg_factor, positives=self.positives,
+                    foreground_only=self.foreground_only and not pseudo,
+                    class_weights=None if pseudo else self.class_weights)
+
     def _group_losses(self, model: nn.Module, inputs: Tensor, samples: list,
                       pseudo: bool) -> Tensor:
         x = self._features(model, inputs, samples)
         outs = head_outputs(model, x)
         if pseudo and self.soft:
             return soft_label_losses(model, outs, samples)
-        if pseudo:
-            for ds, pred in zip(samples, self.predict(model, x, outs, samples)):
-                mask = None if self.draw is None else presence_draw(
-                    pred.scores.detach(), ds.metainfo['img_id'], self.seed, self.draw)
-                gt, dropped = to_pseudo_gt(pred, self.score_thr, self.max_per_img,
-                                           self.max_per_class, mask)
-                self._count_dropped(dropped, ds, 'predicted')
-                self.pseudo_boxes.append(len(gt))
-                ds.gt_instances = InstanceData(bboxes=gt.bboxes, labels=gt.labels)
-                ds.ignored_instances = InstanceData(bboxes=gt.bboxes.new_zeros((0, 4)),
-                                                    labels=gt.labels.new_zeros((0,)))
-        else:
+        self._set_targets(model, x, outs, samples, pseudo)
+        return per_image_losses(model, x, outs, samples, self.seed, **self._norm(pseudo))
+
+    def _pseudo_gt(self, model: nn.Module, x: tuple, outs: tuple,
+                   samples: list) -> Tuple[List[InstanceData], List[int]]:
+        """Each image's pseudo boxes (with scores, best first, network input scale) and how
+        many degenerate ones were dropped."""
+        gts, dropped = [], []
+        for ds, pred in zip(samples, self.predict(model, x, outs, samples)):
+            mask = None if self.draw is None else presence_draw(
+                pred.scores.detach(), ds.metainfo['img_id'], self.seed, self.draw)
+            gt, n = to_pseudo_gt(pred, self.score_thr, self.max_per_img, self.max_per_class,
+                                 mask)
+            gts.append(gt)
+            dropped.append(n)
+        return gts, dropped
+
+    def _set_targets(self, model: nn.Module, x: tuple, outs: tuple, samples: list,
+                     pseudo: bool) -> List[InstanceData]:
+        """Sets each sample's ``gt_instances`` to its pseudo boxes or its own non-degenerate
+        ones, and returns them (pseudo boxes with their scores)."""
+        if not pseudo:
             for ds in samples:
                 ds.gt_instances, dropped = drop_degenerate(ds.gt_instances)
                 self._count_dropped(dropped, ds, 'ground-truth')
-        return per_image_losses(model, x, outs, samples, self.seed, self.avg_factor,
-                                self.positives, self.foreground_only and not pseudo,
-                                None if pseudo else self.class_weights)
+            return [ds.gt_instances for ds in samples]
+        gts, dropped = self._pseudo_gt(model, x, outs, samples)
+        for ds, gt, n in zip(samples, gts, dropped):
+            self._count_dropped(n, ds, 'predicted')
+            self.pseudo_boxes.append(len(gt))
+            ds.gt_instances = InstanceData(bboxes=gt.bboxes, labels=gt.labels)
+            ds.ignored_instances = InstanceData(bboxes=gt.bboxes.new_zeros((0, 4)),
+                                                labels=gt.labels.new_zeros((0,)))
+        return gts
 
     def _count_dropped(self, dropped: int, ds: Any, kind: str) -> None:
         if dropped:
@@ -156,3 +200,20 @@ class DetectionObjective(Objective):
         cfg['score_thr'] = min(cfg.get('score_thr', 0.0), self.score_thr)
         return model.bbox_head.predict_by_feat(*outs, batch_img_metas=metas, cfg=cfg,
                                                rescale=False)
+
+
+@torch.no_grad()
+def detection_candidates(model: nn.Module, batch: Any, score_thr: float = 0.1,
+                         max_per_img: int = 100) -> Dict[Hashable, List[Dict[str, Any]]]:
+    """``{img_id: [dict(bbox, label, score)]}``: each image's pseudo boxes (score >=
+    ``score_thr``, best first, at most ``max_per_img``) in original image coordinates, the
+    boxes :meth:`DetectionObjective.per_part_loss` scores, so that box-level baselines rank
+    the same boxes as per-box ISAL."""
+    objective = DetectionObjective(score_thr, max_per_img)
+    out: Dict[Hashable, List[Dict[str, Any]]] = {}
+    for _, inputs, samples in same_shape_groups(model, batch):
+        x = model.extract_feat(inputs)
+        gts, _ = objective._pseudo_gt(model, x, head_outputs(model, x), samples)
+        out.update((ds.metainfo['img_id'], box_records(gt, ds.metainfo))
+                   for ds, gt in zip(samples, gts))
+    return out

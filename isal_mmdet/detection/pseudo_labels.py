@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Hashable, Optional, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -62,3 +62,15 @@ def to_pseudo_gt(pred: InstanceData, score_thr: float = 0.1, max_per_img: int = 
     gt = InstanceData(bboxes=boxes[keep].clone(), labels=pred.labels[keep].clone(),
                       scores=scores[keep].clone())
     return drop_degenerate(gt)
+
+
+def box_records(instances: InstanceData, meta: dict) -> List[Dict[str, Any]]:
+    """``[dict(bbox=[x1, y1, x2, y2], label, score)]`` in original image coordinates (the
+    network-input box divided by the resize's ``scale_factor``), for labelling tools and
+    box-level selection; boxes without a score (real labels) get 1."""
+    boxes = instances.bboxes
+    boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).detach()
+    scale = boxes.new_tensor(meta.get('scale_factor', (1.0, 1.0))).repeat(2)
+    scores = instances.scores.tolist() if 'scores' in instances else [1.0] * len(instances)
+    return [dict(bbox=b, label=int(k), score=float(p)) for b, k, p in
+            zip((boxes / scale).tolist(), instances.labels.tolist(), scores)]

@@ -120,7 +120,13 @@ def directional_derivatives(objective: Objective, model: nn.Module, groups: Para
     """``[⟨∇θ L_i, vec⟩ for i in batch]`` from one batched pass (see :func:`_projections`):
     two backward passes for the whole batch, and no per-sample gradient is ever stored.
     """
-    losses = objective.per_sample_loss(model, batch, pseudo=pseudo)
+    return loss_projections(objective.per_sample_loss(model, batch, pseudo=pseudo), groups,
+                            vec)
+
+
+def loss_projections(losses: Tensor, groups: ParamGroups, vec: GroupVector) -> Tensor:
+    """``[⟨∇θ losses_i, vec⟩]`` in float64 for any 1-D loss vector (samples, or parts of
+    samples), from one batched pass; 0 where θ is not in the graph."""
     proj = _projections(losses, groups, vec) if losses.requires_grad else None
     if proj is None:
         return torch.zeros(losses.shape[0], dtype=torch.float64)

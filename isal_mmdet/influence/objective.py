@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Any, Hashable, Iterator, List, Sequence
+from typing import Any, Hashable, Iterator, List, Sequence, Tuple
 
 from torch import Tensor, nn
 
@@ -27,6 +27,14 @@ class Objective(ABC):
     @abstractmethod
     def sample_ids(self, batch: Any) -> List[Hashable]:
         """Stable identifiers of the samples in ``batch``, in order."""
+
+    def per_part_loss(self, model: nn.Module, batch: Any,
+                      pseudo: bool = True) -> Tuple[Tensor, List[Hashable]]:
+        """Loss of each part of each sample (a detection's boxes), flat ``[P]``, and each
+        part's key, for selecting parts rather than whole samples. Each entry must depend on
+        its own sample only (UUIC), as in :meth:`per_sample_loss`."""
+        raise NotImplementedError(f'{type(self).__name__} has no per-part losses; '
+                                  'implement per_part_loss to score parts of samples')
 
     def collate(self, samples: Sequence[Any]) -> Any:
         """Batch a list of dataset items (LiSSA draws items one by one)."""

@@ -1,11 +1,12 @@
-"""Influence of a stream of samples: I(z) = −⟨s, ∇θ L_z⟩, batched, O(batch) memory."""
+"""Influence of a stream of samples, or of their parts: I(z) = −⟨s, ∇θ L_z⟩, batched,
+O(batch) memory."""
 from __future__ import annotations
 
 from typing import Any, Dict, Hashable, Iterable, Iterator, List, Tuple
 
 from torch import Tensor, nn
 
-from .autograd_ops import directional_derivatives, influence_mode
+from .autograd_ops import directional_derivatives, influence_mode, loss_projections
 from .dist import gather_objects
 from .objective import Objective
 from .params import ParamGroups
@@ -32,8 +33,25 @@ def influence_scores(objective: Objective, model: nn.Module, groups: ParamGroups
     local: Dict[Hashable, float] = {}
     for ids, vals in iter_influence(objective, model, groups, s, batches, pseudo):
         local.update(zip(ids, vals.tolist()))
-    parts = gather_objects(local)
+    return _merged(local)
+
+
+def part_influence_scores(objective: Objective, model: nn.Module, groups: ParamGroups,
+                          s: GroupVector, batches: Iterable[Any],
+                          pseudo: bool = True) -> Dict[Hashable, float]:
+    """``{part key: −⟨s, ∇θ L_part⟩}`` over this rank's batches (see
+    :meth:`Objective.per_part_loss`), merged over ranks like :func:`influence_scores`: one
+    batched pass per batch, whatever the number of parts."""
+    local: Dict[Hashable, float] = {}
+    with influence_mode(model, groups):
+        for batch in batches:
+            losses, keys = objective.per_part_loss(model, batch, pseudo=pseudo)
+            local.update(zip(keys, (-loss_projections(losses, groups, s)).tolist()))
+    return _merged(local)
+
+
+def _merged(local: Dict[Hashable, float]) -> Dict[Hashable, float]:
     merged: Dict[Hashable, float] = {}
-    for part in parts or []:
+    for part in gather_objects(local) or []:
         merged.update(part)
     return merged

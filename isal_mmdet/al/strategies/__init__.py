@@ -1,6 +1,6 @@
 """Selection strategies behind one interface (:class:`Strategy`): score the pool, then
 pick ``budget`` ids. One module per family: random, uncertainty (entropy, least confidence, DCUS), coreset,
-badge, isal, esi."""
+badge, isal, esi, and box (strategies that query single detections)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +8,7 @@ from typing import Any
 from ...registry import STRATEGIES
 from .badge import BADGE, count_sketch, kmeans_pp
 from .base import SelectionContext, Strategy, collate_readable, rank_ids
+from .box import BoxStrategy, EntropyBox, ISALBox, RandomBox
 from .coreset import CoreSet, image_features, k_center_greedy
 from .esi import ESI
 from .influence_base import DEFAULT_SOLVER
@@ -17,8 +18,8 @@ from .uncertainty import (DCUS, Entropy, LeastConfidence, difficulty_weights, en
                           least_confidence_of_boxes)
 
 __all__ = [
-    'BADGE', 'CoreSet', 'DCUS', 'DEFAULT_SOLVER', 'ESI', 'Entropy', 'GradSimilarity', 'ISAL', 'LeastConfidence',
-    'Random', 'STRATEGIES', 'SelectionContext', 'Strategy', 'build_strategy',
+    'BADGE', 'BoxStrategy', 'CoreSet', 'DCUS', 'DEFAULT_SOLVER', 'ESI', 'Entropy', 'EntropyBox', 'GradSimilarity', 'ISAL', 'ISALBox', 'LeastConfidence',
+    'Random', 'RandomBox', 'STRATEGIES', 'SelectionContext', 'Strategy', 'build_strategy',
     'collate_readable', 'difficulty_weights', 'entropy_of_boxes', 'count_sketch', 'image_features', 'k_center_greedy', 'kmeans_pp',
     'least_confidence_of_boxes', 'rank_ids'
 ]

@@ -1,0 +1,89 @@
+"""What a round of box queries adds to the round loop: the answers become the partly
+labelled images the next round trains on.
+
+``W/round_<k>/box_queries.json`` (round k's selection) is answered by the simulated oracle
+(:mod:`.box_oracle`) against the dataset's real boxes, merged with the earlier answers into
+``W/round_<k+1>/box_labels.json``, and round k+1 trains on its images through
+:class:`~isal_mmdet.datasets.PartialLabels`, with the assigner's ignore regions switched on
+(``ignore_iof_thr``: an anchor mostly inside an unasked uncertain detection is neither
+positive nor negative). An image is opened in one round only; later rounds do not revisit
+it. Only the simulated oracle answers box queries for now.
+"""
+from __future__ import annotations
+
+import copy
+import os.path as osp
+from typing import Any, Callable, Dict, Hashable, List, Optional
+
+from ..fileio import read_json, write_json
+from .box_oracle import merge_labels, partial_labels
+from .box_selection import QUERIES_FILE, queried_images
+from .strategies import build_strategy
+from .strategies.box import BoxStrategy
+
+LABELS_FILE = 'box_labels.json'
+IGNORE_IOF_THR = 0.5
+
+
+def box_strategy(spec: Any) -> Optional[BoxStrategy]:
+    """The strategy of ``spec`` if it queries boxes, else None."""
+    strategy = build_strategy(spec)
+    return strategy if isinstance(strategy, BoxStrategy) else None
+
+
+def latest_labels(path: Callable[[int, str], str], k: int) -> Optional[str]:
+    """The newest ``box_labels.json`` of rounds 1..k, or None."""
+    return next((path(j, LABELS_FILE) for j in range(k, 0, -1)
+                 if osp.exists(path(j, LABELS_FILE))), None)
+
+
+def answer_round(path: Callable[[int, str], str], k: int, real: Dict[Hashable, List[dict]],
+                 pseudo: str) -> Optional[str]:
+    """Writes ``round_<k>/box_labels.json`` from round k-1's queries (once); returns the
+    labels file round k trains on, or None when no box was ever asked."""
+    out = path(k, LABELS_FILE)
+    queries = path(k - 1, QUERIES_FILE) if k > 0 else None
+    if queries is None or not osp.exists(queries) or osp.exists(out):
+        return latest_labels(path, k)
+    previous = latest_labels(path, k - 1)
+    entries = []
+    for img_id, dets in queried_images(queries).items():
+        entries.append(partial_labels(
+            dets, [d['queried'] for d in dets], real.get(img_id, []),
+            [d['band'] == 'confident' for d in dets], pseudo=pseudo, img_id=img_id))
+    write_json(out, merge_labels(read_json(previous) if previous else None, entries))
+    return out
+
+
+def queries_by_image(labels_file: Optional[str]) -> Dict[Hashable, int]:
+    """Each partly labelled image's number of queries: the boxes it cost."""
+    if labels_file is None:
+        return {}
+    return {e['img_id']: int(e['queries']) for e in read_json(labels_file)['images']}
+
+
+def with_partial_labels(ds_cfg: dict, labels_file: Optional[str]) -> dict:
+    """``ds_cfg`` reading its partly labelled images from ``labels_file``."""
+    if labels_file is None:
+        return ds_cfg
+    return dict(type='PartialLabels', dataset=ds_cfg, labels_file=labels_file)
+
+
+def enable_ignore_regions(cfg: Any) -> None:
+    """Turns on the assigner's ignore regions (mmdet leaves them off for RetinaNet), with
+    :class:`~isal_mmdet.detection.IgnoringMaxIoUAssigner` so that they hold in an image
+    whose queries found no object."""
+    assigner = cfg.model.train_cfg.assigner
+    assigner['type'] = 'IgnoringMaxIoUAssigner'
+    if (assigner.get('ignore_iof_thr') or -1) <= 0:
+        assigner['ignore_iof_thr'] = IGNORE_IOF_THR
+
+
+def real_instances(source: Any) -> Dict[Hashable, List[dict]]:
+    """Every image's real (not ignored) boxes, as the dataset reads them; no image is read."""
+    out = {}
+    for i in range(len(source)):
+        info = source.get_data_info(i)
+        out[info['img_id']] = [copy.deepcopy(inst) for inst in info.get('instances', [])
+                               if not inst.get('ignore_flag', 0)]
+    return out

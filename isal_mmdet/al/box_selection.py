@@ -1,0 +1,95 @@
+"""One box-level selection step: which detections a person is asked to check.
+
+Candidates are the detections in the uncertainty band: score at least the strategy's
+``score_thr`` (0.1, UUIC's) and below their class's pre-annotation threshold, the score that
+maximises F1 on the labelled reference set (:mod:`..labelling.thresholds`). Above it a box
+is as likely right as the model gets; it is kept as a pseudo box (``pseudo='confident'``)
+or ignored, and never asked about. Every box strategy is spent on the same candidates, in
+its own order, until the budget is used; only the last query can cross it. A query costs
+one box; in seconds, the first query in an image also costs the image (opening it).
+
+Writes ``box_queries.json`` (every detection of the pool, its band, score and whether it was
+asked) and ``selection.json`` (the images opened, as an image-level selection lists its
+picks), rank 0 only.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import time
+from typing import Any, Dict, Hashable, List, Tuple
+
+from ..fileio import read_json, write_json
+from ..influence.dist import barrier, rank_and_world
+from .budget import Budget
+from .strategies import SelectionContext, rank_ids
+from .strategies.box import BoxKey, BoxStrategy
+
+QUERIES_FILE = 'box_queries.json'
+
+
+def band_of(det: Dict[str, Any], per_class: Dict[str, float], classes: Tuple[str, ...]) -> str:
+    return 'confident' if det['score'] >= per_class[classes[det['label']]] else 'uncertain'
+
+
+def spend_queries(order: List[BoxKey], budget: Budget) -> Tuple[List[BoxKey], Dict[str, float]]:
+    """The head of ``order`` that uses the budget (boxes or seconds), and what it costs."""
+    if budget.unit == 'images':
+        raise ValueError('box-level strategies spend boxes or seconds: set '
+                         'active_learning.budget_unit to boxes or seconds')
+    chosen: List[BoxKey] = []
+    opened: set = set()
+    spent = 0.0
+    for key in order:
+        if spent >= budget.amount:
+            break
+        new = key[0] not in opened
+        spent += 1.0 if budget.unit == 'boxes' else budget.cost.seconds(int(new), 1)
+        opened.add(key[0])
+        chosen.append(key)
+    cost = dict(images=len(opened), boxes=len(chosen),
+                seconds=budget.cost.seconds(len(opened), len(chosen)))
+    return chosen, cost
+
+
+def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
+                 thresholds: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
+    """Scores every detection of the pool, asks the best candidates within ``budget``.
+    ``thresholds``: the fitted pre-annotation thresholds (``per_class`` by class name)."""
+    classes = tuple(ctx.pool.metainfo.get('classes', ()))
+    start = time.perf_counter()
+    dets, scores = strategy.score_boxes(ctx)
+    per_class = thresholds['per_class']
+    candidates = {k: v for k, v in scores.items()
+                  if band_of(dets[k[0]][k[1]], per_class, classes) == 'uncertain'}
+    order = rank_ids(candidates, strategy.higher_is_better)
+    chosen, cost = spend_queries(order, budget)
+    seconds = time.perf_counter() - start
+    asked = set(chosen)
+    opened = list(dict.fromkeys(k[0] for k in chosen))
+    info = dict(ctx.info, budget=dict(
+        unit=budget.unit, amount=budget.amount, planned=cost,
+        cost=dict(per_image=budget.cost.per_image, per_box=budget.cost.per_box)),
+        band=dict(low=strategy.score_thr, high=per_class, source=thresholds.get('source')),
+        detections=sum(len(v) for v in dets.values()), candidates=len(candidates))
+    if rank_and_world()[0] == 0:
+        rows = [dict(img_id=i, j=j, bbox=d['bbox'], label=d['label'], score=d['score'],
+                     band=band_of(d, per_class, classes), query_score=scores.get((i, j)),
+                     queried=(i, j) in asked)
+                for i in opened for j, d in enumerate(dets[i])]
+        write_json(osp.join(out_dir, QUERIES_FILE), dict(
+            strategy=type(strategy).__name__, queries=len(chosen), detections=rows))
+        write_json(osp.join(out_dir, 'selection.json'), dict(
+            strategy=type(strategy).__name__, query='boxes', selected=opened,
+            seconds=seconds, info=info))
+    barrier()
+    return dict(strategy=type(strategy).__name__, selected=opened, queries=chosen,
+                seconds=seconds, info=info)
+
+
+def queried_images(path: str) -> Dict[Hashable, List[Dict[str, Any]]]:
+    """``box_queries.json`` → each opened image's detections (with ``queried`` flags)."""
+    out: Dict[Hashable, List[Dict[str, Any]]] = {}
+    for row in read_json(path)['detections']:
+        out.setdefault(row['img_id'], []).append(row)
+    return out
+

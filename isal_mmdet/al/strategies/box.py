@@ -1,0 +1,151 @@
+"""Box-level strategies: each detection of the pool is a query a person can answer, scored
+on its own (Box-Level Active Detection, Lyu et al. 2023, counts the budget in boxes).
+
+Every strategy here sees the same detections: the UUIC pseudo boxes ISAL scores (score >=
+``score_thr``, best first, at most ``max_per_img`` per image), in original image
+coordinates. They only score; which detections are candidates (the uncertainty band) and
+how many are asked is the same for all of them (:mod:`..box_selection`).
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any, Dict, Hashable, List, Tuple
+
+import torch
+
+from ...detection import DetectionObjective, detection_candidates, detector_param_groups
+from ...influence import part_influence_scores
+from ...influence.dist import broadcast_object, gather_objects
+from ...registry import STRATEGIES
+from .base import SelectionContext, Strategy
+from .influence_base import InfluenceStrategy, check_choice, flag_uninformative
+from .uncertainty import binary_entropy
+
+BoxKey = Tuple[Hashable, int]
+Detections = Dict[Hashable, List[Dict[str, Any]]]
+
+
+def merged(local: dict) -> dict:
+    """Every rank's ``local`` dict, merged, on every rank."""
+    out: dict = {}
+    for part in gather_objects(local) or []:
+        out.update(part)
+    return broadcast_object(out)
+
+
+class BoxStrategy(Strategy):
+    """Scores detections, not images: :meth:`score_boxes` returns every pool image's
+    detections and a score per ``(img_id, j)``, ``j`` the detection's place in its image.
+
+    Args:
+        score_thr, max_per_img: the detections: score >= ``score_thr``, at most
+            ``max_per_img`` per image.
+        pseudo: what an opened image trains on besides its answers: ``'confident'``, its
+            unasked confident detections as pseudo boxes (BLAD's complementary pseudo
+            labels); ``'none'``, those ignored too.
+    """
+
+    query = 'boxes'
+    PSEUDO = ('confident', 'none')
+
+    def __init__(self, score_thr: float = 0.1, max_per_img: int = 100,
+                 pseudo: str = 'confident'):
+        if not 0 < score_thr < 1:
+            raise ValueError(f'{type(self).__name__}.score_thr must be in (0, 1), got '
+                             f'{score_thr!r}')
+        check_choice(type(self).__name__, 'pseudo', pseudo, self.PSEUDO)
+        self.score_thr, self.max_per_img, self.pseudo = score_thr, max_per_img, pseudo
+
+    def check_model(self, model_cfg: Dict[str, Any]) -> None:
+        """Partly labelled images need ignore regions, which the loop switches on in a
+        single-stage detector's ``MaxIoUAssigner``."""
+        assigner = ((model_cfg.get('train_cfg') or {}).get('assigner') or {}).get('type')
+        if assigner not in ('MaxIoUAssigner', 'mmdet.MaxIoUAssigner', 'IgnoringMaxIoUAssigner'):
+            raise ValueError(f'{type(self).__name__} trains on partly labelled images, which '
+                             'needs a single-stage detector with model.train_cfg.assigner of '
+                             f'type MaxIoUAssigner, not {assigner!r}')
+
+    def detections(self, ctx: SelectionContext) -> Detections:
+        local: Detections = {}
+        ctx.model.eval()
+        for batch in ctx.loader(ctx.pool):
+            local.update(detection_candidates(ctx.model, batch, self.score_thr,
+                                              self.max_per_img))
+        return merged(local)
+
+    def score_boxes(self, ctx: SelectionContext) -> Tuple[Detections, Dict[BoxKey, float]]:
+        dets = self.detections(ctx)
+        return dets, {(i, j): self.box_score(ctx, i, j, d)
+                      for i, boxes in dets.items() for j, d in enumerate(boxes)}
+
+    def box_score(self, ctx: SelectionContext, img_id: Hashable, j: int,
+                  det: Dict[str, Any]) -> float:
+        raise NotImplementedError
+
+    def score(self, ctx):
+        raise ValueError(f'{type(self).__name__} queries boxes: it runs in the round loop '
+                         '(tools/al_train.py, tools/al_study.py) with budget_unit boxes or '
+                         'seconds')
+
+
+@STRATEGIES.register_module(name='random_box')
+@STRATEGIES.register_module()
+class RandomBox(BoxStrategy):
+    """A seeded random draw of detections (a hash of seed, image and place)."""
+
+    def box_score(self, ctx, img_id, j, det):
+        return zlib.crc32(f'{ctx.seed}:{img_id}:{j}'.encode()) / 2 ** 32
+
+
+@STRATEGIES.register_module(name='entropy_box')
+@STRATEGIES.register_module()
+class EntropyBox(BoxStrategy):
+    """The detection's score read as a Bernoulli probability: its entropy, highest first
+    (PPAL's per-box uncertainty, without class weights)."""
+
+    def box_score(self, ctx, img_id, j, det):
+        return float(binary_entropy(torch.tensor([det['score']]))[0])
+
+
+@STRATEGIES.register_module(name='isal_box')
+@STRATEGIES.register_module()
+class ISALBox(InfluenceStrategy, BoxStrategy):
+    """ISAL per box: I(b) = −⟨H⁻¹v, ∇θ L_b⟩, L_b the loss terms of the anchors assigned to
+    pseudo box b (assignments and the image's normaliser held fixed; see
+    :mod:`isal_mmdet.detection.box_losses`): what a person checking b changes, since an
+    unchecked uncertain detection is an ignored region in training.
+
+    Args:
+        solver, curvature, param_groups, reference_size: s = H⁻¹v (:class:`InfluenceStrategy`).
+        score_thr, max_per_img, pseudo: see :class:`BoxStrategy`.
+        order: ``'negative'``: most negative influence first (the paper's sign);
+            ``'magnitude'``: largest |I(b)| first.
+    """
+
+    ORDERS = ('negative', 'magnitude')
+
+    def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
+                 param_groups: Any = None, curvature: str = 'fisher',
+                 reference_size: Any = None, order: str = 'negative',
+                 pseudo: str = 'confident'):
+        InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
+        BoxStrategy.__init__(self, score_thr, max_per_img, pseudo)
+        check_choice(type(self).__name__, 'order', order, self.ORDERS)
+        self.order = order
+        self.higher_is_better = order == 'magnitude'
+
+    def objective(self, ctx: SelectionContext, **options: Any) -> DetectionObjective:
+        return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
+
+    def score_boxes(self, ctx):
+        groups = detector_param_groups(ctx.model, self.param_groups)
+        s = self.s_test(ctx, self.objective(ctx), groups)
+        scorer = self.objective(ctx)
+        influence = part_influence_scores(scorer, ctx.model, groups, s, ctx.loader(ctx.pool))
+        local: Detections = {}
+        for (img_id, j), det in sorted(scorer.parts.items(), key=lambda kv: kv[0][1]):
+            local.setdefault(img_id, []).append(det)
+        dets = merged(local)
+        flag_uninformative(ctx, type(self).__name__)
+        scores = {k: abs(v) if self.order == 'magnitude' else v for k, v in influence.items()}
+        return dets, scores

@@ -1,0 +1,94 @@
+"""Box queries through the round loop: what is asked, what it costs, what the next round
+trains on."""
+import json
+import os.path as osp
+import xml.etree.ElementTree as ET
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from isal_mmdet.al.box_selection import spend_queries
+from isal_mmdet.al.budget import Budget
+from isal_mmdet.al.cost import AnnotationCost
+from test_loop import al_train
+
+BOX = {'active_learning.strategy.type': 'ISALBox', 'active_learning.strategy.score_thr': 0.005,
+       'active_learning.budget_unit': 'boxes', 'active_learning.budget': 5,
+       'active_learning.rounds': 2}
+
+
+def real_boxes(data_root, img_id):
+    root = ET.parse(osp.join(data_root, 'Annotations', f'{img_id}.xml')).getroot()
+    return [[float(o.find('bndbox').find(k).text) for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+            for o in root.iter('object')]
+
+
+@pytest.fixture(scope='module')
+def box_run(synthetic_voc, tmp_path_factory):
+    work = tmp_path_factory.mktemp('box') / 'w'
+    res = al_train(work, synthetic_voc, **BOX)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work
+
+
+def test_queries_spend_the_box_budget_and_the_next_round_is_charged_them(box_run):
+    work = box_run
+    queries = json.load(open(work / 'round_0' / 'box_queries.json'))
+    asked = [d for d in queries['detections'] if d['queried']]
+    assert queries['queries'] == len(asked) == 5
+    assert all(d['band'] == 'uncertain' for d in asked)
+    sel = json.load(open(work / 'round_0' / 'selection.json'))
+    assert sel['query'] == 'boxes'
+    assert set(sel['selected']) == {d['img_id'] for d in asked}
+    rows = json.load(open(work / 'summary.json'))
+    charged = rows[1]['selection_cost']['charged']
+    assert charged['boxes'] == 5 and charged['images'] == len(sel['selected'])
+    assert rows[1]['selection_cost']['planned']['boxes'] == 5
+
+
+def test_answers_are_the_real_boxes_and_every_query_is_counted(box_run, synthetic_voc):
+    work = box_run
+    labels = json.load(open(work / 'round_1' / 'box_labels.json'))
+    queries = json.load(open(work / 'round_0' / 'box_queries.json'))
+    assert sum(e['queries'] for e in labels['images']) == queries['queries']
+    for entry in labels['images']:
+        real = real_boxes(synthetic_voc, entry['img_id'])
+        for inst in entry['instances']:
+            if inst['source'] == 'human':
+                assert any(max(abs(a - b) for a, b in zip(inst['bbox'], r)) < 1.01
+                           for r in real), (entry['img_id'], inst)
+                assert inst['ignore_flag'] == 0
+    labelled = json.load(open(work / 'round_1' / 'labeled.json'))
+    assert {e['img_id'] for e in labels['images']} <= set(labelled)
+
+
+def test_the_next_round_trains_on_the_partly_labelled_images_with_ignore_regions(box_run):
+    dumped = {k: open(next((box_run / f'round_{k}' / 'train').glob('*.py'))).read()
+              for k in (0, 1)}
+    for name in ('PartialLabels', 'IgnoringMaxIoUAssigner', 'box_labels.json'):
+        assert name not in dumped[0] and name in dumped[1]
+
+
+def test_a_box_strategy_with_an_image_budget_fails_before_training(synthetic_voc, tmp_path):
+    res = al_train(tmp_path / 'w', synthetic_voc,
+                   **dict(BOX, **{'active_learning.budget_unit': 'images'}))
+    assert res.returncode != 0
+    assert 'active_learning.budget_unit must be boxes or seconds' in res.stderr
+    assert not (tmp_path / 'w' / 'round_0').exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9)), unique=True, max_size=40),
+       st.integers(1, 30), st.sampled_from(['boxes', 'seconds']))
+def test_a_query_budget_is_never_overspent_by_more_than_one_query(keys, amount, unit):
+    cost = AnnotationCost(per_image=7.8, per_box=7.0)
+    budget = Budget(amount if unit == 'boxes' else float(amount * 7), unit, cost)
+    chosen, spent = spend_queries(keys, budget)
+    assert chosen == keys[:len(chosen)]
+    assert spent['boxes'] == len(chosen)
+    assert spent['images'] == len({k[0] for k in chosen})
+    total = spent['boxes'] if unit == 'boxes' else spent['seconds']
+    last = 0 if not chosen else (1 if unit == 'boxes' else 7.8 + 7.0)
+    if len(chosen) < len(keys):
+        assert total >= budget.amount
+    assert total - last < budget.amount or not chosen
