@@ -47,10 +47,12 @@ those. Fields:
     python benchmarks/selection_speed.py --parts boxes [--pool 24] [--train-iters 60]
                                          [--ref-subset 8] [--repeats 2]
 
-(k) per-box ISAL scoring (part_influence_scores: one loss per UUIC pseudo box) against
-image-level ISAL scoring (influence_scores) on the same pool and the same s, run alternately
---repeats times on the tiny model after a short training run; ratio_per_box_over_image is
-the fastest per-box run over the fastest image-level run.
+(k) per-box ISAL scoring (part_influence_scores: one loss per UUIC pseudo box) and per-box
+ESI (part_esi_scores: K + 1 losses per box) against image-level ISAL scoring
+(influence_scores) on the same pool and the same s, run alternately --repeats times on the
+tiny model after a short training run; ratio_per_box_over_image is the fastest per-box run
+over the fastest image-level run, ratio_esi_box_over_per_box the fastest per-box ESI run over
+the fastest per-box ISAL run.
 """
 import argparse
 import json
@@ -522,20 +524,21 @@ def strategy_costs(args) -> dict:
 
 
 def box_scoring(args, ctx) -> dict:
-    """(k): per-box against image-level ISAL scoring, same pool, same s. s is v, the
-    reference gradient of --ref-subset images (no solve: scoring's cost does not depend on
-    s); the two run alternately so that a busy machine slows both alike."""
+    """(k): per-box ISAL and per-box ESI against image-level ISAL scoring, same pool, same
+    s. s is v, the reference gradient of --ref-subset images (no solve: scoring's cost does
+    not depend on s); the three run alternately so that a busy machine slows them alike."""
     from isal_mmdet.datasets.al_subset import ActiveSubset
     from isal_mmdet.al.data import dataset_ids
     from isal_mmdet.detection import DetectionObjective, detector_param_groups
-    from isal_mmdet.influence import influence_scores, part_influence_scores, summed_gradient
+    from isal_mmdet.influence import (influence_scores, part_esi_scores, part_influence_scores,
+                                      summed_gradient)
     groups = detector_param_groups(ctx.model)
     ctx.reference = ActiveSubset(ctx.reference,
                                  ids=dataset_ids(ctx.reference)[:args.ref_subset])
     s = summed_gradient(DetectionObjective(seed=0), ctx.model, groups,
                         ctx.loader(ctx.reference))
     _, t_plain = timed(lambda: plain_inference(ctx))
-    times = dict(image=[], box=[])
+    times = dict(image=[], box=[], esi_box=[])
     for _ in range(args.repeats):
         image_obj, box_obj = DetectionObjective(seed=0), DetectionObjective(seed=0)
         images, t = timed(lambda: influence_scores(image_obj, ctx.model, groups, s,
@@ -544,13 +547,17 @@ def box_scoring(args, ctx) -> dict:
         boxes, t = timed(lambda: part_influence_scores(box_obj, ctx.model, groups, s,
                                                        ctx.loader(ctx.pool)))
         times['box'].append(t)
+        _, t = timed(lambda: part_esi_scores(DetectionObjective(seed=0), ctx.model, groups, s,
+                                             ctx.loader(ctx.pool)))
+        times['esi_box'].append(t)
     counts = box_obj.pseudo_boxes
     return dict(pool=len(ctx.pool), batch_size=ctx.batch_size, theta_params=groups.numel(),
                 images_scored=len(images), boxes_scored=len(boxes),
                 pseudo_boxes_per_image=dict(mean=sum(counts) / len(counts), max=max(counts)),
                 plain_inference_s=t_plain, image_level_s=times['image'],
-                per_box_s=times['box'],
-                ratio_per_box_over_image=min(times['box']) / min(times['image']))
+                per_box_s=times['box'], per_box_esi_s=times['esi_box'],
+                ratio_per_box_over_image=min(times['box']) / min(times['image']),
+                ratio_esi_box_over_per_box=min(times['esi_box']) / min(times['box']))
 
 
 def measure_memory(args, model, labelled):
@@ -591,7 +598,7 @@ def main():
                    help="'memory': only (e), the N vs 10N peak-memory runs; 'fisher': only "
                         "(g), CG against the exact Fisher solve; 'realsize': only (h); "
                         "'strategies': only (i), every strategy against inference; 'boxes': "
-                        "only (k), per-box against image-level ISAL scoring")
+                        "only (k), per-box ISAL and ESI against image-level ISAL scoring")
     p.add_argument('--repeats', type=int, default=2, help='boxes: alternated runs of each')
     p.add_argument('--model', choices=sorted(REALSIZE), default='r50', help='realsize model')
     p.add_argument('--pools', type=int, nargs='+', default=[100, 500, 1000],

@@ -8,8 +8,8 @@ from . import checkpoints  # noqa: F401  (checkpoints load as data, applied once
 from .al.hook import ISALSelectionHook
 from .detection.backbones import EfficientNetLite
 from .al.strategies import (BADGE, DCUS, ESI, STRATEGIES, CoreSet, Entropy, EntropyBox,
-                            GradSimilarity, ISAL, ISALBox, LeastConfidence, Random, RandomBox,
-                            build_strategy)
+                            ESIBox, GradSimilarity, ISAL, ISALBox, LeastConfidence, Random,
+                            RandomBox, build_strategy)
 from .datasets.al_subset import ActiveSubset
 from .datasets.partial_labels import PartialLabels
 
@@ -17,6 +17,6 @@ __version__ = '0.1.0'
 
 __all__ = [
     'ActiveSubset', 'BADGE', 'CoreSet', 'DCUS', 'ESI', 'EfficientNetLite', 'Entropy',
-    'EntropyBox', 'GradSimilarity', 'ISAL', 'ISALBox', 'ISALSelectionHook', 'LeastConfidence',
-    'PartialLabels', 'Random', 'RandomBox', 'STRATEGIES', 'build_strategy'
+    'EntropyBox', 'ESIBox', 'GradSimilarity', 'ISAL', 'ISALBox', 'ISALSelectionHook',
+    'LeastConfidence', 'PartialLabels', 'Random', 'RandomBox', 'STRATEGIES', 'build_strategy'
 ]

@@ -53,6 +53,9 @@ def test_bad_input_errors(tmp_path):
     bad.write_text('[1, 2')
     with pytest.raises(ValueError, match='ids.json: not valid JSON'):
         LabelState.load(str(bad), [1])
+    bad.write_text('[1, 2, 1]')
+    with pytest.raises(ValueError, match=r'ids.json: entry \[2\] 1 is listed twice'):
+        LabelState.load(str(bad), [1, 2])
 
 
 def test_initial_split_is_seeded():

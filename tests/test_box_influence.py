@@ -37,15 +37,13 @@ def _objective(**kw):
 
 
 @contextmanager
-def _ignoring(head, box=None):
-    """The assigner marks the anchors of box ``box`` (every box when None) as ignored, as
-    partial-label training treats an un-queried region: neither positive nor negative."""
+def reassigned(head, edit):
+    """The assigner's result goes through ``edit`` (in place) before the loss reads it."""
     original = head.assigner.assign
 
     def assign(*args, **kwargs):
         res = original(*args, **kwargs)
-        hit = res.gt_inds > 0 if box is None else res.gt_inds == box + 1
-        res.gt_inds[hit] = -1
+        edit(res)
         return res
 
     head.assigner.assign = assign
@@ -53,6 +51,15 @@ def _ignoring(head, box=None):
         yield
     finally:
         del head.assigner.assign
+
+
+def _ignoring(head, box=None):
+    """The assigner marks the anchors of box ``box`` (every box when None) as ignored, as
+    partial-label training treats an un-queried region: neither positive nor negative."""
+    def edit(res):
+        res.gt_inds[res.gt_inds > 0 if box is None else res.gt_inds == box + 1] = -1
+
+    return reassigned(head, edit)
 
 
 def _image_loss(model, item, norm, box=None, ignore=False, pseudo=True):

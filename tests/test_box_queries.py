@@ -7,14 +7,15 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from isal_mmdet.al.box_selection import spend_queries
+from isal_mmdet.al.box_selection import band_of, spend_queries
 from isal_mmdet.al.budget import Budget
 from isal_mmdet.al.cost import AnnotationCost
+from isal_mmdet.labelling.thresholds import band_floor
 from test_loop import al_train
 
 BOX = {'active_learning.strategy.type': 'ISALBox', 'active_learning.strategy.score_thr': 0.005,
        'active_learning.budget_unit': 'boxes', 'active_learning.budget': 5,
-       'active_learning.rounds': 2}
+       'active_learning.rounds': 2, 'active_learning.preannotation_thr': 0.9}
 
 
 def real_boxes(data_root, img_id):
@@ -36,7 +37,7 @@ def test_queries_spend_the_box_budget_and_the_next_round_is_charged_them(box_run
     queries = json.load(open(work / 'round_0' / 'box_queries.json'))
     asked = [d for d in queries['detections'] if d['queried']]
     assert queries['queries'] == len(asked) == 5
-    assert all(d['band'] == 'uncertain' for d in asked)
+    assert all(d['band'] == 'uncertain' and 0.005 <= d['score'] < 0.9 for d in asked)
     sel = json.load(open(work / 'round_0' / 'selection.json'))
     assert sel['query'] == 'boxes'
     assert set(sel['selected']) == {d['img_id'] for d in asked}
@@ -92,3 +93,32 @@ def test_a_query_budget_is_never_overspent_by_more_than_one_query(keys, amount, 
     if len(chosen) < len(keys):
         assert total >= budget.amount
     assert total - last < budget.amount or not chosen
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6]), st.booleans()),
+                max_size=30),
+       st.sampled_from([0.3, 0.45, 0.7]), st.sampled_from([0.2, 0.3, 0.5]))
+def test_the_band_floor_is_the_lowest_score_whose_band_is_right_often_enough(preds, ceiling,
+                                                                            precision):
+    scores, tp = [p[0] for p in preds], [p[1] for p in preds]
+
+    def right_often_enough(lo):
+        inside = [t for sc, t in preds if lo <= sc < ceiling]
+        return bool(inside) and sum(inside) >= precision * len(inside)
+
+    floors = [sc for sc in set(scores) if sc < ceiling and right_often_enough(sc)]
+    assert band_floor(scores, tp, ceiling, precision) == min(floors, default=ceiling)
+
+
+def test_a_detection_is_asked_about_only_inside_its_class_band():
+    thr = dict(per_class={'a': 0.5, 'b': 0.4}, band_low={'a': 0.3, 'b': 0.05})
+    classes = ('a', 'b')
+    assert band_of(dict(score=0.5, label=0), thr, classes, 0.1) == 'confident'
+    assert band_of(dict(score=0.3, label=0), thr, classes, 0.1) == 'uncertain'
+    assert band_of(dict(score=0.29, label=0), thr, classes, 0.1) == 'below'
+    # the strategy's score_thr is a floor under the fitted one
+    assert band_of(dict(score=0.08, label=1), thr, classes, 0.1) == 'below'
+    assert band_of(dict(score=0.1, label=1), thr, classes, 0.1) == 'uncertain'
+    assert band_of(dict(score=0.2, label=1), dict(per_class=thr['per_class']), classes,
+                   0.1) == 'uncertain'

@@ -7,12 +7,15 @@ the checkpoint and the work dir the cases start from; the al_select cases run in
 interpreter to pay the imports once.
 """
 import argparse
+import functools
 import hashlib
+import http.server
 import json
 import os
 import os.path as osp
 import shutil
 import sys
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -36,6 +39,14 @@ CASES = [
      'refused naming the type and --unsafe-load'),
     ('unsafe-load-flag', 'with --unsafe-load (ISALSelectionHook: unsafe_load=True) that '
      'checkpoint loads, with a warning naming the file'),
+    ('checkpoint-url-payload', 'the same payload at an http:// URL (load_from, a backbone\'s '
+     'init_cfg, a torchvision:// name): refused naming the URL and the type, nothing runs'),
+    ('checkpoint-url-real', 'a checkpoint at an http:// URL loads as data, downloaded to '
+     'torch\'s cache ($TORCH_HOME)'),
+    ('checkpoint-url-unsafe', 'with --unsafe-load the payload at a URL loads, as a local file '
+     'would'),
+    ('checkpoint-url-missing', 'a URL the server answers with 404, or a truncated checkpoint '
+     'at a URL: names the URL (and the downloaded copy to delete)'),
     ('checkpoint-text', 'a text file as the checkpoint: not a readable checkpoint'),
     ('checkpoint-truncated', 'a truncated checkpoint: not a readable checkpoint'),
     ('checkpoint-truncated-resume', 'a truncated iter_N.pth in an unfinished round: names the '
@@ -48,6 +59,8 @@ CASES = [
     ('labelled-not-utf8', '--labelled not UTF-8: names the file and the byte'),
     ('selection-without-selected', 'a round\'s selection.json without "selected": names the '
      'file and the field'),
+    ('subset-ids-file-bad-entry', 'an ActiveSubset ids_file holding a nested list, a float or '
+     'an id twice: names the file and the entry, before the dataset is read'),
     ('annotations-directory', 'al_train.py --annotations naming a folder'),
     ('work-dir-is-a-file', 'al_train.py --work-dir naming an existing file'),
     ('work-dir-read-only', 'a work dir that cannot be written'),
@@ -232,6 +245,138 @@ def test_hook_unsafe_load_opts_in_for_the_run(select_cases, monkeypatch):
     ISALSelectionHook(strategy='random', budget=1, unsafe_load=True)
     loaded = CheckpointLoader.load_checkpoint(str(select_cases.files.extra), map_location='cpu')
     assert loaded['meta']['args'].lr == 0.01
+
+
+# -- checkpoints at a URL ----------------------------------------------------------------------
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A tmp folder served over HTTP on 127.0.0.1 (no proxy), torch hub's cache in another."""
+    root = tmp_path / 'www'
+    root.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    for var in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy',
+                'ALL_PROXY'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('no_proxy', '127.0.0.1')
+    server = http.server.ThreadingHTTPServer(
+        ('127.0.0.1', 0), functools.partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    from isal_mmdet import checkpoints
+    monkeypatch.setattr(checkpoints, '_unpickle', False)
+    yield SimpleNamespace(root=root, url=f'http://127.0.0.1:{server.server_port}',
+                          cache=tmp_path / 'torch_home' / 'hub' / 'checkpoints')
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_checkpoint_at_a_url_loads_as_data(served):
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+    from mmengine.runner import CheckpointLoader
+    hub = HistoryBuffer()
+    hub.update(0.5)
+    torch.save({'state_dict': {'w': torch.arange(3.)}, 'meta': {'loss': hub,
+                                                                'lr': np.float64(0.01)}},
+               served.root / 'good.pth')
+    loaded = CheckpointLoader.load_checkpoint(f'{served.url}/good.pth', map_location='cpu')
+    assert torch.equal(loaded['state_dict']['w'], torch.arange(3.))
+    assert loaded['meta']['loss'].mean() == 0.5 and loaded['meta']['lr'] == 0.01
+    assert (served.cache / 'good.pth').read_bytes() == (served.root / 'good.pth').read_bytes()
+
+
+def test_payload_at_a_url_is_refused_naming_the_url_and_never_runs(served, monkeypatch):
+    """Through the http:// loader (``load_from``, ``runner.load_checkpoint``) and through a
+    ``torchvision://`` name, which mmengine resolves to a URL inside its own module."""
+    import mmengine.runner.checkpoint as mmengine_checkpoint
+    from mmengine.runner import CheckpointLoader
+    marker = served.root.parent / 'PAYLOAD_RAN'
+    payload_checkpoint(served.root / 'payload.pth', marker)
+    url = f'{served.url}/payload.pth'
+    with pytest.raises(ValueError) as e:
+        CheckpointLoader.load_checkpoint(url, map_location='cpu')
+    assert str(e.value).startswith(f'{url}: holds io.open') and '\n' not in str(e.value)
+    assert '--unsafe-load' in str(e.value)
+    monkeypatch.setattr(mmengine_checkpoint, 'get_torchvision_models',
+                        lambda: {'resnet_payload': url})
+    with pytest.raises(ValueError, match=f'^{url}: holds io.open'):
+        CheckpointLoader.load_checkpoint('torchvision://resnet_payload', map_location='cpu')
+    assert not osp.exists(marker)
+
+
+def test_unsafe_load_loads_the_payload_at_a_url(served):
+    from mmengine.runner import CheckpointLoader
+    from isal_mmdet.checkpoints import allow_unpickling
+    marker = served.root.parent / 'PAYLOAD_RAN'
+    payload_checkpoint(served.root / 'payload.pth', marker)
+    allow_unpickling()  # the fixture puts the flag back
+    loaded = CheckpointLoader.load_checkpoint(f'{served.url}/payload.pth', map_location='cpu')
+    loaded['meta']['note'].close()
+    assert osp.exists(marker) and loaded['state_dict'] == {}
+
+
+def test_missing_or_truncated_checkpoint_at_a_url_names_the_url(served):
+    from mmengine.runner import CheckpointLoader
+    from isal_mmdet.checkpoints import UnreadableCheckpoint
+    url = f'{served.url}/absent.pth'
+    with pytest.raises(OSError, match=f'^{url}: could not be downloaded .*404'):
+        CheckpointLoader.load_checkpoint(url, map_location='cpu')
+    assert not osp.exists(served.cache / 'absent.pth')
+    torch.save({'state_dict': {'w': torch.zeros(1000)}}, served.root / 'cut.pth')
+    data = (served.root / 'cut.pth').read_bytes()
+    (served.root / 'cut.pth').write_bytes(data[:len(data) // 2])
+    with pytest.raises(UnreadableCheckpoint) as e:
+        CheckpointLoader.load_checkpoint(f'{served.url}/cut.pth', map_location='cpu')
+    assert str(e.value).startswith(f'{served.url}/cut.pth: not a readable checkpoint')
+    assert f"downloaded to {served.cache / 'cut.pth'}: delete it" in str(e.value)
+    assert '\n' not in str(e.value)
+
+
+# -- id files a dataset reads ------------------------------------------------------------------
+
+class RecordingDataset:
+    """An mmdet-like dataset of images 'a', 'b', 'c' that records whether it was read."""
+    metainfo = {}
+
+    def __init__(self):
+        self.read = False
+
+    def full_init(self):
+        self.read = True
+
+    def __len__(self):
+        return 3
+
+    def get_data_info(self, idx):
+        return {'img_id': 'abc'[idx]}
+
+
+@pytest.mark.parametrize('lazy_init', [False, True])
+@pytest.mark.parametrize('ids, needle', [
+    (['a', ['b']], "entry [1] is ['b'], not an image id"),
+    ([1, 2.5], 'entry [1] is 2.5, not an image id'),
+    (['a', 'b', 'a'], "entry [2] 'a' is listed twice (entry [0] too)"),
+])
+def test_active_subset_ids_file_with_a_bad_entry_names_file_and_entry(tmp_path, ids, needle,
+                                                                        lazy_init):
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    path = tmp_path / 'labeled.json'
+    path.write_text(json.dumps(ids))
+    inner = RecordingDataset()
+    with pytest.raises(ValueError) as e:
+        subset = ActiveSubset(inner, ids_file=str(path), lazy_init=lazy_init)
+        len(subset)
+    assert str(e.value).startswith(f'{path}: {needle}') and '\n' not in str(e.value)
+    assert not inner.read
+    path.write_text(json.dumps(['c', 'a']))
+    assert ActiveSubset(inner, ids_file=str(path)).img_ids() == ['c', 'a']
 
 
 # -- al_train and the hook ---------------------------------------------------------------------

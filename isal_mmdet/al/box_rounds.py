@@ -6,7 +6,8 @@ labelled images the next round trains on.
 ``W/round_<k+1>/box_labels.json``, and round k+1 trains on its images through
 :class:`~isal_mmdet.datasets.PartialLabels`, with the assigner's ignore regions switched on
 (``ignore_iof_thr``: an anchor mostly inside an unasked uncertain detection is neither
-positive nor negative). An image is opened in one round only; later rounds do not revisit
+positive nor negative). Detections below the band's floor are left out: mostly duplicates
+and background, their regions train as background, as any unlabelled region does. An image is opened in one round only; later rounds do not revisit
 it. Only the simulated oracle answers box queries for now.
 """
 from __future__ import annotations
@@ -48,6 +49,8 @@ def answer_round(path: Callable[[int, str], str], k: int, real: Dict[Hashable, L
     previous = latest_labels(path, k - 1)
     entries = []
     for img_id, dets in queried_images(queries).items():
+        # below the band's floor a detection is mostly wrong: its region stays background
+        dets = [d for d in dets if d['band'] != 'below']
         entries.append(partial_labels(
             dets, [d['queried'] for d in dets], real.get(img_id, []),
             [d['band'] == 'confident' for d in dets], pseudo=pseudo, img_id=img_id))

@@ -348,7 +348,8 @@ class ActiveLearningLoop:
             ctx.labelled = ActiveSubset(PartialLabels(ctx.labelled.dataset, labels_file=labels),
                                         ids=list(ctx.labelled.wanted_ids()))
         classes = tuple(ctx.pool.metainfo.get('classes', ()))
-        thr = preannotation_thresholds(ctx, self.al['preannotation_thr'], classes)
+        thr = preannotation_thresholds(ctx, self.al['preannotation_thr'], classes,
+                                       band_precision=self.box.band_precision)
         return select_boxes(self.box, ctx, budget_of(self.al), thr, self.round_dir(k))
 
     def run(self) -> Optional[str]:

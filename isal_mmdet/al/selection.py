@@ -20,15 +20,18 @@ logger = logging.getLogger('isal_mmdet')
 
 
 def preannotation_thresholds(ctx: SelectionContext, thr: Union[str, float],
-                             classes: Sequence[str]) -> Dict[str, Any]:
+                             classes: Sequence[str],
+                             band_precision: Optional[float] = None) -> Dict[str, Any]:
     """``thr='auto'``: per-class thresholds fitted on the labelled reference set (see
-    :mod:`.thresholds`); a number: that threshold for every class."""
+    :mod:`.thresholds`; with ``band_precision``, the box-query band's floors too); a
+    number: that threshold for every class, and no fitted floor."""
     if thr != 'auto':
         return dict(source='fixed', per_class={c: float(thr) for c in classes})
     if ctx.reference is None or len(ctx.reference) == 0:
         logger.warning("preannotation_thr='auto' needs a reference set; using 0.5")
         return dict(source='fixed', per_class={c: 0.5 for c in classes})
-    return dict(source='reference', **calibrate_thresholds(ctx.model, ctx.reference, classes))
+    return dict(source='reference', **calibrate_thresholds(ctx.model, ctx.reference, classes,
+                                                           band_precision=band_precision))
 
 
 def select(strategy_cfg: Any, ctx: SelectionContext, budget: Union[int, Budget],

@@ -2,37 +2,15 @@
 from __future__ import annotations
 
 import random
-from typing import Hashable, Iterable, List, Optional, Sequence
+from typing import Hashable, Iterable, List, Sequence
 
 from ..fileio import write_json
-from ..labelling.validate import read_annotation_json
+from ..labelling.validate import read_ids  # the id files' one reader, for datasets/ too
 
 
 def sort_ids(ids: Iterable[Hashable]) -> List[Hashable]:
     """A total order over ids of one kind (VOC stems or COCO ints), for stable output."""
     return sorted(ids, key=lambda i: (isinstance(i, str), i))
-
-
-def read_ids(path: str, key: Optional[str] = None) -> List[Hashable]:
-    """The JSON list of image ids in ``path`` (under ``key`` of a JSON object if given),
-    checked here: a stray entry would fail far from the file, in sorting or a lookup."""
-    data, under = read_annotation_json(path), ''
-    if key is not None:
-        if not isinstance(data, dict) or key not in data:
-            raise ValueError(f'{path}: no "{key}" field (expected a JSON object with the '
-                             f'list of image ids under "{key}")')
-        data, under = data[key], f' under "{key}"'
-    if not isinstance(data, list):
-        raise ValueError(f'{path}: expected a JSON list of image ids{under}, got '
-                         f'{type(data).__name__}')
-    for i, x in enumerate(data):
-        if isinstance(x, bool) or not isinstance(x, (str, int)):
-            raise ValueError(f'{path}: entry [{i}]{under} is {x!r}, not an image id (a string '
-                             'or an integer)')
-        if type(x) is not type(data[0]):
-            raise ValueError(f'{path}: entry [{i}]{under} is {x!r} ({type(x).__name__}), the '
-                             f'ids before it are {type(data[0]).__name__}')
-    return data
 
 
 def initial_split(all_ids: Sequence[Hashable], size: int, seed: int) -> List[Hashable]:

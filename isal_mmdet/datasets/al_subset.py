@@ -9,7 +9,7 @@ from typing import Any, Hashable, Iterable, List, Optional, Union
 import numpy as np
 from mmdet.registry import DATASETS
 
-from ..fileio import read_json
+from ..labelling.validate import read_ids
 from . import coco_checks  # noqa: F401  (COCO categories by name, unique image ids)
 
 logger = logging.getLogger('isal_mmdet')
@@ -18,7 +18,7 @@ logger = logging.getLogger('isal_mmdet')
 @DATASETS.register_module()
 class ActiveSubset:
     """Keeps the images of ``dataset`` whose ``img_id`` is in ``ids`` (or the JSON list
-    in ``ids_file``).
+    in ``ids_file``, checked entry by entry before the dataset is read).
 
     Selection is by stable id (VOC stem, COCO integer id), never by position. The inner
     dataset is built and initialised as usual, so its ``filter_cfg``, lazy init and
@@ -31,9 +31,11 @@ class ActiveSubset:
                  lazy_init: bool = False):
         if (ids is None) == (ids_file is None):
             raise ValueError('ActiveSubset: give exactly one of `ids` or `ids_file`')
-        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.ids_file = ids_file
         self._ids = None if ids is None else list(ids)
+        if not lazy_init:
+            self.wanted_ids()  # a bad ids_file fails before the dataset is built and read
+        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.invert = invert
         self._indices: List[int] = []
         self._fully_initialized = False
@@ -48,17 +50,14 @@ class ActiveSubset:
 
     def wanted_ids(self) -> List[Hashable]:
         if self._ids is None:
-            ids = read_json(self.ids_file)
-            if not isinstance(ids, list):
-                raise ValueError(f'{self.ids_file}: expected a JSON list of image ids')
-            self._ids = ids
+            self._ids = read_ids(self.ids_file)
         return self._ids
 
     def full_init(self) -> None:
         if self._fully_initialized:
             return
-        self.dataset.full_init()
         wanted = set(self.wanted_ids())
+        self.dataset.full_init()
         present = {}
         for idx in range(len(self.dataset)):
             present[self.dataset.get_data_info(idx)['img_id']] = idx

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..influence import Objective
 from .batching import same_shape_groups
+from .box_answers import answer_distribution
 from .box_losses import box_loss_head, box_losses
 from .losses import head_outputs, per_image_losses, soft_label_losses
 from .pseudo_labels import box_records, drop_degenerate, presence_draw, to_pseudo_gt
@@ -45,7 +46,8 @@ class DetectionObjective(Objective):
             (:func:`.losses.class_weighted_targets`); pseudo-label losses are never weighted.
 
     ``positives`` collects every image's own positive count (anchor heads), from which a
-    fixed ``avg_factor`` is taken; ``parts`` every box :meth:`per_part_loss` scored.
+    fixed ``avg_factor`` is taken; ``parts`` every box :meth:`per_part_loss` or
+    :meth:`per_answer_loss` scored.
     """
 
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100, seed: int = 0,
@@ -118,21 +120,41 @@ class DetectionObjective(Objective):
         """Each box's loss (:mod:`.box_losses`), flat over the batch's images in order, keyed
         ``(img_id, j)``, j the box's rank in its image (pseudo boxes: best score first).
         Records each box in :attr:`parts` as :func:`detection_candidates` gives it."""
+        parts = self._box_parts(model, batch, pseudo, every_answer=False)
+        return (torch.cat([loss for loss, _, _ in parts]),
+                [k for _, _, keys in parts for k in keys])
+
+    def per_answer_loss(self, model: nn.Module,
+                        batch: Any) -> Tuple[Tensor, Tensor, List[Hashable]]:
+        """Each pseudo box's loss under every answer a person checking it could give
+        (``[P, K + 1]``: class 0..K−1, then "no object"; :func:`.box_losses.box_losses`),
+        the model's probability of each answer (:func:`.box_answers.answer_distribution`)
+        and the keys of :meth:`per_part_loss`, whose :attr:`parts` records it keeps too."""
+        parts = self._box_parts(model, batch, True, every_answer=True)
+        return (torch.cat([loss for loss, _, _ in parts]), torch.cat([q for _, q, _ in parts]),
+                [k for _, _, keys in parts for k in keys])
+
+    def _box_parts(self, model: nn.Module, batch: Any, pseudo: bool,
+                   every_answer: bool) -> List[Tuple[Tensor, Optional[Tensor], List[Hashable]]]:
+        """Per image of ``batch``, in order: its box losses, its answer distributions (with
+        ``every_answer``, else None) and its boxes' keys."""
         box_loss_head(model)
         if pseudo and self.soft:
             raise ValueError('per-box losses need hard pseudo boxes (soft=False)')
-        out: List[Optional[Tuple[Tensor, List[Hashable]]]] = [None] * len(batch['inputs'])
+        out: List[Any] = [None] * len(batch['inputs'])
         for idx, inputs, samples in same_shape_groups(model, batch):
             x = self._features(model, inputs, samples)
             outs = head_outputs(model, x)
             boxes = self._set_targets(model, x, outs, samples, pseudo)
-            losses = box_losses(model, outs, samples, self.seed, **self._norm(pseudo))
-            for i, ds, gt, loss in zip(idx, samples, boxes, losses):
+            losses = box_losses(model, outs, samples, self.seed, every_answer,
+                                **self._norm(pseudo))
+            answers = (answer_distribution(model, outs, boxes, samples) if every_answer
+                       else [None] * len(samples))
+            for i, ds, gt, loss, q in zip(idx, samples, boxes, losses, answers):
                 keys = [(ds.metainfo['img_id'], j) for j in range(len(gt))]
                 self.parts.update(zip(keys, box_records(gt, ds.metainfo)))
-                out[i] = loss, keys
-        return (torch.cat([loss for loss, _ in out]),
-                [key for _, keys in out for key in keys])
+                out[i] = loss, q, keys
+        return out
 
     def _norm(self, pseudo: bool) -> Dict[str, Any]:
         return dict(avg_factor=self.avg_factor, positives=self.positives,

@@ -36,6 +36,15 @@ class Objective(ABC):
         raise NotImplementedError(f'{type(self).__name__} has no per-part losses; '
                                   'implement per_part_loss to score parts of samples')
 
+    def per_answer_loss(self, model: nn.Module,
+                        batch: Any) -> Tuple[Tensor, Tensor, List[Hashable]]:
+        """For each part (as :meth:`per_part_loss` keys them), its loss under each answer a
+        person labelling it could give, ``[P, R]``, the model's own probability of each
+        answer, ``[P, R]`` (rows sum to 1), and the keys, for the expected squared influence
+        of a part's label (:func:`part_esi_scores`). UUIC, as :meth:`per_sample_loss`."""
+        raise NotImplementedError(f'{type(self).__name__} has no per-answer losses; '
+                                  'implement per_answer_loss to score parts by ESI')
+
     def collate(self, samples: Sequence[Any]) -> Any:
         """Batch a list of dataset items (LiSSA draws items one by one)."""
         return list(samples)

@@ -50,6 +50,21 @@ def part_influence_scores(objective: Objective, model: nn.Module, groups: ParamG
     return _merged(local)
 
 
+def part_esi_scores(objective: Objective, model: nn.Module, groups: ParamGroups,
+                    s: GroupVector, batches: Iterable[Any]) -> Dict[Hashable, float]:
+    """``{part key: Σ_r q_r ⟨s, ∇θ L_part(r)⟩²}``: each part's expected squared influence
+    over the model's own distribution q of the answers r to it (see
+    :meth:`Objective.per_answer_loss` and :mod:`.expected`), merged over ranks like
+    :func:`influence_scores`. Every part's every answer goes through one batched pass."""
+    local: Dict[Hashable, float] = {}
+    with influence_mode(model, groups):
+        for batch in batches:
+            losses, probs, keys = objective.per_answer_loss(model, batch)
+            proj = loss_projections(losses.reshape(-1), groups, s).reshape(losses.shape)
+            local.update(zip(keys, (probs.to(proj) * proj.square()).sum(1).tolist()))
+    return _merged(local)
+
+
 def _merged(local: Dict[Hashable, float]) -> Dict[Hashable, float]:
     merged: Dict[Hashable, float] = {}
     for part in gather_objects(local) or []:

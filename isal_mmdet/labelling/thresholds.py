@@ -9,7 +9,7 @@ that maximises F1 over all classes together.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from mmdet.structures.bbox import bbox_overlaps
@@ -29,6 +29,24 @@ def best_f1_threshold(scores: Sequence[float], tp: Sequence[bool], num_gt: int) 
         if f1 > best:
             best, thr = f1, float(scores[i])
     return thr
+
+
+def band_floor(scores: Sequence[float], tp: Sequence[bool], ceiling: float,
+               precision: float) -> float:
+    """The lowest score ``lo`` such that the predictions scored in ``[lo, ceiling)`` are right
+    at least ``precision`` of the time (``ceiling`` when none are): the floor of the band of
+    detections worth asking a person about. Below it most detections are duplicates or
+    background, and a query there mostly comes back "no object"."""
+    below = sorted(((sc, hit) for sc, hit in zip(scores, tp) if sc < ceiling),
+                   key=lambda p: -p[0])
+    floor, hits = ceiling, 0
+    for n, (sc, hit) in enumerate(below, 1):
+        hits += bool(hit)
+        if n < len(below) and below[n][0] == sc:
+            continue  # a floor keeps every prediction of equal score
+        if hits >= precision * n:
+            floor = sc
+    return floor
 
 
 def _match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt: torch.Tensor,
@@ -53,10 +71,12 @@ def _match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt: torch.Tensor
 @torch.no_grad()
 def calibrate_thresholds(model: torch.nn.Module, dataset: Any, classes: Sequence[str],
                          min_boxes: int = 20, iou_thr: float = 0.5,
-                         batch_size: int = 4) -> Dict[str, Any]:
+                         batch_size: int = 4,
+                         band_precision: Optional[float] = None) -> Dict[str, Any]:
     """Per-class thresholds chosen on ``dataset`` (labelled), with what they give there:
     ``dict(per_class={name: thr}, overall=thr, fitted=[names fitted on their own],
-    images, real_boxes_per_image, boxes_per_image)``."""
+    images, real_boxes_per_image, boxes_per_image)``; with ``band_precision``, also
+    ``band_low={name: floor}`` (:func:`band_floor` below each class's threshold)."""
     model.eval()
     per_class = {k: ([], [], 0) for k in range(len(classes))}  # scores, tp, num_gt
     overall: tuple = ([], [], 0)
@@ -91,6 +111,12 @@ def calibrate_thresholds(model: torch.nn.Module, dataset: Any, classes: Sequence
         else:
             thresholds[classes[k]] = common
     kept = sum(sc >= thresholds[classes[k]] for k, (s, _, _) in per_class.items() for sc in s)
-    return dict(per_class=thresholds, overall=common, fitted=fitted, images=images,
-                real_boxes_per_image=overall[2] / max(images, 1),
-                boxes_per_image=kept / max(images, 1))
+    out = dict(per_class=thresholds, overall=common, fitted=fitted, images=images,
+               real_boxes_per_image=overall[2] / max(images, 1),
+               boxes_per_image=kept / max(images, 1))
+    if band_precision is not None:
+        out['band_low'] = {
+            classes[k]: band_floor(*((s, t) if classes[k] in fitted else overall[:2]),
+                                   thresholds[classes[k]], band_precision)
+            for k, (s, t, _) in per_class.items()}
+    return out

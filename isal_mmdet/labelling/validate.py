@@ -1,7 +1,7 @@
-"""One validation pass over an annotation input (COCO file or export, VOC XML), before any
-expensive work: what mmdet or pycocotools would silently drop, merge or mislabel, or fail on
-with a traceback, is a one-line ``ValueError`` naming the file, the entry as it appears in the
-file (``annotations[6]``, ``object[2]``) and the field. No image is read.
+"""One validation pass over an annotation input (COCO file or export, VOC XML, a JSON list of
+image ids), before any expensive work: what mmdet or pycocotools would silently drop, merge or
+mislabel, or fail on with a traceback, is a one-line ``ValueError`` naming the file, the entry
+as it appears in the file (``annotations[6]``, ``object[2]``) and the field. No image is read.
 
 Converted inputs (Label Studio tasks read as COCO) carry where each entry and field came from
 in ``isal_source``, so that these lines name the original entry, not the converted one.
@@ -34,6 +34,34 @@ def read_annotation_json(path: str) -> Any:
                          f'{e.start}); save it as UTF-8') from None
     except RecursionError:
         raise ValueError(f'{path}: nested too deeply to be an annotation file') from None
+
+
+def read_ids(path: str, key: Optional[str] = None) -> List[Hashable]:
+    """The JSON list of image ids in ``path`` (under ``key`` of a JSON object if given),
+    checked here: a stray entry would fail far from the file, in sorting or a lookup, and an
+    id listed twice would train on its image twice."""
+    data, under = read_annotation_json(path), ''
+    if key is not None:
+        if not isinstance(data, dict) or key not in data:
+            raise ValueError(f'{path}: no "{key}" field (expected a JSON object with the '
+                             f'list of image ids under "{key}")')
+        data, under = data[key], f' under "{key}"'
+    if not isinstance(data, list):
+        raise ValueError(f'{path}: expected a JSON list of image ids{under}, got '
+                         f'{type(data).__name__}')
+    seen: Dict[Hashable, int] = {}
+    for i, x in enumerate(data):
+        if isinstance(x, bool) or not isinstance(x, (str, int)):
+            raise ValueError(f'{path}: entry [{i}]{under} is {x!r}, not an image id (a string '
+                             'or an integer)')
+        if type(x) is not type(data[0]):
+            raise ValueError(f'{path}: entry [{i}]{under} is {x!r} ({type(x).__name__}), the '
+                             f'ids before it are {type(data[0]).__name__}')
+        if x in seen:
+            raise ValueError(f'{path}: entry [{i}]{under} {x!r} is listed twice (entry '
+                             f'[{seen[x]}] too)')
+        seen[x] = i
+    return data
 
 
 def place(item: Any, default: str, key: Optional[str] = None) -> str:

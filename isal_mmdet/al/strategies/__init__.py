@@ -8,7 +8,7 @@ from typing import Any
 from ...registry import STRATEGIES
 from .badge import BADGE, count_sketch, kmeans_pp
 from .base import SelectionContext, Strategy, collate_readable, rank_ids
-from .box import BoxStrategy, EntropyBox, ISALBox, RandomBox
+from .box import BoxStrategy, EntropyBox, ESIBox, ISALBox, RandomBox
 from .coreset import CoreSet, image_features, k_center_greedy
 from .esi import ESI
 from .influence_base import DEFAULT_SOLVER
@@ -18,10 +18,11 @@ from .uncertainty import (DCUS, Entropy, LeastConfidence, difficulty_weights, en
                           least_confidence_of_boxes)
 
 __all__ = [
-    'BADGE', 'BoxStrategy', 'CoreSet', 'DCUS', 'DEFAULT_SOLVER', 'ESI', 'Entropy', 'EntropyBox', 'GradSimilarity', 'ISAL', 'ISALBox', 'LeastConfidence',
-    'Random', 'RandomBox', 'STRATEGIES', 'SelectionContext', 'Strategy', 'build_strategy',
-    'collate_readable', 'difficulty_weights', 'entropy_of_boxes', 'count_sketch', 'image_features', 'k_center_greedy', 'kmeans_pp',
-    'least_confidence_of_boxes', 'rank_ids'
+    'BADGE', 'BoxStrategy', 'CoreSet', 'DCUS', 'DEFAULT_SOLVER', 'ESI', 'Entropy', 'EntropyBox',
+    'ESIBox', 'GradSimilarity', 'ISAL', 'ISALBox', 'LeastConfidence', 'Random', 'RandomBox',
+    'STRATEGIES', 'SelectionContext', 'Strategy', 'build_strategy', 'collate_readable',
+    'difficulty_weights', 'entropy_of_boxes', 'count_sketch', 'image_features',
+    'k_center_greedy', 'kmeans_pp', 'least_confidence_of_boxes', 'rank_ids'
 ]
 
 

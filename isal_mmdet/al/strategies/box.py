@@ -13,8 +13,9 @@ from typing import Any, Dict, Hashable, List, Tuple
 
 import torch
 
-from ...detection import DetectionObjective, detection_candidates, detector_param_groups
-from ...influence import part_influence_scores
+from ...detection import (DetectionObjective, box_loss_head, detection_candidates,
+                          detector_param_groups)
+from ...influence import GroupVector, ParamGroups, part_esi_scores, part_influence_scores
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
 from .base import SelectionContext, Strategy
@@ -43,18 +44,24 @@ class BoxStrategy(Strategy):
         pseudo: what an opened image trains on besides its answers: ``'confident'``, its
             unasked confident detections as pseudo boxes (BLAD's complementary pseudo
             labels); ``'none'``, those ignored too.
+        band_precision: the uncertainty band's floor: each class's detections below its
+            pre-annotation threshold are candidates down to the score where, on the
+            reference set, they are right this often (:func:`isal_mmdet.labelling.thresholds.band_floor`).
     """
 
     query = 'boxes'
     PSEUDO = ('confident', 'none')
 
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100,
-                 pseudo: str = 'confident'):
-        if not 0 < score_thr < 1:
-            raise ValueError(f'{type(self).__name__}.score_thr must be in (0, 1), got '
-                             f'{score_thr!r}')
+                 pseudo: str = 'confident', band_precision: float = 0.3):
+        for name, value in (('score_thr', score_thr), ('band_precision', band_precision)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not 0 < value < 1:
+                raise ValueError(f'{type(self).__name__}.{name} must be in (0, 1), got '
+                                 f'{value!r}')
         check_choice(type(self).__name__, 'pseudo', pseudo, self.PSEUDO)
         self.score_thr, self.max_per_img, self.pseudo = score_thr, max_per_img, pseudo
+        self.band_precision = band_precision
 
     def check_model(self, model_cfg: Dict[str, Any]) -> None:
         """Partly labelled images need ignore regions, which the loop switches on in a
@@ -107,17 +114,53 @@ class EntropyBox(BoxStrategy):
         return float(binary_entropy(torch.tensor([det['score']]))[0])
 
 
+class InfluenceBox(InfluenceStrategy, BoxStrategy):
+    """A box strategy scored along ISAL's s = H⁻¹v (one s, whatever the score of a box).
+
+    Args:
+        solver, curvature, param_groups, reference_size: s = H⁻¹v (:class:`InfluenceStrategy`).
+        score_thr, max_per_img, pseudo, band_precision: see :class:`BoxStrategy`.
+    """
+
+    def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
+                 param_groups: Any = None, curvature: str = 'fisher',
+                 reference_size: Any = None, pseudo: str = 'confident',
+                 band_precision: float = 0.3):
+        InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
+        BoxStrategy.__init__(self, score_thr, max_per_img, pseudo, band_precision)
+
+    def objective(self, ctx: SelectionContext, **options: Any) -> DetectionObjective:
+        return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
+
+    def part_scores(self, ctx: SelectionContext, scorer: DetectionObjective,
+                    groups: ParamGroups, s: GroupVector) -> Dict[BoxKey, float]:
+        """Every pool detection's score along ``s``; ``scorer`` records the detections."""
+        raise NotImplementedError
+
+    def score_boxes(self, ctx):
+        groups = detector_param_groups(ctx.model, self.param_groups)
+        box_loss_head(ctx.model)  # refuse before the costly v and s
+        s = self.s_test(ctx, self.objective(ctx), groups)
+        scorer = self.objective(ctx)
+        scores = self.part_scores(ctx, scorer, groups, s)
+        local: Detections = {}
+        for (img_id, j), det in sorted(scorer.parts.items(), key=lambda kv: kv[0][1]):
+            local.setdefault(img_id, []).append(det)
+        flag_uninformative(ctx, type(self).__name__)
+        return merged(local), scores
+
+
 @STRATEGIES.register_module(name='isal_box')
 @STRATEGIES.register_module()
-class ISALBox(InfluenceStrategy, BoxStrategy):
+class ISALBox(InfluenceBox):
     """ISAL per box: I(b) = −⟨H⁻¹v, ∇θ L_b⟩, L_b the loss terms of the anchors assigned to
     pseudo box b (assignments and the image's normaliser held fixed; see
     :mod:`isal_mmdet.detection.box_losses`): what a person checking b changes, since an
     unchecked uncertain detection is an ignored region in training.
 
     Args:
-        solver, curvature, param_groups, reference_size: s = H⁻¹v (:class:`InfluenceStrategy`).
-        score_thr, max_per_img, pseudo: see :class:`BoxStrategy`.
+        solver, curvature, param_groups, reference_size, score_thr, max_per_img, pseudo,
+            band_precision: see :class:`InfluenceBox`.
         order: ``'negative'``: most negative influence first (the paper's sign);
             ``'magnitude'``: largest |I(b)| first.
     """
@@ -127,25 +170,39 @@ class ISALBox(InfluenceStrategy, BoxStrategy):
     def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
                  param_groups: Any = None, curvature: str = 'fisher',
                  reference_size: Any = None, order: str = 'negative',
-                 pseudo: str = 'confident'):
-        InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
-        BoxStrategy.__init__(self, score_thr, max_per_img, pseudo)
+                 pseudo: str = 'confident', band_precision: float = 0.3):
+        super().__init__(solver, score_thr, max_per_img, param_groups, curvature,
+                         reference_size, pseudo, band_precision)
         check_choice(type(self).__name__, 'order', order, self.ORDERS)
         self.order = order
         self.higher_is_better = order == 'magnitude'
 
-    def objective(self, ctx: SelectionContext, **options: Any) -> DetectionObjective:
-        return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
-
-    def score_boxes(self, ctx):
-        groups = detector_param_groups(ctx.model, self.param_groups)
-        s = self.s_test(ctx, self.objective(ctx), groups)
-        scorer = self.objective(ctx)
+    def part_scores(self, ctx, scorer, groups, s):
         influence = part_influence_scores(scorer, ctx.model, groups, s, ctx.loader(ctx.pool))
-        local: Detections = {}
-        for (img_id, j), det in sorted(scorer.parts.items(), key=lambda kv: kv[0][1]):
-            local.setdefault(img_id, []).append(det)
-        dets = merged(local)
-        flag_uninformative(ctx, type(self).__name__)
-        scores = {k: abs(v) if self.order == 'magnitude' else v for k, v in influence.items()}
-        return dets, scores
+        return {k: abs(v) if self.order == 'magnitude' else v for k, v in influence.items()}
+
+
+@STRATEGIES.register_module(name='esi_box')
+@STRATEGIES.register_module()
+class ESIBox(InfluenceBox):
+    """ESI per box: E_r⟨H⁻¹v, ∇θ L_b(r)⟩² over the answers r a person checking pseudo box b
+    can give (class c, or "no object"), weighted by the model's own probability of each
+    (:mod:`isal_mmdet.detection.box_answers`); largest first. The signed ``isal_box`` score
+    takes the model's answer as given; this one values the answer whichever it turns out
+    to be. L_b(r): b's anchors labelled r, as ``isal_box`` labels them with the predicted
+    class (:mod:`isal_mmdet.detection.box_losses`). Arguments: see :class:`InfluenceBox`.
+    """
+
+    higher_is_better = True
+
+    def check_model(self, model_cfg: Dict[str, Any]) -> None:
+        """The answer distribution reads the head's sigmoid class probabilities."""
+        super().check_model(model_cfg)
+        loss_cls = (model_cfg.get('bbox_head') or {}).get('loss_cls') or {}
+        if not loss_cls.get('use_sigmoid', False):
+            raise ValueError(f'{type(self).__name__} needs a sigmoid classification loss '
+                             f"(RetinaNet's FocalLoss), not {loss_cls.get('type')!r} with "
+                             'use_sigmoid=False')
+
+    def part_scores(self, ctx, scorer, groups, s):
+        return part_esi_scores(scorer, ctx.model, groups, s, ctx.loader(ctx.pool))
