@@ -53,7 +53,7 @@ class BoxStrategy(Strategy):
     PSEUDO = ('confident', 'none')
 
     def __init__(self, score_thr: float = 0.1, max_per_img: int = 100,
-                 pseudo: str = 'confident', band_precision: float = 0.3):
+                 pseudo: str = 'confident', band_precision: float = 0.1):
         for name, value in (('score_thr', score_thr), ('band_precision', band_precision)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not 0 < value < 1:
@@ -125,7 +125,7 @@ class InfluenceBox(InfluenceStrategy, BoxStrategy):
     def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
                  param_groups: Any = None, curvature: str = 'fisher',
                  reference_size: Any = None, pseudo: str = 'confident',
-                 band_precision: float = 0.3):
+                 band_precision: float = 0.1):
         InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
         BoxStrategy.__init__(self, score_thr, max_per_img, pseudo, band_precision)
 
@@ -170,7 +170,7 @@ class ISALBox(InfluenceBox):
     def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
                  param_groups: Any = None, curvature: str = 'fisher',
                  reference_size: Any = None, order: str = 'negative',
-                 pseudo: str = 'confident', band_precision: float = 0.3):
+                 pseudo: str = 'confident', band_precision: float = 0.1):
         super().__init__(solver, score_thr, max_per_img, param_groups, curvature,
                          reference_size, pseudo, band_precision)
         check_choice(type(self).__name__, 'order', order, self.ORDERS)
