@@ -278,3 +278,33 @@ def test_a_box_budget_study_compares_images_on_the_range_strategies_share():
     text = report(dict(res, curves={}, box_curves={}), ['random', 'dense'])
     assert '| round 0 | round 1 | AUC on the shared image range |' in text
     assert '0.600 ± 0.000 (60 imgs)' in text and 'boxes to reach random' in text
+
+
+def test_the_noise_floor_of_a_later_round_retrains_only_that_round(tmp_path, synthetic_voc):
+    """``--noise-round 1``: round 1's images of the first seed (from the first strategy's
+    run), warm started from its round-0 model, trained with other training seeds."""
+    import json
+    import subprocess
+
+    from test_loop import DEMO, tiny_options
+    common = [sys.executable, osp.join(ROOT, 'tools', 'al_study.py'), DEMO, '--work-dir',
+              str(tmp_path), '--strategies', 'random', '--seeds', '3', '--rounds', '2',
+              '--initial', '6', '--budget', '3', '--cfg-options',
+              *tiny_options(synthetic_voc, **{'active_learning.warm_start': True})]
+    res = subprocess.run(common + ['--noise-seeds', '5', '6', '--noise-round', '1'],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    noise = json.load(open(tmp_path / 'results.json'))['training_noise']
+    assert noise['round'] == 1 and noise['train_seeds'] == [5, 6] and len(noise['mAP']) == 2
+    assert "seed 3's round-1 images" in res.stdout
+    study = tmp_path / 'random' / 'seed3'
+    for t in (5, 6):
+        run = tmp_path / 'noise' / 'seed3' / f'round1_train{t}'
+        # round 0 is the study's own (copied, not retrained); round 1 has the study's images
+        assert json.load(open(run / 'round_0' / 'metrics.json')) == json.load(
+            open(study / 'round_0' / 'metrics.json'))
+        assert json.load(open(run / 'round_1' / 'labeled.json')) == json.load(
+            open(study / 'round_1' / 'labeled.json'))
+        dumped = open(next((run / 'round_1' / 'train').glob('*.py'))).read()
+        assert f'randomness=dict(seed={t})' in dumped.replace(' ', '')
+        assert f"load_from='{run / 'round_0' / 'train'}" in dumped.replace(' ', '')

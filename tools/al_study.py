@@ -32,6 +32,9 @@ def parse_args(argv=None):
     p.add_argument('--budget', type=int, default=40)
     p.add_argument('--noise-seeds', nargs='+', type=int, default=[],
                    help="training seeds for the noise floor of the first seed's round 0")
+    p.add_argument('--noise-round', type=int, default=0,
+                   help="the round whose training noise --noise-seeds measures (default 0; "
+                        "later rounds start from the first strategy's run of the first seed)")
     p.add_argument('--seconds-per-image', type=float, help='default 7.8 (isal_mmdet/al/cost.py)')
     p.add_argument('--seconds-per-box', type=float, help='default 7.0 (isal_mmdet/al/cost.py)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
@@ -60,7 +63,8 @@ def main(argv=None) -> int:
                            rounds=args.rounds, initial=args.initial, budget=args.budget,
                            cfg_options=dict(args.cfg_options))
         res = run_study(setup, args.work_dir, args.report, analyse_only=args.analyse_only,
-                        merge=args.merge, cost=cost, noise_seeds=args.noise_seeds)
+                        merge=args.merge, cost=cost, noise_seeds=args.noise_seeds,
+                        noise_round=args.noise_round)
     except (ValueError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -98,7 +98,8 @@ def report(res: Dict[str, Any], strategies: Sequence[str]) -> str:
                          f"{', '.join(f'{r:+.2f}' for r in b['values'])} |")
     noise = res.get('training_noise')
     if noise:
-        lines += ['', f"Training noise (seed {noise['image_seed']}'s round-0 images, training "
+        lines += ['', f"Training noise (seed {noise['image_seed']}'s round-"
+                      f"{noise.get('round', 0)} images, training "
                       f"seeds {noise['train_seeds']}): test mAP std {noise['std']:.4f} "
                       f"(values {', '.join(f'{m:.4f}' for m in noise['mAP'])})."]
     if res.get('selections'):

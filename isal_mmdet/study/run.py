@@ -66,27 +66,44 @@ def run_one(setup: StudySetup, work_dir: str, strategy: str, seed: int,
 
 
 def training_noise(setup: StudySetup, work_dir: str, image_seed: int,
-                   train_seeds: Sequence[int], train: bool) -> Dict[str, Any]:
-    """The noise floor: round 0's images of ``image_seed``, trained with other training
-    seeds. A paired difference smaller than this spread is not evidence for either side."""
+                   train_seeds: Sequence[int], train: bool,
+                   round_k: int = 0) -> Dict[str, Any]:
+    """The noise floor: round ``round_k``'s images of ``image_seed``, trained with other
+    training seeds. A paired difference smaller than this spread is not evidence for either
+    side. For ``round_k > 0`` the first strategy's run of that seed supplies rounds
+    0..round_k-1 and round_k's images; round_k is warm started from its round_k-1 model as in
+    the study, so the spread is the one at the round where the strategies are compared."""
     from ..al.loop import ActiveLearningLoop
+    source = osp.join(work_dir, setup.strategies[0], f'seed{image_seed}')
     maps = []
     for t in train_seeds:
-        wd = osp.join(work_dir, 'noise', f'seed{image_seed}', f'train{t}')
+        name = f'train{t}' if round_k == 0 else f'round{round_k}_train{t}'
+        wd = osp.join(work_dir, 'noise', f'seed{image_seed}', name)
         if train:
-            cfg = _config(setup, image_seed, dict(rounds=1))
+            for j in range(round_k + 1 if round_k else 0):
+                src = osp.join(source, f'round_{j}')
+                keep = (None if j < round_k else
+                        shutil.ignore_patterns('train', 'metrics.json', 'selection.json',
+                                               'selected*', 'scores.csv', 'preannotations*'))
+                if not osp.exists(osp.join(wd, f'round_{j}')):
+                    if not osp.exists(osp.join(src, 'labeled.json')):
+                        raise ValueError(f'--noise-round {round_k}: {src} has no finished '
+                                         'run to start from; run the study first')
+                    shutil.copytree(src, osp.join(wd, f'round_{j}'), ignore=keep)
+            cfg = _config(setup, image_seed, dict(rounds=round_k + 1))
             cfg.randomness = dict(seed=t)
             ActiveLearningLoop(cfg, wd).run()
-        maps.append(read_json(osp.join(wd, 'summary.json'))[0]['mAP'])
+        maps.append(read_json(osp.join(wd, 'summary.json'))[round_k]['mAP'])
     std = (sum((m - sum(maps) / len(maps)) ** 2 for m in maps) / (len(maps) - 1)) ** 0.5 \
         if len(maps) > 1 else 0.0
-    return dict(image_seed=image_seed, train_seeds=list(train_seeds), mAP=maps, std=std)
+    return dict(image_seed=image_seed, round=round_k, train_seeds=list(train_seeds),
+                mAP=maps, std=std)
 
 
 def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
               analyse_only: bool = False, merge: Optional[str] = None,
               cost: AnnotationCost = AnnotationCost(),
-              noise_seeds: Sequence[int] = ()) -> Dict[str, Any]:
+              noise_seeds: Sequence[int] = (), noise_round: int = 0) -> Dict[str, Any]:
     """Runs (or reads, ``analyse_only``) the study and writes ``<work_dir>/<report_name>``
     ``.json``, ``.md`` and ``.png``. ``merge``: an earlier report of the same setup whose
     seeds join this run's (its work dir may be gone)."""
@@ -138,7 +155,7 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
     if noise_seeds:
         image_seed = record['seeds'][0]
         res['training_noise'] = training_noise(setup, work_dir, image_seed, noise_seeds,
-                                               train=not analyse_only)
+                                               train=not analyse_only, round_k=noise_round)
     elif prior is not None and prior.get('training_noise'):
         res['training_noise'] = prior['training_noise']
     res['setup'] = record
