@@ -15,7 +15,7 @@ from test_loop import al_train
 
 BOX = {'active_learning.strategy.type': 'ISALBox', 'active_learning.strategy.score_thr': 0.005,
        'active_learning.budget_unit': 'boxes', 'active_learning.budget': 5,
-       'active_learning.rounds': 2, 'active_learning.preannotation_thr': 0.9}
+       'active_learning.rounds': 3, 'active_learning.preannotation_thr': 0.9}
 
 
 def real_boxes(data_root, img_id):
@@ -61,6 +61,18 @@ def test_answers_are_the_real_boxes_and_every_query_is_counted(box_run, syntheti
                 assert inst['ignore_flag'] == 0
     labelled = json.load(open(work / 'round_1' / 'labeled.json'))
     assert {e['img_id'] for e in labels['images']} <= set(labelled)
+
+
+def test_a_later_round_asks_only_about_unopened_images_and_keeps_earlier_answers(box_run):
+    first = json.load(open(box_run / 'round_1' / 'box_labels.json'))['images']
+    second = json.load(open(box_run / 'round_2' / 'box_labels.json'))['images']
+    opened = {e['img_id'] for e in first}
+    asked = json.load(open(box_run / 'round_1' / 'box_queries.json'))['detections']
+    assert asked and not opened & {d['img_id'] for d in asked}
+    assert second[:len(first)] == first
+    assert sum(e['queries'] for e in second) == 10
+    rows = json.load(open(box_run / 'summary.json'))
+    assert rows[2]['num_boxes'] - rows[1]['num_boxes'] == 5
 
 
 def test_the_next_round_trains_on_the_partly_labelled_images_with_ignore_regions(box_run):
