@@ -41,6 +41,9 @@ def test_queries_spend_the_box_budget_and_the_next_round_is_charged_them(box_run
     sel = json.load(open(work / 'round_0' / 'selection.json'))
     assert sel['query'] == 'boxes'
     assert set(sel['selected']) == {d['img_id'] for d in asked}
+    # each image's priority is its best candidate's (most negative influence for isal_box)
+    for d in asked:
+        assert sel['scores'][str(d['img_id'])] <= d['query_score']
     rows = json.load(open(work / 'summary.json'))
     charged = rows[1]['selection_cost']['charged']
     assert charged['boxes'] == 5 and charged['images'] == len(sel['selected'])

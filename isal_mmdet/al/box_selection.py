@@ -95,10 +95,23 @@ def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
             strategy=type(strategy).__name__, queries=len(chosen), detections=rows))
         write_json(osp.join(out_dir, 'selection.json'), dict(
             strategy=type(strategy).__name__, query='boxes', selected=opened,
-            seconds=seconds, info=info))
+            scores=image_priority(candidates, strategy.higher_is_better), seconds=seconds,
+            info=info))
     barrier()
     return dict(strategy=type(strategy).__name__, selected=opened, queries=chosen,
                 seconds=seconds, info=info)
+
+
+def image_priority(candidates: Dict[BoxKey, float], higher_is_better: bool) -> Dict[str, float]:
+    """Each pool image's best candidate score: how early the strategy opens it, so that a
+    study reads box selections as it reads image selections (keys as selection files name
+    images)."""
+    best: Dict[str, float] = {}
+    pick = max if higher_is_better else min
+    for (img_id, _), value in candidates.items():
+        key = str(img_id)
+        best[key] = value if key not in best else pick(best[key], value)
+    return best
 
 
 def queried_images(path: str) -> Dict[Hashable, List[Dict[str, Any]]]:
