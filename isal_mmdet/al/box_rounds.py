@@ -7,8 +7,9 @@ labelled images the next round trains on.
 :class:`~isal_mmdet.datasets.PartialLabels`, with the assigner's ignore regions switched on
 (``ignore_iof_thr``: an anchor mostly inside an unasked uncertain detection is neither
 positive nor negative). Detections below the band's floor are left out: mostly duplicates
-and background, their regions train as background, as any unlabelled region does. An image is opened in one round only; later rounds do not revisit
-it. Only the simulated oracle answers box queries for now.
+and background, their regions train as background, as any unlabelled region does. An image
+is opened in one round only; later rounds do not revisit it. Only the simulated oracle
+answers box queries for now.
 """
 from __future__ import annotations
 
@@ -38,14 +39,15 @@ def latest_labels(path: Callable[[int, str], str], k: int) -> Optional[str]:
                  if osp.exists(path(j, LABELS_FILE))), None)
 
 
-def answer_round(path: Callable[[int, str], str], k: int, real: Dict[Hashable, List[dict]],
-                 pseudo: str) -> Optional[str]:
-    """Writes ``round_<k>/box_labels.json`` from round k-1's queries (once); returns the
-    labels file round k trains on, or None when no box was ever asked."""
+def answer_round(path: Callable[[int, str], str], k: int, source: Any, pseudo: str) -> None:
+    """Writes ``round_<k>/box_labels.json`` from round k-1's queries, answered from
+    ``source``'s real boxes, merged with the earlier answers; once (a resumed round keeps
+    the file it wrote)."""
     out = path(k, LABELS_FILE)
-    queries = path(k - 1, QUERIES_FILE) if k > 0 else None
-    if queries is None or not osp.exists(queries) or osp.exists(out):
-        return latest_labels(path, k)
+    queries = path(k - 1, QUERIES_FILE)
+    if not osp.exists(queries) or osp.exists(out):
+        return
+    real = real_instances(source)
     previous = latest_labels(path, k - 1)
     entries = []
     for img_id, dets in queried_images(queries).items():
@@ -55,7 +57,6 @@ def answer_round(path: Callable[[int, str], str], k: int, real: Dict[Hashable, L
             dets, [d['queried'] for d in dets], real.get(img_id, []),
             [d['band'] == 'confident' for d in dets], pseudo=pseudo, img_id=img_id))
     write_json(out, merge_labels(read_json(previous) if previous else None, entries))
-    return out
 
 
 def queries_by_image(labels_file: Optional[str]) -> Dict[Hashable, int]:

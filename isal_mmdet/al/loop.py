@@ -44,7 +44,7 @@ from ..influence.dist import barrier, broadcast_object
 from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
 from ..labelling.report import optional_artefact
 from .box_rounds import (answer_round, box_strategy, enable_ignore_regions, latest_labels,
-                         queries_by_image, real_instances, with_partial_labels)
+                         queries_by_image, with_partial_labels)
 from .box_selection import select_boxes
 from .context import selection_context
 from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
@@ -266,8 +266,9 @@ class ActiveLearningLoop:
                 self.sources[ann_file] = build_dataset(dict(self.source_cfg, ann_file=ann_file),
                                                        ann_file)
             source = self.sources[ann_file]
-        wanted = set(ids) - set(partial)
-        total = sum(n for i, n in partial.items() if i in set(ids))
+        wanted = set(ids)
+        total = sum(n for i, n in partial.items() if i in wanted)
+        wanted -= set(partial)
         for i in range(len(source)):
             info = source.get_data_info(i)
             if info['img_id'] in wanted:
@@ -302,7 +303,7 @@ class ActiveLearningLoop:
     def run_round(self, k: int) -> None:
         labelled = self.labelled_for(k)
         if self.box is not None and k > 0 and self.is_rank0():
-            answer_round(self.path, k, real_instances(self.source), self.box.pseudo)
+            answer_round(self.path, k, self.source, self.box.pseudo)
         barrier()
         ann_file = self.agree(lambda: self.merged_ann_file(k))
         runner = Runner.from_cfg(self.runner_cfg(k, ann_file))
