@@ -57,3 +57,15 @@ def test_readme_bad_input_list_is_the_cases_the_tests_check():
              for x in re.sub(r'^\*\*[^*]+:\*\* ', '', p).rstrip('.').split('; ')]
     cases = [d for _, d in test_untrusted_inputs.CASES + test_untrusted_annotations.CASES]
     assert sorted(items) == sorted(cases)
+
+
+def test_readme_lists_every_strategys_arguments_from_their_annotations():
+    from isal_mmdet.al.strategies.arguments import describe_arguments
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    section = text[text.index("<details><summary>Every strategy's arguments"):]
+    body = section[section.index('</summary>') + 10:section.index('</details>')]
+    listed = [line for line in body.splitlines() if line.startswith('- `')]
+    expected = describe_arguments(registered())
+    assert listed == expected, 'README strategy arguments differ; expected:\n' + \
+        '\n'.join(expected)

@@ -141,9 +141,9 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
     assert set(same['selected']) == set(top[:3])
     harmful = build_strategy(dict(type='ISALResearch', prefer='harmful'))
     assert harmful.select(hard['scores'], 3, None) == rank_ids(hard['scores'], True)[:3]
-    with pytest.raises(ValueError, match='ISAL.prefer'):
+    with pytest.raises(ValueError, match='ISALResearch.prefer'):
         build_strategy(dict(type='ISALResearch', prefer='both'))
-    with pytest.raises(ValueError, match='ISAL.pseudo'):
+    with pytest.raises(ValueError, match='ISALResearch.pseudo'):
         build_strategy(dict(type='ISALResearch', pseudo='fuzzy'))
     soft = [select(dict(type='ISALResearch', solver=solver, pseudo='soft'),
                    _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]

@@ -70,6 +70,9 @@ def test_variants_change_only_what_they_name():
     assert base == dict(type='ISAL', solver=dict(type='lissa', depth=200))
     with pytest.raises(ValueError, match="unknown ISAL lever 'nope'"):
         strategy_cfg(base, 'isal-nope')
+    # a solver named by a string in the config takes a lever's solver arguments the same way
+    named = strategy_cfg(dict(type='ISAL', solver='lissa'), 'isal-damp0.1')['strategy']
+    assert named['solver'] == dict(LEVERS['damp0.1'][0]['solver'])
 
 
 def _selection(tmp_path, strategy, selected, scores):

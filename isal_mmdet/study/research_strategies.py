@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Literal, Optional, Sequence, Tuple
 
 import torch
 
 from ..al.data import class_counts
 from ..al.state import sort_ids
+from ..al.strategies.arguments import Count, Curvature, ParamGroupsSpec, Score, SolverSpec
 from ..al.strategies.base import SelectionContext, rank_ids
 from ..al.strategies.coreset import image_features, k_center_greedy
 from ..al.strategies.esi import ESI
@@ -123,17 +124,15 @@ class ISALResearch(ISAL):
         normaliser, reference_terms: see :class:`ReferenceOptions`.
     """
 
-    def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
-                 param_groups: Optional[Dict[str, str]] = None, curvature: str = 'fisher',
-                 reference_size: Optional[int] = None, max_per_class: Optional[int] = None,
-                 pseudo: str = 'hard', samples: int = 4,
-                 diversity: Optional[Dict[str, Any]] = None, prefer: str = 'helpful',
-                 normaliser: str = 'image', reference_terms: str = 'all'):
-        check_choice('ISAL', 'prefer', prefer, ('helpful', 'harmful'))
-        check_choice('ISAL', 'pseudo', pseudo, ('hard', 'sampled', 'soft'))
-        if diversity is not None and set(diversity) - {'pool_factor'}:
-            raise ValueError(f'ISAL.diversity: unknown field(s) '
-                             f'{sorted(set(diversity) - {"pool_factor"})}; known: pool_factor')
+    def __init__(self, solver: SolverSpec = None, score_thr: Score = 0.1,
+                 max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
+                 curvature: Curvature = 'fisher', reference_size: Optional[Count] = None,
+                 max_per_class: Optional[Count] = None,
+                 pseudo: Literal['hard', 'sampled', 'soft'] = 'hard', samples: Count = 4,
+                 diversity: Optional[Dict[Literal['pool_factor'], Count]] = None,
+                 prefer: Literal['helpful', 'harmful'] = 'helpful',
+                 normaliser: Literal['image', 'fixed'] = 'image',
+                 reference_terms: Literal['all', 'foreground', 'balanced'] = 'all'):
         super().__init__(solver, score_thr, max_per_img, param_groups, curvature,
                          reference_size)
         self.options = ReferenceOptions(normaliser, reference_terms)
@@ -194,16 +193,14 @@ class ESIResearch(ESI):
             ``top_k`` anchors with the largest terms.
     """
 
-    def __init__(self, solver: Any = None, curvature: str = 'fisher',
-                 param_groups: Optional[Dict[str, str]] = None,
-                 reference_size: Optional[int] = None, box_term: bool = True,
-                 normaliser: str = 'image', reference_terms: str = 'all',
-                 mean_term: bool = False, top_k: Optional[int] = None):
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f'ESI.top_k must be a positive integer or None, got {top_k!r}')
+    def __init__(self, solver: SolverSpec = None, curvature: Curvature = 'fisher',
+                 param_groups: ParamGroupsSpec = None, reference_size: Optional[Count] = None,
+                 box_term: bool = True, normaliser: Literal['image', 'fixed'] = 'image',
+                 reference_terms: Literal['all', 'foreground', 'balanced'] = 'all',
+                 mean_term: bool = False, top_k: Optional[Count] = None):
         super().__init__(solver, curvature, param_groups, reference_size, box_term)
         self.options = ReferenceOptions(normaliser, reference_terms)
-        self.mean_term, self.top_k = bool(mean_term), top_k
+        self.mean_term, self.top_k = mean_term, top_k
 
     def check_model(self, model_cfg: Dict[str, Any]) -> None:
         self.options.check_model(model_cfg)

@@ -6,9 +6,9 @@ that uses an option the product strategy does not take is built as its research 
 (``isal-fixed``: ``ISALResearch``), so earlier studies stay reproducible."""
 from __future__ import annotations
 
-from inspect import signature
 from typing import Any, Dict
 
+from ..al.strategies.arguments import arguments
 from .research_strategies import ESIResearch, ISALResearch
 
 # lever -> (changes to the config's ISAL strategy, changes to active_learning)
@@ -47,7 +47,8 @@ ESI_LEVERS = {
 def research_options(research: type) -> frozenset:
     """The arguments ``research`` takes beyond its product class's (its base)."""
     product = research.__mro__[1]
-    return frozenset(signature(research).parameters) - frozenset(signature(product).parameters)
+    return frozenset(a for a, _, _ in arguments(research)) - \
+        frozenset(a for a, _, _ in arguments(product))
 
 
 def as_research(strategy: Dict[str, Any], research: type) -> Dict[str, Any]:
@@ -87,7 +88,8 @@ def strategy_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
         change, al_more = LEVERS[lever]
         al_change.update(al_more)
         for key, value in change.items():
-            solver = base.get('solver', {})
+            solver = base.get('solver') or {}
+            solver = {'type': solver} if isinstance(solver, str) else solver
             if key == 'solver' and value.get('type', solver.get('type')) == solver.get('type'):
                 base['solver'] = dict(solver, **value)
             else:

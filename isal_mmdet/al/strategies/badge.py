@@ -1,7 +1,7 @@
 """BADGE (Ash et al., ICLR 2020) for detection: k-means++ seeding on gradient embeddings."""
 from __future__ import annotations
 
-from typing import Dict, Hashable, List, Optional
+from typing import Annotated, Dict, Hashable, List
 
 import torch
 from torch import Tensor
@@ -11,6 +11,7 @@ from ...influence import influence_mode, per_sample_grads
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
 from ..state import sort_ids
+from .arguments import Count, Interval, ParamGroupsSpec, Score
 from .base import Strategy
 
 
@@ -52,10 +53,8 @@ class BADGE(Strategy):
     dimensions; k-means++ seeding then picks images whose gradients are large and unlike
     one another. The score written per image is its embedding's norm."""
 
-    def __init__(self, dim: int = 1024, score_thr: float = 0.1, max_per_img: int = 100,
-                 param_groups: Optional[Dict[str, str]] = None):
-        if not isinstance(dim, int) or not 1 <= dim <= 1024:
-            raise ValueError(f'BADGE.dim must be an integer in [1, 1024], got {dim!r}')
+    def __init__(self, dim: Annotated[int, Interval(1, 1024)] = 1024, score_thr: Score = 0.1,
+                 max_per_img: Count = 100, param_groups: ParamGroupsSpec = None):
         self.dim, self.score_thr, self.max_per_img = dim, score_thr, max_per_img
         self.param_groups = param_groups
         self._emb: Dict[Hashable, Tensor] = {}

@@ -9,7 +9,7 @@ how many are asked is the same for all of them (:mod:`..box_selection`).
 from __future__ import annotations
 
 import zlib
-from typing import Any, Dict, Hashable, List, Tuple
+from typing import Any, Dict, Hashable, List, Literal, Optional, Tuple
 
 import torch
 
@@ -18,12 +18,14 @@ from ...detection import (DetectionObjective, box_loss_head, detection_candidate
 from ...influence import GroupVector, ParamGroups, part_esi_scores, part_influence_scores
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
+from .arguments import Count, Curvature, Fraction, ParamGroupsSpec, SolverSpec
 from .base import SelectionContext, Strategy
-from .influence_base import InfluenceStrategy, check_choice, flag_uninformative
+from .influence_base import InfluenceStrategy, flag_uninformative
 from .uncertainty import binary_entropy
 
 BoxKey = Tuple[Hashable, int]
 Detections = Dict[Hashable, List[Dict[str, Any]]]
+Pseudo = Literal['confident', 'none']  # see BoxStrategy
 
 
 def merged(local: dict) -> dict:
@@ -50,16 +52,9 @@ class BoxStrategy(Strategy):
     """
 
     query = 'boxes'
-    PSEUDO = ('confident', 'none')
 
-    def __init__(self, score_thr: float = 0.1, max_per_img: int = 100,
-                 pseudo: str = 'confident', band_precision: float = 0.1):
-        for name, value in (('score_thr', score_thr), ('band_precision', band_precision)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not 0 < value < 1:
-                raise ValueError(f'{type(self).__name__}.{name} must be in (0, 1), got '
-                                 f'{value!r}')
-        check_choice(type(self).__name__, 'pseudo', pseudo, self.PSEUDO)
+    def __init__(self, score_thr: Fraction = 0.1, max_per_img: Count = 100,
+                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1):
         self.score_thr, self.max_per_img, self.pseudo = score_thr, max_per_img, pseudo
         self.band_precision = band_precision
 
@@ -122,10 +117,10 @@ class InfluenceBox(InfluenceStrategy, BoxStrategy):
         score_thr, max_per_img, pseudo, band_precision: see :class:`BoxStrategy`.
     """
 
-    def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
-                 param_groups: Any = None, curvature: str = 'fisher',
-                 reference_size: Any = None, pseudo: str = 'confident',
-                 band_precision: float = 0.1):
+    def __init__(self, solver: SolverSpec = None, score_thr: Fraction = 0.1,
+                 max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
+                 curvature: Curvature = 'fisher', reference_size: Optional[Count] = None,
+                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1):
         InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
         BoxStrategy.__init__(self, score_thr, max_per_img, pseudo, band_precision)
 
@@ -165,15 +160,13 @@ class ISALBox(InfluenceBox):
             ``'magnitude'``: largest |I(b)| first.
     """
 
-    ORDERS = ('negative', 'magnitude')
-
-    def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
-                 param_groups: Any = None, curvature: str = 'fisher',
-                 reference_size: Any = None, order: str = 'negative',
-                 pseudo: str = 'confident', band_precision: float = 0.1):
+    def __init__(self, solver: SolverSpec = None, score_thr: Fraction = 0.1,
+                 max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
+                 curvature: Curvature = 'fisher', reference_size: Optional[Count] = None,
+                 order: Literal['negative', 'magnitude'] = 'negative',
+                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1):
         super().__init__(solver, score_thr, max_per_img, param_groups, curvature,
                          reference_size, pseudo, band_precision)
-        check_choice(type(self).__name__, 'order', order, self.ORDERS)
         self.order = order
         self.higher_is_better = order == 'magnitude'
 

@@ -8,6 +8,7 @@ from ...detection.esi import DirectionalHead, check_esi_model, check_esi_model_c
 from ...influence import GroupVector, ParamGroups
 from ...influence.expected import aggregate_esi
 from ...registry import STRATEGIES
+from .arguments import Count, Curvature, ParamGroupsSpec, SolverSpec
 from .base import SelectionContext
 from .influence_base import InfluenceStrategy, flag_uninformative
 
@@ -29,11 +30,11 @@ class ESI(InfluenceStrategy):
     mean_term: bool = False
     top_k: Optional[int] = None
 
-    def __init__(self, solver: Any = None, curvature: str = 'fisher',
-                 param_groups: Optional[Dict[str, str]] = None,
-                 reference_size: Optional[int] = None, box_term: bool = True):
+    def __init__(self, solver: SolverSpec = None, curvature: Curvature = 'fisher',
+                 param_groups: ParamGroupsSpec = None, reference_size: Optional[Count] = None,
+                 box_term: bool = True):
         super().__init__(solver, curvature, param_groups, reference_size)
-        self.box_term = bool(box_term)
+        self.box_term = box_term
         self._head: Optional[DirectionalHead] = None
 
     def check_model(self, model_cfg: Dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ import torch
 from ...datasets.al_subset import ActiveSubset
 from ...detection import DetectionObjective, default_scales
 from ...influence import GroupVector, ParamGroups, SolveInfo, build_solver, stest
-from ...influence.curvature import KINDS
+from .arguments import Count, Curvature, ParamGroupsSpec, SolverSpec
 from .base import SelectionContext, Strategy
 
 logger = logging.getLogger('isal_mmdet')
@@ -57,16 +57,9 @@ class InfluenceStrategy(Strategy):
             images) would cost more than scoring the pool.
     """
 
-    def __init__(self, solver: Any = None, curvature: str = 'fisher',
-                 param_groups: Optional[Dict[str, str]] = None,
-                 reference_size: Optional[int] = None):
+    def __init__(self, solver: SolverSpec = None, curvature: Curvature = 'fisher',
+                 param_groups: ParamGroupsSpec = None, reference_size: Optional[Count] = None):
         name = type(self).__name__
-        check_choice(name, 'curvature', curvature, KINDS)
-        if reference_size is not None and (not isinstance(reference_size, int) or
-                                           isinstance(reference_size, bool) or
-                                           reference_size < 1):
-            raise ValueError(f'{name}.reference_size must be a positive integer or None, got '
-                             f'{reference_size!r}')
         if solver is None:
             solver = DEFAULT_SOLVER if curvature == 'fisher' else DEFAULT_HESSIAN_SOLVER
         self.solver_cfg = {'type': solver} if isinstance(solver, str) else dict(solver)

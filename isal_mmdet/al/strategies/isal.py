@@ -8,6 +8,7 @@ from ...detection import DetectionObjective, detector_param_groups
 from ...influence import influence_scores
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
+from .arguments import Count, Curvature, ParamGroupsSpec, Score, SolverSpec
 from .base import SelectionContext
 from .influence_base import InfluenceStrategy, flag_uninformative
 
@@ -46,9 +47,9 @@ class ISAL(InfluenceStrategy):
     """
     higher_is_better = False
 
-    def __init__(self, solver: Any = None, score_thr: float = 0.1, max_per_img: int = 100,
-                 param_groups: Optional[Dict[str, str]] = None, curvature: str = 'fisher',
-                 reference_size: Optional[int] = None):
+    def __init__(self, solver: SolverSpec = None, score_thr: Score = 0.1,
+                 max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
+                 curvature: Curvature = 'fisher', reference_size: Optional[Count] = None):
         super().__init__(solver, curvature, param_groups, reference_size)
         self.score_thr, self.max_per_img = score_thr, max_per_img
 
@@ -73,6 +74,6 @@ class ISAL(InfluenceStrategy):
 class GradSimilarity(ISAL):
     """ISAL without curvature (s = v): the official gradient-similarity ablation."""
 
-    def __init__(self, score_thr: float = 0.1, max_per_img: int = 100,
-                 param_groups: Optional[Dict[str, str]] = None):
+    def __init__(self, score_thr: Score = 0.1, max_per_img: Count = 100,
+                 param_groups: ParamGroupsSpec = None):
         super().__init__('identity', score_thr, max_per_img, param_groups)

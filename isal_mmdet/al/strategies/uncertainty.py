@@ -3,7 +3,7 @@ difficulty-calibrated uncertainty (DCUS)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Annotated, Any, Callable, List, Sequence, Tuple
 
 import torch
 from mmdet.structures.bbox import bbox_overlaps
@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ...detection.uncertainty import box_class_probs
 from ...influence.dist import all_reduce_tensor_
 from ...registry import STRATEGIES
+from .arguments import Count, Interval, NonNegative, Score
 from .base import Strategy
 
 
@@ -41,7 +42,7 @@ class Entropy(Strategy):
     """Most uncertain first: see :func:`entropy_of_boxes`."""
     aggregate: Callable[[Tensor], float] = staticmethod(entropy_of_boxes)
 
-    def __init__(self, score_thr: float = 0.1, max_boxes: int = 100):
+    def __init__(self, score_thr: Score = 0.1, max_boxes: Count = 100):
         self.score_thr, self.max_boxes = score_thr, max_boxes
 
     def score_batch(self, ctx, batch):
@@ -114,9 +115,9 @@ class DCUS(Strategy):
     diversity pick among 4 × budget candidates) is not part of DCUS.
     """
 
-    def __init__(self, score_thr: float = 0.05, class_weight_ub: float = 0.2,
-                 class_weight_alpha: float = 0.3, quality_xi: float = 0.6,
-                 iou_thr: float = 0.5):
+    def __init__(self, score_thr: Score = 0.05, class_weight_ub: NonNegative = 0.2,
+                 class_weight_alpha: Annotated[float, Interval(0, open=True)] = 0.3,
+                 quality_xi: Score = 0.6, iou_thr: Score = 0.5):
         self.score_thr, self.ub, self.alpha = score_thr, class_weight_ub, class_weight_alpha
         self.xi, self.iou_thr = quality_xi, iou_thr
         self.weights: List[float] = []
