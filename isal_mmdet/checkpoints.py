@@ -13,7 +13,10 @@ A checkpoint named by URL (``http://``, ``https://``, and the ``torchvision://``
 ``open-mmlab://`` and ``mmcls://`` names mmengine resolves to one) is downloaded to torch hub's
 cache as mmengine would (``$TORCH_HOME/hub/checkpoints``) and then loaded the same way, its
 errors naming the URL: mmengine hands URLs to ``torch.hub.load_state_dict_from_url``, which
-unpickles in full (``weights_only=False``) whatever the server sent.
+unpickles in full (``weights_only=False``) whatever the server sent. mmengine's other schemes
+(``s3://``/``petrel://`` object storage, ``pavi://``, and ``open-mmlab://`` names that resolve
+to a file under mmengine's home) call ``torch.load`` with torch's default, which unpickles in
+full before torch 2.6: they are fetched as mmengine fetches them and loaded as data too.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import os
 import os.path as osp
 import pickle
 import re
+import tempfile
 import zipfile
 from typing import Any, Optional
 from urllib.parse import urlparse
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 import mmengine.runner.checkpoint as mmengine_checkpoint
 from mmengine.dist import get_dist_info
+from mmengine.fileio import get_file_backend
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
@@ -146,7 +151,46 @@ def load_as_data(source: Any, name: str, map_location: Any = None) -> Any:
                                    ) from None
 
 
+def load_from_storage(filename: str, map_location: Any = None) -> Any:
+    """mmengine's ``s3://``/``petrel://`` loader (``load_from_ceph``), as data."""
+    data = get_file_backend(filename, backend_args={'backend': 'petrel'}).get(filename)
+    return load_as_data(io.BytesIO(data), filename, map_location)
+
+
+def load_from_pavi(filename: str, map_location: Any = None) -> Any:
+    """mmengine's ``pavi://`` loader, as data: downloaded to a temporary folder first."""
+    try:
+        from pavi import modelcloud
+    except ImportError:
+        raise ImportError(f'{filename}: install pavi to load checkpoints from modelcloud'
+                          ) from None
+    model = modelcloud.get(filename[len('pavi://'):])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = osp.join(tmp, osp.basename(model.name))
+        model.download(path)
+        return load_as_data(path, filename, map_location)
+
+
+def load_from_openmmlab(filename: str, map_location: Any = None) -> Any:
+    """mmengine's ``open-mmlab://`` names: a URL, or a file under mmengine's home; as data."""
+    prefix = 'open-mmlab://' if filename.startswith('open-mmlab://') else 'openmmlab://'
+    name = filename[len(prefix):]
+    name = mmengine_checkpoint.get_deprecated_model_names().get(name, name)
+    target = mmengine_checkpoint.get_external_models().get(name)
+    if target is None:
+        raise ValueError(f'{filename}: no such model in mmengine\'s open-mmlab list')
+    if target.startswith(('http://', 'https://')):
+        return load_from_url(target, map_location)
+    return load_checkpoint_file(osp.join(mmengine_checkpoint._get_mmengine_home(), target),
+                                map_location)
+
+
 CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file, force=True)
+CheckpointLoader.register_scheme(prefixes=[r'(\S+\:)?s3://', r'(\S+\:)?petrel://'],
+                                 loader=load_from_storage, force=True)
+CheckpointLoader.register_scheme(prefixes='pavi://', loader=load_from_pavi, force=True)
+CheckpointLoader.register_scheme(prefixes=('open-mmlab://', 'openmmlab://'),
+                                 loader=load_from_openmmlab, force=True)
 CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_url,
                                  force=True)
 # mmengine resolves torchvision://, open-mmlab:// and mmcls:// names to URLs and loads them

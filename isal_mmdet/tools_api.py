@@ -24,8 +24,9 @@ from .al.state import read_ids
 
 
 def build_model(cfg: Config, checkpoint: str) -> torch.nn.Module:
-    """The config's detector with ``checkpoint`` loaded as data (:mod:`..checkpoints`)."""
-    if not osp.isfile(checkpoint):
+    """The config's detector with ``checkpoint`` (a file, or any name mmengine loads:
+    ``https://``, ``s3://``, ``open-mmlab://`` ...) loaded as data (:mod:`..checkpoints`)."""
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
     register_all_modules(init_default_scope=False)
     model = MODELS.build(cfg.model)

@@ -47,6 +47,11 @@ CASES = [
      'would'),
     ('checkpoint-url-missing', 'a URL the server answers with 404, or a truncated checkpoint '
      'at a URL: names the URL (and the downloaded copy to delete)'),
+    ('checkpoint-url-select', 'al_select.py given a trained checkpoint\'s http:// URL: loads it '
+     'as data and selects'),
+    ('checkpoint-other-schemes', 'the payload through mmengine\'s other schemes (s3:// and '
+     'petrel:// storage, pavi://, an open-mmlab:// name that resolves to a file): refused naming '
+     'the name and the type, nothing runs, while a real checkpoint through them loads'),
     ('checkpoint-text', 'a text file as the checkpoint: not a readable checkpoint'),
     ('checkpoint-truncated', 'a truncated checkpoint: not a readable checkpoint'),
     ('checkpoint-truncated-resume', 'a truncated iter_N.pth in an unfinished round: names the '
@@ -320,6 +325,61 @@ def test_unsafe_load_loads_the_payload_at_a_url(served):
     loaded = CheckpointLoader.load_checkpoint(f'{served.url}/payload.pth', map_location='cpu')
     loaded['meta']['note'].close()
     assert osp.exists(marker) and loaded['state_dict'] == {}
+
+
+def test_al_select_takes_a_checkpoint_url(finished, served):
+    shutil.copyfile(finished.checkpoint, served.root / 'trained.pth')
+    out = finished.tmp / 'from_url'
+    res = run(AL_SELECT, DEMO, f'{served.url}/trained.pth', '--out', out, '--strategy', 'random',
+              '--labelled', finished.labelled, '--cfg-options', *tiny_options(finished.data))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(json.load(open(out / 'selection.json'))['selected']) == 3
+    assert (served.cache / 'trained.pth').read_bytes() == finished.checkpoint.read_bytes()
+
+
+def test_payload_through_the_other_schemes_is_refused_and_never_runs(tmp_path, monkeypatch):
+    """Object storage, pavi and open-mmlab names that resolve to a file, each fetched through
+    a stand-in for its backend (none is reachable here)."""
+    import mmengine.runner.checkpoint as mmengine_checkpoint
+    from mmengine.runner import CheckpointLoader
+    from isal_mmdet import checkpoints
+    monkeypatch.setattr(checkpoints, '_unpickle', False)
+    marker = tmp_path / 'PAYLOAD_RAN'
+    files = {'payload.pth': tmp_path / 'payload.pth', 'good.pth': tmp_path / 'good.pth'}
+    payload_checkpoint(files['payload.pth'], marker)
+    torch.save({'state_dict': {'w': torch.ones(2)}}, files['good.pth'])
+
+    class Storage:
+        def get(self, name):
+            return files[osp.basename(name)].read_bytes()
+
+    class Model:
+        def __init__(self, name):
+            self.name = osp.basename(name)
+
+        def download(self, path):
+            shutil.copyfile(files[self.name], path)
+
+    monkeypatch.setattr(checkpoints, 'get_file_backend', lambda name, backend_args: Storage())
+    monkeypatch.setitem(sys.modules, 'pavi', SimpleNamespace(
+        modelcloud=SimpleNamespace(get=Model)))
+    monkeypatch.setattr(mmengine_checkpoint, '_get_mmengine_home', lambda: str(tmp_path))
+    monkeypatch.setattr(mmengine_checkpoint, 'get_external_models',
+                        lambda: {'payload': 'payload.pth', 'good': 'good.pth'})
+    names = ['s3://bucket/{}.pth', 'cluster:s3://bucket/{}.pth', 'petrel://bucket/{}.pth',
+             'pavi://models/{}.pth']
+    for name in names:
+        with pytest.raises(ValueError) as e:
+            CheckpointLoader.load_checkpoint(name.format('payload'), map_location='cpu')
+        assert str(e.value).startswith(f"{name.format('payload')}: holds io.open")
+        assert '\n' not in str(e.value)
+        good = CheckpointLoader.load_checkpoint(name.format('good'), map_location='cpu')
+        assert torch.equal(good['state_dict']['w'], torch.ones(2))
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'payload.pth'}: holds io.open"):
+        CheckpointLoader.load_checkpoint('open-mmlab://payload', map_location='cpu')
+    good = CheckpointLoader.load_checkpoint('openmmlab://good', map_location='cpu')
+    assert torch.equal(good['state_dict']['w'], torch.ones(2))
+    assert not osp.exists(marker)
 
 
 def test_missing_or_truncated_checkpoint_at_a_url_names_the_url(served):

@@ -25,7 +25,8 @@ def strategy_names():
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
-    p.add_argument('checkpoint')
+    p.add_argument('checkpoint', help='a .pth file, or a name mmengine loads (https://, s3://, '
+                                      'open-mmlab://, ...); loaded as data either way')
     p.add_argument('--strategy',
                    help=f"{', '.join(strategy_names())}; "
                         "default: the config's active_learning.strategy, whose arguments are "
