@@ -66,6 +66,8 @@ CASES = [
      'file and the field'),
     ('subset-ids-file-bad-entry', 'an ActiveSubset ids_file holding a nested list, a float or '
      'an id twice: names the file and the entry, before the dataset is read'),
+    ('subset-ids-bad-entry', 'the same entries, or a string, as ActiveSubset ids in a config: '
+     'names ActiveSubset.ids and the entry, before the dataset is read'),
     ('annotations-directory', 'al_train.py --annotations naming a folder'),
     ('work-dir-is-a-file', 'al_train.py --work-dir naming an existing file'),
     ('work-dir-read-only', 'a work dir that cannot be written'),
@@ -437,6 +439,23 @@ def test_active_subset_ids_file_with_a_bad_entry_names_file_and_entry(tmp_path, 
     assert not inner.read
     path.write_text(json.dumps(['c', 'a']))
     assert ActiveSubset(inner, ids_file=str(path)).img_ids() == ['c', 'a']
+
+
+@pytest.mark.parametrize('ids, needle', [
+    (['a', ['b']], "entry [1] is ['b'], not an image id"),
+    ([1, 2.5], 'entry [1] is 2.5, not an image id'),
+    (('a', 'b', 'a'), "entry [2] 'a' is listed twice (entry [0] too)"),
+    ('abc', 'expected a list of image ids, got str'),
+    (7, 'expected a list of image ids, got int'),
+])
+def test_active_subset_ids_with_a_bad_entry_name_the_entry(ids, needle):
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    inner = RecordingDataset()
+    with pytest.raises(ValueError) as e:
+        ActiveSubset(inner, ids=ids)
+    assert str(e.value).startswith(f'ActiveSubset.ids: {needle}') and '\n' not in str(e.value)
+    assert not inner.read
+    assert ActiveSubset(inner, ids=('c', 'a')).img_ids() == ['c', 'a']
 
 
 # -- al_train and the hook ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any, Hashable, Iterable, List, Optional, Union
 import numpy as np
 from mmdet.registry import DATASETS
 
-from ..labelling.validate import read_ids
+from ..labelling.validate import check_ids, read_ids
 from . import coco_checks  # noqa: F401  (COCO categories by name, unique image ids)
 
 logger = logging.getLogger('isal_mmdet')
@@ -18,7 +18,7 @@ logger = logging.getLogger('isal_mmdet')
 @DATASETS.register_module()
 class ActiveSubset:
     """Keeps the images of ``dataset`` whose ``img_id`` is in ``ids`` (or the JSON list
-    in ``ids_file``, checked entry by entry before the dataset is read).
+    in ``ids_file``), checked entry by entry before the dataset is read.
 
     Selection is by stable id (VOC stem, COCO integer id), never by position. The inner
     dataset is built and initialised as usual, so its ``filter_cfg``, lazy init and
@@ -32,7 +32,11 @@ class ActiveSubset:
         if (ids is None) == (ids_file is None):
             raise ValueError('ActiveSubset: give exactly one of `ids` or `ids_file`')
         self.ids_file = ids_file
-        self._ids = None if ids is None else list(ids)
+        if ids is not None and (isinstance(ids, (str, bytes, dict)) or
+                                not isinstance(ids, Iterable)):
+            raise ValueError(f'ActiveSubset.ids: expected a list of image ids, got '
+                             f'{type(ids).__name__}')
+        self._ids = None if ids is None else check_ids(list(ids), 'ActiveSubset.ids')
         if not lazy_init:
             self.wanted_ids()  # a bad ids_file fails before the dataset is built and read
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset

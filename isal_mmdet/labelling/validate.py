@@ -49,16 +49,22 @@ def read_ids(path: str, key: Optional[str] = None) -> List[Hashable]:
     if not isinstance(data, list):
         raise ValueError(f'{path}: expected a JSON list of image ids{under}, got '
                          f'{type(data).__name__}')
+    return check_ids(data, path, under)
+
+
+def check_ids(data: List[Any], name: str, under: str = '') -> List[Hashable]:
+    """``data`` if every entry is an image id of one type (string or integer), each once;
+    otherwise one line naming ``name`` and the entry."""
     seen: Dict[Hashable, int] = {}
     for i, x in enumerate(data):
         if isinstance(x, bool) or not isinstance(x, (str, int)):
-            raise ValueError(f'{path}: entry [{i}]{under} is {x!r}, not an image id (a string '
+            raise ValueError(f'{name}: entry [{i}]{under} is {x!r}, not an image id (a string '
                              'or an integer)')
         if type(x) is not type(data[0]):
-            raise ValueError(f'{path}: entry [{i}]{under} is {x!r} ({type(x).__name__}), the '
+            raise ValueError(f'{name}: entry [{i}]{under} is {x!r} ({type(x).__name__}), the '
                              f'ids before it are {type(data[0]).__name__}')
         if x in seen:
-            raise ValueError(f'{path}: entry [{i}]{under} {x!r} is listed twice (entry '
+            raise ValueError(f'{name}: entry [{i}]{under} {x!r} is listed twice (entry '
                              f'[{seen[x]}] too)')
         seen[x] = i
     return data
