@@ -1,7 +1,6 @@
 """Budgets in images, boxes or seconds: spending never overspends by more than one image,
 expected counts come from the detections the strategy made, and the settings are checked."""
 import pytest
-import torch
 from hypothesis import given, settings, strategies as st
 
 from conftest import build_detector, voc_dataset

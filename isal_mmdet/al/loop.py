@@ -19,15 +19,13 @@ same command again after any crash continues where it stopped. Paths inside ``W`
 from __future__ import annotations
 
 import copy
-import csv
 import gc
 import hashlib
-import io
 import logging
 import os
 import os.path as osp
 import time
-from typing import Any, Dict, Hashable, List, Optional, Sequence
+from typing import Any, Dict, Hashable, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -39,10 +37,9 @@ from mmengine.runner import Runner
 from ..checkpoints import UnreadableCheckpoint
 from ..datasets.al_subset import ActiveSubset
 from ..datasets.partial_labels import PartialLabels
-from ..fileio import read_json, write_json, write_text
+from ..fileio import read_json, write_json
 from ..influence.dist import barrier, broadcast_object
 from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
-from ..labelling.report import optional_artefact
 from .box_rounds import (answer_round, box_strategy, enable_ignore_regions, latest_labels,
                          queries_by_image, with_partial_labels)
 from .box_selection import select_boxes
@@ -53,6 +50,7 @@ from .launch import cpu_wrapper_cfg, init_distributed
 from .selection import preannotation_thresholds, select
 from .settings import ORACLES, al_settings, budget_of, check_box_settings
 from .state import LabelState, initial_split, read_ids
+from .summary import FinishedRound, primary_metric, summary_rows, write_summary
 
 
 def check_writable_dir(path: str, what: str) -> None:
@@ -92,15 +90,6 @@ def shorten_schedule(cfg: Config, iters: int) -> None:
                 sched[key] = max(1, round(sched[key] * ratio)) if sched[key] else 0
         if 'milestones' in sched:
             sched['milestones'] = [max(1, round(m * ratio)) for m in sched['milestones']]
-
-
-def primary_metric(metrics: Dict[str, float], key: Optional[str]) -> Optional[float]:
-    if key:
-        return metrics.get(key)
-    for k, v in metrics.items():
-        if k.endswith('mAP') or k.endswith('/bbox_mAP'):
-            return v
-    return None
 
 
 class ActiveLearningLoop:
@@ -434,85 +423,18 @@ class ActiveLearningLoop:
 
     # -- summary -----------------------------------------------------------------------------
     def write_summary(self) -> None:
-        if not self.is_rank0():
-            barrier()
-            return
-        rows = []
-        cost = budget_of(self.al).cost
-        for k in range(self.al['rounds']):
-            if not osp.exists(self.path(k, 'metrics.json')):
-                break
-            ids = read_json(self.path(k, 'labeled.json'))
-            metrics = read_json(self.path(k, 'metrics.json'))
-            sel_path = self.path(k, 'selection.json')
-            sel = read_json(sel_path) if osp.exists(sel_path) else {}
-            boxes = self.count_boxes(ids, self.merged_ann_file(k), k)
-            rows.append(dict(round=k, num_labelled=len(ids), num_boxes=boxes,
-                             num_seconds=cost.seconds(len(ids), boxes),
-                             mAP=primary_metric(metrics, self.al['metric']),
-                             strategy=self.strategy_name(),
-                             selection_seconds=sel.get('seconds'), metrics=metrics))
-            if rows[-1]['round'] > 0:  # what the previous selection planned, and what it cost
-                prev = rows[-2]
-                planned = prev.pop('planned', None)
-                rows[-1]['selection_cost'] = dict(
-                    planned=planned, charged=dict(
-                        images=len(ids) - prev['num_labelled'],
-                        boxes=boxes - prev['num_boxes'],
-                        seconds=rows[-1]['num_seconds'] - prev['num_seconds']))
-            rows[-1]['planned'] = ((sel.get('info') or {}).get('budget') or {}).get(
-                'planned') or (dict(images=len(sel['selected'])) if sel.get('selected') else None)
-        if rows:
-            rows[-1].pop('planned', None)
-        write_json(osp.join(self.work_dir, 'summary.json'), rows)
-        buf = io.StringIO()
-        keys = sorted({m for r in rows for m in r['metrics']})
-        w = csv.writer(buf)
-        w.writerow(['round', 'num_labelled', 'num_boxes', 'num_seconds', 'mAP', 'strategy',
-                    'selection_seconds', 'planned_boxes', 'charged_boxes'] + keys)
-        for r in rows:
-            planned = (r.get('selection_cost') or {}).get('planned') or {}
-            charged = (r.get('selection_cost') or {}).get('charged') or {}
-            w.writerow([r['round'], r['num_labelled'], r['num_boxes'], r['num_seconds'],
-                        r['mAP'], r['strategy'], r['selection_seconds'], planned.get('boxes'),
-                        charged.get('boxes')] + [r['metrics'].get(m) for m in keys])
-        write_text(osp.join(self.work_dir, 'summary.csv'), buf.getvalue())
-        if rows:
-            curve = osp.join(self.work_dir, 'curve.png')
-            optional_artefact(curve, plot_curve, curve, {self.strategy_name(): [
-                (r['num_labelled'], r['num_boxes'], r['num_seconds'], r['mAP']) for r in rows]},
-                xlabels=COST_AXES)
+        if self.is_rank0():
+            done = []
+            for k in range(self.al['rounds']):
+                if not osp.exists(self.path(k, 'metrics.json')):
+                    break
+                ids = read_json(self.path(k, 'labeled.json'))
+                sel_path = self.path(k, 'selection.json')
+                done.append(FinishedRound(
+                    ids=ids, metrics=read_json(self.path(k, 'metrics.json')),
+                    selection=read_json(sel_path) if osp.exists(sel_path) else {},
+                    boxes=self.count_boxes(ids, self.merged_ann_file(k), k)))
+            rows = summary_rows(done, budget_of(self.al).cost, self.al['metric'],
+                                self.strategy_name())
+            write_summary(self.work_dir, rows, self.strategy_name())
         barrier()
-
-
-COST_AXES = ('labelled images', 'annotated boxes', 'annotation seconds')
-
-
-def plot_curve(path: str, curves: Dict[str, List[tuple]], title: str = '',
-               xlabels: Sequence[str] = ('labelled images', 'annotated boxes')) -> None:
-    """mAP against each cost of labelling, one panel per cost and one line per strategy:
-    ``curves = {name: [(images, boxes, ..., mAP), ...]}``, the costs in ``xlabels``' order;
-    written atomically."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    from ..fileio import atomic_write
-    fig, axes = plt.subplots(1, len(xlabels), figsize=(4.5 * len(xlabels), 3.5), dpi=100,
-                             sharey=True)
-    for name, pts in curves.items():
-        pts = [p for p in pts if p[-1] is not None]
-        if pts:
-            *xs, mAP = zip(*pts)
-            for ax, x in zip(axes, xs):
-                ax.plot(x, mAP, marker='o', label=name)
-    for ax, xlabel in zip(axes, xlabels):
-        ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel('test mAP')
-    axes[0].legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format='png'), mode='wb')
-    plt.close(fig)

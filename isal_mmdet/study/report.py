@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..al.loop import COST_AXES, plot_curve
+from ..al.summary import COST_AXES, plot_curve
 
 
 def fmt(ms: Tuple[Optional[float], Optional[float]], digits: int = 3) -> str:

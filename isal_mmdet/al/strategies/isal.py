@@ -2,7 +2,7 @@
 ablation."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from ...detection import DetectionObjective, detector_param_groups
 from ...influence import influence_scores
