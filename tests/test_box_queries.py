@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from isal_mmdet.al.box_selection import band_of, spend_queries
+from isal_mmdet.al.box_selection import band_of, image_order, spend_queries
 from isal_mmdet.al.budget import Budget
 from isal_mmdet.al.cost import AnnotationCost
 from isal_mmdet.labelling.thresholds import band_floor
@@ -85,6 +85,26 @@ def test_the_next_round_trains_on_the_partly_labelled_images_with_ignore_regions
         assert name not in dumped[0] and name in dumped[1]
 
 
+def test_asking_by_image_leaves_no_ignore_region_in_a_fully_asked_image(synthetic_voc,
+                                                                         tmp_path):
+    opts = dict(BOX, **{'active_learning.rounds': 2, 'active_learning.strategy.ask': 'image',
+                        'active_learning.strategy.max_per_img': 3,
+                        'active_learning.budget': 8})
+    res = al_train(tmp_path / 'w', synthetic_voc, **opts)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.load(open(tmp_path / 'w' / 'round_0' / 'box_queries.json'))['detections']
+    opened = list(dict.fromkeys(d['img_id'] for d in rows if d['queried']))
+    whole = [i for i in opened if all(d['queried'] for d in rows
+                                      if d['img_id'] == i and d['band'] == 'uncertain')]
+    assert whole and set(opened) - set(whole) <= {opened[-1]}  # only the last part-asked
+    labels = json.load(open(tmp_path / 'w' / 'round_1' / 'box_labels.json'))['images']
+    for entry in labels:
+        if entry['img_id'] in whole:
+            assert not [x for x in entry['instances'] if x['source'] == 'ignore']
+    info = json.load(open(tmp_path / 'w' / 'round_0' / 'selection.json'))['info']
+    assert info['ask'] == 'image' and info['budget']['planned']['boxes'] == 8
+
+
 def test_a_box_strategy_with_an_image_budget_fails_before_training(synthetic_voc, tmp_path):
     res = al_train(tmp_path / 'w', synthetic_voc,
                    **dict(BOX, **{'active_learning.budget_unit': 'images'}))
@@ -108,6 +128,19 @@ def test_a_query_budget_is_never_overspent_by_more_than_one_query(keys, amount, 
     if len(chosen) < len(keys):
         assert total >= budget.amount
     assert total - last < budget.amount or not chosen
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9)), unique=True, max_size=40),
+       st.integers(1, 30))
+def test_asking_image_by_image_labels_every_opened_image_but_the_last_whole(keys, amount):
+    chosen, spent = spend_queries(image_order(keys), Budget(amount, 'boxes', AnnotationCost()))
+    opened = list(dict.fromkeys(k[0] for k in chosen))
+    best_first = list(dict.fromkeys(k[0] for k in keys))
+    assert opened == best_first[:len(opened)]  # images in the order of their best candidate
+    for img in opened[:-1]:
+        assert [k for k in chosen if k[0] == img] == [k for k in keys if k[0] == img]
+    assert len(chosen) == min(amount, len(keys)) and spent['images'] == len(opened)
 
 
 @settings(max_examples=200, deadline=None)

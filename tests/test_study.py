@@ -70,6 +70,11 @@ def test_variants_change_only_what_they_name():
     assert base == dict(type='ISAL', solver=dict(type='lissa', depth=200))
     with pytest.raises(ValueError, match="unknown ISAL lever 'nope'"):
         strategy_cfg(base, 'isal-nope')
+    assert strategy_cfg(base, 'isal_box') == dict(strategy='isal_box')
+    assert strategy_cfg(base, 'entropy_box-image-nopseudo') == dict(
+        strategy=dict(type='entropy_box', ask='image', pseudo='none'))
+    with pytest.raises(ValueError, match="unknown box lever 'whole'"):
+        strategy_cfg(base, 'random_box-whole')
     # a solver named by a string in the config takes a lever's solver arguments the same way
     named = strategy_cfg(dict(type='ISAL', solver='lissa'), 'isal-damp0.1')['strategy']
     assert named['solver'] == dict(LEVERS['damp0.1'][0]['solver'])

@@ -11,8 +11,9 @@ a round's budget, or every strategy asks the same boxes. On BCCD at 40 labelled 
 ``band_precision=0.3`` left 498 candidates in the pool for a 526-box round; 0.1 keeps about
 14,000, right about 1 time in 10 (the reference set: 6–11 % at scores 0.1–0.3, 28–47 % at
 0.35–0.47). Every box strategy is spent on the same candidates, in
-its own order, until the budget is used; only the last query can cross it. A query costs
-one box; in seconds, the first query in an image also costs the image (opening it).
+its own order (``ask='image'``: image by image, see :func:`image_order`), until the budget is
+used; only the last query can cross it. A query costs one box; in seconds, the first query in
+an image also costs the image (opening it).
 
 Writes ``box_queries.json`` (every detection of the pool, its band, score and whether it was
 asked) and ``selection.json`` (the images opened, as an image-level selection lists its
@@ -42,6 +43,15 @@ def band_of(det: Dict[str, Any], thresholds: Dict[str, Any], classes: Tuple[str,
         return 'confident'
     low = max(floor, (thresholds.get('band_low') or {}).get(name, floor))
     return 'uncertain' if det['score'] >= low else 'below'
+
+
+def image_order(order: List[BoxKey]) -> List[BoxKey]:
+    """``order`` regrouped image by image: images in the order of their best candidate, each
+    image's candidates together, in ``order``'s order within the image."""
+    groups: Dict[Hashable, List[BoxKey]] = {}
+    for key in order:
+        groups.setdefault(key[0], []).append(key)
+    return [key for keys in groups.values() for key in keys]
 
 
 def spend_queries(order: List[BoxKey], budget: Budget) -> Tuple[List[BoxKey], Dict[str, float]]:
@@ -76,6 +86,8 @@ def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
              for k in scores}
     candidates = {k: v for k, v in scores.items() if bands[k] == 'uncertain'}
     order = rank_ids(candidates, strategy.higher_is_better)
+    if strategy.ask == 'image':
+        order = image_order(order)
     chosen, cost = spend_queries(order, budget)
     seconds = time.perf_counter() - start
     asked = set(chosen)
@@ -85,6 +97,7 @@ def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
         cost=dict(per_image=budget.cost.per_image, per_box=budget.cost.per_box)),
         band=dict(low=thresholds.get('band_low'), high=thresholds['per_class'],
                   precision=strategy.band_precision, source=thresholds.get('source')),
+        ask=strategy.ask,
         detections=sum(len(v) for v in dets.values()), candidates=len(candidates))
     if rank_and_world()[0] == 0:
         rows = [dict(img_id=i, j=j, bbox=d['bbox'], label=d['label'], score=d['score'],

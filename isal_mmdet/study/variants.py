@@ -3,7 +3,9 @@ config's ISAL with the ``cg`` and ``thr0.5`` changes applied in order. They live
 the studies, and not among the product's strategies: none of them beat random in our studies
 (docs/studies.md), and ``reference='test'`` (``evalref``) is a leakage diagnostic. A variant
 that uses an option the product strategy does not take is built as its research class
-(``isal-fixed``: ``ISALResearch``), so earlier studies stay reproducible."""
+(``isal-fixed``: ``ISALResearch``), so earlier studies stay reproducible. Box strategies take
+levers the same way: ``entropy_box-image`` asks image by image, ``-nopseudo`` ignores the
+confident detections of opened images instead of training on them as pseudo boxes."""
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -33,6 +35,11 @@ LEVERS = {
     'fgref': (dict(reference_terms='foreground'), {}),
     'balanced': (dict(reference_terms='balanced'), {}),
     'evalref': ({}, dict(reference='test')),
+}
+# box-query variants: a box strategy's name + levers joined by '-' (``entropy_box-image``)
+BOX_LEVERS = {
+    'image': dict(ask='image'),
+    'nopseudo': dict(pseudo='none'),
 }
 # ESI variants: 'esi' (the config's ISAL solver, defaults otherwise) + levers joined by '-'
 ESI_LEVERS = {
@@ -71,6 +78,18 @@ def esi_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
     return dict(strategy=as_research(base, ESIResearch))
 
 
+def box_cfg(name: str) -> Dict[str, Any]:
+    """``isal_box-image-nopseudo``: the box strategy with those levers' arguments."""
+    base, *levers = name.split('-')
+    strategy: Dict[str, Any] = dict(type=base)
+    for lever in levers:
+        if lever not in BOX_LEVERS:
+            raise ValueError(f'unknown box lever {lever!r} in {name!r}; known: '
+                             f'{sorted(BOX_LEVERS)}')
+        strategy.update(BOX_LEVERS[lever])
+    return dict(strategy=strategy if levers else base)
+
+
 def strategy_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
     """The ``active_learning`` changes that make ``name`` the experiment's strategy: a
     registered name, ``isal`` (the config's ISAL settings), or a variant of ISAL or ESI."""
@@ -78,6 +97,8 @@ def strategy_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
         return dict(strategy=config_strategy)
     if name == 'esi' or name.startswith('esi-'):
         return esi_cfg(config_strategy, name)
+    if name.split('-')[0].endswith('_box'):
+        return box_cfg(name)
     if not name.startswith('isal-'):
         return dict(strategy=name)
     base = dict(config_strategy) if isinstance(config_strategy, dict) else dict(type='ISAL')

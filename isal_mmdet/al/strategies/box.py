@@ -26,6 +26,7 @@ from .uncertainty import binary_entropy
 BoxKey = Tuple[Hashable, int]
 Detections = Dict[Hashable, List[Dict[str, Any]]]
 Pseudo = Literal['confident', 'none']  # see BoxStrategy
+Ask = Literal['detection', 'image']
 
 
 def merged(local: dict) -> dict:
@@ -49,14 +50,20 @@ class BoxStrategy(Strategy):
         band_precision: the uncertainty band's floor: each class's detections below its
             pre-annotation threshold are candidates down to the score where, on the
             reference set, they are right this often (:func:`isal_mmdet.labelling.thresholds.band_floor`).
+        ask: ``'detection'``: one candidate per query, best first across the pool, so an
+            opened image keeps its unasked candidates as ignored regions. ``'image'``: every
+            candidate of an opened image is asked, images in the order of their best
+            candidate, so an opened image is labelled whole: human answers in the band,
+            confident detections above it, background below it.
     """
 
     query = 'boxes'
 
     def __init__(self, score_thr: Fraction = 0.1, max_per_img: Count = 100,
-                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1):
+                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1,
+                 ask: Ask = 'detection'):
         self.score_thr, self.max_per_img, self.pseudo = score_thr, max_per_img, pseudo
-        self.band_precision = band_precision
+        self.band_precision, self.ask = band_precision, ask
 
     def check_model(self, model_cfg: Dict[str, Any]) -> None:
         """Partly labelled images need ignore regions, which the loop switches on in a
@@ -114,15 +121,16 @@ class InfluenceBox(InfluenceStrategy, BoxStrategy):
 
     Args:
         solver, curvature, param_groups, reference_size: s = H⁻¹v (:class:`InfluenceStrategy`).
-        score_thr, max_per_img, pseudo, band_precision: see :class:`BoxStrategy`.
+        score_thr, max_per_img, pseudo, band_precision, ask: see :class:`BoxStrategy`.
     """
 
     def __init__(self, solver: SolverSpec = None, score_thr: Fraction = 0.1,
                  max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
                  curvature: Curvature = 'fisher', reference_size: Optional[Count] = None,
-                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1):
+                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1,
+                 ask: Ask = 'detection'):
         InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
-        BoxStrategy.__init__(self, score_thr, max_per_img, pseudo, band_precision)
+        BoxStrategy.__init__(self, score_thr, max_per_img, pseudo, band_precision, ask)
 
     def objective(self, ctx: SelectionContext, **options: Any) -> DetectionObjective:
         return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
@@ -155,7 +163,7 @@ class ISALBox(InfluenceBox):
 
     Args:
         solver, curvature, param_groups, reference_size, score_thr, max_per_img, pseudo,
-            band_precision: see :class:`InfluenceBox`.
+            band_precision, ask: see :class:`InfluenceBox`.
         order: ``'negative'``: most negative influence first (the paper's sign);
             ``'magnitude'``: largest |I(b)| first.
     """
@@ -164,9 +172,10 @@ class ISALBox(InfluenceBox):
                  max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
                  curvature: Curvature = 'fisher', reference_size: Optional[Count] = None,
                  order: Literal['negative', 'magnitude'] = 'negative',
-                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1):
+                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1,
+                 ask: Ask = 'detection'):
         super().__init__(solver, score_thr, max_per_img, param_groups, curvature,
-                         reference_size, pseudo, band_precision)
+                         reference_size, pseudo, band_precision, ask)
         self.order = order
         self.higher_is_better = order == 'magnitude'
 
