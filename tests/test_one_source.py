@@ -69,3 +69,17 @@ def test_readme_lists_every_strategys_arguments_from_their_annotations():
     expected = describe_arguments(registered())
     assert listed == expected, 'README strategy arguments differ; expected:\n' + \
         '\n'.join(expected)
+
+
+def test_al_study_help_lists_every_strategy_and_lever():
+    from isal_mmdet.study.variants import BOX_LEVERS, ESI_LEVERS, LEVERS
+    done = subprocess.run([sys.executable, 'tools/al_study.py', '--help'], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = ' '.join(done.stdout.split())
+    listed = re.search(r'registered: (.*?); ISAL variants', text).group(1)
+    assert sorted(listed.split(', ')) == sorted(registered())
+    for table, name in ((LEVERS, 'ISAL variants'), (ESI_LEVERS, 'ESI variants'),
+                        (BOX_LEVERS, 'box strategies')):
+        levers = re.search(name + r' [^,]*?, levers: (.*?);', text).group(1)
+        assert levers.split(', ') == list(table)

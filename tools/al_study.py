@@ -6,8 +6,9 @@
         [--analyse-only] [--merge EARLIER.json] [--report NAME]
 
 A strategy is a registered name (random, entropy, dcus, isal, ...), ``isal`` (the config's
-ISAL settings), or a research variant of ISAL or ESI (``isal-cg-thr0.5``, ``esi-mean``;
-isal_mmdet/study/variants.py). Each seed's strategies start from one shared round 0.
+ISAL settings), a research variant of ISAL or ESI (``isal-cg-thr0.5``, ``esi-mean``), or a box
+strategy with levers (``entropy_box-image``; isal_mmdet/study/variants.py; ``--help`` lists
+them all). Each seed's strategies start from one shared round 0.
 Rerun the same command to resume; more ``--rounds`` or ``--seeds`` extend a study.
 
 Writes W/<report>.json, .md and .png: mAP per round, AUC and the cost to reach random's final
@@ -19,12 +20,25 @@ import argparse
 import sys
 
 
+def strategies_help() -> str:
+    """Every name --strategies takes, from the registry and the lever tables, so the help
+    cannot drift from them."""
+    from isal_mmdet.al.strategies import STRATEGIES
+    from isal_mmdet.study.variants import BOX_LEVERS, ESI_LEVERS, LEVERS
+    names = sorted(k for k in STRATEGIES.module_dict if k.islower())
+    return (f"registered: {', '.join(names)}; ISAL variants isal-LEVER[-LEVER...], levers: "
+            f"{', '.join(LEVERS)}; ESI variants esi-LEVER..., levers: {', '.join(ESI_LEVERS)}; "
+            f"box strategies NAME_box-LEVER..., levers: {', '.join(BOX_LEVERS)}; "
+            "default: random entropy dcus isal")
+
+
 def parse_args(argv=None):
     from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
     p.add_argument('--work-dir', required=True)
-    p.add_argument('--strategies', nargs='+', default=['random', 'entropy', 'dcus', 'isal'])
+    p.add_argument('--strategies', nargs='+', default=['random', 'entropy', 'dcus', 'isal'],
+                   help=strategies_help())
     p.add_argument('--seeds', nargs='*', type=int, default=[0, 1, 2],
                    help='none with --merge: re-analyse the earlier report alone')
     p.add_argument('--rounds', type=int, default=3)
