@@ -16,11 +16,16 @@ def registered():
     return {k: v for k, v in STRATEGIES.module_dict.items() if k.islower()}
 
 
-def test_al_select_help_lists_the_registered_strategies():
-    done = subprocess.run([sys.executable, 'tools/al_select.py', '--help'], cwd=ROOT,
+def help_text(tool):
+    """``tools/<tool> --help``, whitespace collapsed."""
+    done = subprocess.run([sys.executable, f'tools/{tool}', '--help'], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    text = ' '.join(done.stdout.split())
+    return ' '.join(done.stdout.split())
+
+
+def test_al_select_help_lists_the_registered_strategies():
+    text = help_text('al_select.py')
     listed = re.search(r'--strategy STRATEGY (.*?); default', text).group(1)
     images = [k for k, cls in registered().items() if getattr(cls, 'query', 'images') != 'boxes']
     assert sorted(listed.split(', ')) == sorted(images)
@@ -73,10 +78,7 @@ def test_readme_lists_every_strategys_arguments_from_their_annotations():
 
 def test_al_study_help_lists_every_strategy_and_lever():
     from isal_mmdet.study.variants import BOX_LEVERS, ESI_LEVERS, LEVERS
-    done = subprocess.run([sys.executable, 'tools/al_study.py', '--help'], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    text = ' '.join(done.stdout.split())
+    text = help_text('al_study.py')
     listed = re.search(r'registered: (.*?); ISAL variants', text).group(1)
     assert sorted(listed.split(', ')) == sorted(registered())
     for table, name in ((LEVERS, 'ISAL variants'), (ESI_LEVERS, 'ESI variants'),
