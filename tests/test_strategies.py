@@ -225,7 +225,7 @@ def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
         max(sum(obj.positives) / len(obj.positives), 1.0))
     image = select(dict(cfg, normaliser='image'), _ctx(synthetic_voc, model), 3)
     assert image['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
-    with pytest.raises(ValueError, match='ISAL.normaliser'):
+    with pytest.raises(ValueError, match='ISALResearch.normaliser'):
         build_strategy(dict(type='ISALResearch', normaliser='batch'))
 
 
@@ -256,7 +256,7 @@ def test_isal_reference_size_is_a_seeded_subset_of_the_reference_set(synthetic_v
 def test_isal_with_no_pseudo_box_is_flagged_uninformative(synthetic_voc, caplog):
     model = build_detector('retinanet')
     with caplog.at_level(logging.WARNING, logger='isal_mmdet'):
-        out = select(dict(type='ISAL', score_thr=1.01, solver=dict(type='cg', max_iter=2,
+        out = select(dict(type='ISAL', score_thr=1.0, solver=dict(type='cg', max_iter=2,
                                                                     num_samples=4)),
                      _ctx(synthetic_voc, model), 3)
     assert len(out['selected']) == 3
