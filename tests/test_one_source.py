@@ -85,3 +85,20 @@ def test_al_study_help_lists_every_strategy_and_lever():
                         (BOX_LEVERS, 'box strategies')):
         levers = re.search(name + r' [^,]*?, levers: (.*?);', text).group(1)
         assert levers.split(', ') == list(table)
+
+
+def test_readme_active_learning_table_is_the_settings_defaults():
+    """Every field of the ``active_learning`` block, with its default, and no other."""
+    from isal_mmdet.al.settings import AL_DEFAULTS
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    table = text[text.index('| field | default | meaning |'):]
+    table = table[:table.index('\n\n')]
+    shown = {}
+    for fields, defaults in re.findall(r'^\| (`[^|]+`) \| ([^|]+) \|', table, re.M):
+        names = re.findall(r'`(\w+)`', fields)
+        values = [v.strip().strip('`') for v in defaults.split(', ')]
+        assert len(names) == len(values), fields
+        shown.update(zip(names, values))
+    assert sorted(shown) == sorted(AL_DEFAULTS)
+    assert shown == {k: repr(v) for k, v in AL_DEFAULTS.items()}
