@@ -71,8 +71,8 @@ def test_variants_change_only_what_they_name():
     with pytest.raises(ValueError, match="unknown ISAL lever 'nope'"):
         strategy_cfg(base, 'isal-nope')
     assert strategy_cfg(base, 'isal_box') == dict(strategy='isal_box')
-    assert strategy_cfg(base, 'entropy_box-image-nopseudo') == dict(
-        strategy=dict(type='entropy_box', ask='image', pseudo='none'))
+    assert strategy_cfg(base, 'entropy_box-image-nopseudo-band0.3') == dict(
+        strategy=dict(type='entropy_box', ask='image', pseudo='none', band_precision=0.3))
     with pytest.raises(ValueError, match="unknown box lever 'whole'"):
         strategy_cfg(base, 'random_box-whole')
     # a solver named by a string in the config takes a lever's solver arguments the same way

@@ -40,6 +40,7 @@ LEVERS = {
 BOX_LEVERS = {
     'image': dict(ask='image'),
     'nopseudo': dict(pseudo='none'),
+    'band0.3': dict(band_precision=0.3),  # a narrower band: fewer candidates per image
 }
 # ESI variants: 'esi' (the config's ISAL solver, defaults otherwise) + levers joined by '-'
 ESI_LEVERS = {
