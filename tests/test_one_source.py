@@ -65,7 +65,7 @@ def test_readme_bad_input_list_is_the_cases_the_tests_check():
 
 
 def test_readme_lists_every_strategys_arguments_from_their_annotations():
-    from isal_mmdet.al.strategies.arguments import describe_arguments
+    from isal_mmdet.al.arguments import describe_arguments
     with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
         text = f.read()
     section = text[text.index("<details><summary>Every strategy's arguments"):]

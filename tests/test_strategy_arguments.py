@@ -1,5 +1,5 @@
-"""Typed strategy arguments: every construction is checked against the ``__init__``
-annotations, so a bad value in a config is one line before any training."""
+"""Typed arguments of the strategies and the hook: every construction is checked against the
+``__init__`` annotations, so a bad value in a config is one line before any training."""
 import math
 
 import pytest
@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 import isal_mmdet.study.research_strategies  # noqa: F401  (registers the research variants)
 from isal_mmdet.al.settings import AL_DEFAULTS, validate
 from isal_mmdet.al.strategies import ISAL, build_strategy
-from isal_mmdet.al.strategies.arguments import arguments, check_arguments
+from isal_mmdet.al.arguments import arguments, check_arguments
 from isal_mmdet.registry import STRATEGIES
 
 CLASSES = sorted(set(STRATEGIES.module_dict.values()), key=lambda c: c.__name__)
@@ -88,3 +88,20 @@ def test_positional_arguments_are_checked_too():
         ISAL(None, 'high')
     with pytest.raises(ValueError, match='ISAL takes 6 arguments, got 7'):
         ISAL(None, 0.1, 100, None, 'fisher', None, 'extra')
+
+
+@pytest.mark.parametrize('args, message', [
+    (dict(batch_size=0), 'ISALSelectionHook.batch_size must be an integer >= 1, got 0'),
+    (dict(reference='train'), "ISALSelectionHook.reference must be one of 'val', 'labelled', "
+                              "'test', got 'train'"),
+    (dict(preannotation_thr=1.5), "ISALSelectionHook.preannotation_thr must be 'auto' or a "
+                                  'number in [0, 1], got 1.5'),
+    (dict(export_coco='yes'), "ISALSelectionHook.export_coco must be True or False, got 'yes'"),
+    (dict(seeds=[0]), "ISALSelectionHook has no argument 'seeds'"),
+])
+def test_a_bad_hook_argument_is_one_line_when_the_runner_builds_it(args, message):
+    from mmdet.registry import HOOKS
+    with pytest.raises(ValueError) as e:
+        HOOKS.build(dict(type='ISALSelectionHook', strategy='random', **args))
+    assert _one_line(e).startswith(message)
+    assert HOOKS.build(dict(type='ISALSelectionHook', strategy='random', preannotation_thr=0.5))

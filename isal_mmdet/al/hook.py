@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import os.path as osp
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union
 
 from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
 
 from ..checkpoints import allow_unpickling
+from .arguments import Count, NonNegativeInt, Score, check_arguments
 from .context import selection_context
 from .data import build_dataset, dataset_ids, unwrap_subset
 from .selection import select
-from .settings import REFERENCES, budget_of, check_preannotation_thr, checked_strategy
+from .settings import REFERENCES, budget_of, checked_strategy
 from .state import read_ids
 
 
@@ -38,19 +39,20 @@ class ISALSelectionHook(Hook):
     """
     priority = 'LOW'
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> 'ISALSelectionHook':
+        # checked when the runner builds its hooks, before any training and checkpoint
+        check_arguments(cls, args, kwargs)
+        return super().__new__(cls)
+
     def __init__(self, strategy: Any = 'isal', budget: float = 100, budget_unit: str = 'images',
                  cost: Optional[dict] = None, pool: Optional[dict] = None,
-                 reference: str = 'val', out_dir: Optional[str] = None, batch_size: int = 4,
-                 num_workers: int = 0, seed: int = 0, export_coco: bool = True,
-                 preannotation_thr: Any = 'auto', labelstudio_image_root: Optional[str] = None,
-                 unsafe_load: bool = False):
-        # checked when the runner builds its hooks, before any training and checkpoint
+                 reference: Literal[REFERENCES] = 'val', out_dir: Optional[str] = None,
+                 batch_size: Count = 4, num_workers: NonNegativeInt = 0,
+                 seed: NonNegativeInt = 0, export_coco: bool = True,
+                 preannotation_thr: Union[Literal['auto'], Score] = 'auto',
+                 labelstudio_image_root: Optional[str] = None, unsafe_load: bool = False):
         checked_strategy(strategy, 'ISALSelectionHook.strategy', images_only=True)
-        check_preannotation_thr(preannotation_thr, 'ISALSelectionHook.preannotation_thr')
         self.preannotation_thr, self.image_root = preannotation_thr, labelstudio_image_root
-        if reference not in REFERENCES:
-            raise ValueError(f'ISALSelectionHook.reference must be one of {list(REFERENCES)}, '
-                             f'got {reference!r}')
         try:
             self.budget = budget_of(dict(budget=budget, budget_unit=budget_unit, cost=cost))
         except ValueError as e:

@@ -12,7 +12,7 @@ import torch
 
 from ..al.data import class_counts
 from ..al.state import sort_ids
-from ..al.strategies.arguments import Count, Curvature, ParamGroupsSpec, Score, SolverSpec
+from ..al.arguments import Count, Curvature, ParamGroupsSpec, Score, SolverSpec
 from ..al.strategies.base import SelectionContext, rank_ids
 from ..al.strategies.coreset import image_features, k_center_greedy
 from ..al.strategies.esi import ESI

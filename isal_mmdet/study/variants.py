@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from ..al.strategies.arguments import arguments
+from ..al.arguments import arguments
 from .research_strategies import ESIResearch, ISALResearch
 
 # lever -> (changes to the config's ISAL strategy, changes to active_learning)

@@ -11,7 +11,7 @@ from ...influence import influence_mode, per_sample_grads
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
 from ..state import sort_ids
-from .arguments import Count, Interval, ParamGroupsSpec, Score
+from ..arguments import Count, Interval, ParamGroupsSpec, Score
 from .base import Strategy
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from ...influence.dist import broadcast_object, gather_objects, rank_and_world
 from ..state import sort_ids
-from .arguments import check_arguments
+from ..arguments import check_arguments
 
 
 @dataclass

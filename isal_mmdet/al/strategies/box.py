@@ -18,7 +18,7 @@ from ...detection import (DetectionObjective, box_loss_head, detection_candidate
 from ...influence import GroupVector, ParamGroups, part_esi_scores, part_influence_scores
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
-from .arguments import Count, Curvature, Fraction, ParamGroupsSpec, SolverSpec
+from ..arguments import Count, Curvature, Fraction, ParamGroupsSpec, SolverSpec
 from .base import SelectionContext, Strategy
 from .influence_base import InfluenceStrategy, flag_uninformative
 from .uncertainty import binary_entropy

@@ -8,7 +8,7 @@ from ...detection.esi import DirectionalHead, check_esi_model, check_esi_model_c
 from ...influence import GroupVector, ParamGroups
 from ...influence.expected import aggregate_esi
 from ...registry import STRATEGIES
-from .arguments import Count, Curvature, ParamGroupsSpec, SolverSpec
+from ..arguments import Count, Curvature, ParamGroupsSpec, SolverSpec
 from .base import SelectionContext
 from .influence_base import InfluenceStrategy, flag_uninformative
 

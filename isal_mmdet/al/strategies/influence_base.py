@@ -10,7 +10,7 @@ import torch
 from ...datasets.al_subset import ActiveSubset
 from ...detection import DetectionObjective, default_scales
 from ...influence import GroupVector, ParamGroups, SolveInfo, build_solver, stest
-from .arguments import Count, Curvature, ParamGroupsSpec, SolverSpec
+from ..arguments import Count, Curvature, ParamGroupsSpec, SolverSpec
 from .base import SelectionContext, Strategy
 
 logger = logging.getLogger('isal_mmdet')

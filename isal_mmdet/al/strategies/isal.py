@@ -8,7 +8,7 @@ from ...detection import DetectionObjective, detector_param_groups
 from ...influence import influence_scores
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
-from .arguments import Count, Curvature, ParamGroupsSpec, Score, SolverSpec
+from ..arguments import Count, Curvature, ParamGroupsSpec, Score, SolverSpec
 from .base import SelectionContext
 from .influence_base import InfluenceStrategy, flag_uninformative
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ...detection.uncertainty import box_class_probs
 from ...influence.dist import all_reduce_tensor_
 from ...registry import STRATEGIES
-from .arguments import Count, Interval, NonNegative, Score
+from ..arguments import Count, Interval, NonNegative, Score
 from .base import Strategy
 
 

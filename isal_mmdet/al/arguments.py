@@ -1,8 +1,10 @@
-"""Typed strategy arguments: a strategy's ``__init__`` annotations are its settings.
+"""Typed arguments: a strategy's (and ``ISALSelectionHook``'s) ``__init__`` annotations are
+its settings.
 
-Every construction is checked against them (``Strategy.__new__``), so a bad value in a config
-is one line naming the strategy and argument before any training, and the README's argument
-list is written from the same annotations (:func:`describe_arguments`), so neither can drift.
+Every construction is checked against them (``__new__``), so a bad value in a config is one
+line naming the class and argument before any training, and the README's list of strategy
+arguments is written from the same annotations (:func:`describe_arguments`), so neither can
+drift.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from functools import lru_cache
 from typing import (Annotated, Any, Dict, List, Literal, Optional, Tuple, Union, get_args,
                     get_origin, get_type_hints)
 
-from ...influence.curvature import KINDS
+from ..influence.curvature import KINDS
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ Score = Annotated[float, Interval(0, 1)]
 Fraction = Annotated[float, Interval(0, 1, open=True)]
 NonNegative = Annotated[float, Interval(0)]
 Count = Annotated[int, Interval(1)]
+NonNegativeInt = Annotated[int, Interval(0)]
 Curvature = Literal[tuple(KINDS)]
 # an s_test solver: a name or dict(type=name, ...), checked by the influence layer's builder
 SolverSpec = Union[str, Dict[str, Any], None]
@@ -85,7 +88,7 @@ def describe(hint: Any) -> str:
     if origin is Union:
         return ' or '.join(describe(a) for a in args)
     if origin is Literal:
-        return 'one of ' + ', '.join(repr(a) for a in args)
+        return repr(args[0]) if len(args) == 1 else 'one of ' + ', '.join(map(repr, args))
     if origin in (dict, Dict):
         key, item = args or (Any, Any)
         return 'a dict' if item is Any else f'a dict of {_plural(key)} to {_plural(item)}'
