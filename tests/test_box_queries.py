@@ -78,6 +78,18 @@ def test_a_later_round_asks_only_about_unopened_images_and_keeps_earlier_answers
     assert rows[2]['num_boxes'] - rows[1]['num_boxes'] == 5
 
 
+def test_the_study_counts_what_the_queries_found(box_run, tmp_path):
+    from isal_mmdet.study.picks import box_answers
+    (tmp_path / 'isal_box').mkdir()
+    (tmp_path / 'isal_box' / 'seed0').symlink_to(box_run)
+    row, = box_answers(str(tmp_path), ['isal_box', 'random'], [0, 1], 3)['isal_box']
+    labels = json.load(open(box_run / 'round_2' / 'box_labels.json'))['images']
+    charged = json.load(open(box_run / 'summary.json'))
+    assert row['queries'] == 10 == charged[2]['num_boxes'] - charged[0]['num_boxes']
+    assert row['images'] == len(labels) and row['objects'] + row['no_object'] <= 10
+    assert row['ignore'] == sum(i['ignore_flag'] for e in labels for i in e['instances'])
+
+
 def test_the_next_round_trains_on_the_partly_labelled_images_with_ignore_regions(box_run):
     dumped = {k: open(next((box_run / f'round_{k}' / 'train').glob('*.py'))).read()
               for k in (0, 1)}

@@ -1,6 +1,7 @@
 """What a study's strategies picked: the class mix of their selections, how far they rank by
-how busy an image is, and what each ISAL selection's solve recorded. Read from the work dir's
-``selection.json`` files and the pool's annotations; no image is read."""
+how busy an image is, what each ISAL selection's solve recorded, and what box queries found.
+Read from the work dir's ``selection.json`` and ``box_labels.json`` files and the pool's
+annotations; no image is read."""
 from __future__ import annotations
 
 import json
@@ -95,6 +96,30 @@ def solver_summary(work_dir: str, strategies: Sequence[str], seeds: Sequence[int
                              diverged=solve['diverged'],
                              relative_residual=solve.get('relative_residual'),
                              iterations=solve.get('iterations')))
+        if rows:
+            out[s] = rows
+    return out
+
+
+def box_answers(work_dir: str, strategies: Sequence[str], seeds: Sequence[int],
+                rounds: int) -> Dict[str, List[Dict[str, Any]]]:
+    """Per box-query run (seed), over all its rounds: the queries asked, the images opened,
+    how many answers were objects and how many "no object", and what the last round trained on
+    besides them (pseudo boxes, ignore regions): how far partial labels stand in for images."""
+    out = {}
+    for s in strategies:
+        rows = []
+        for seed in seeds:
+            path = osp.join(work_dir, s, f'seed{seed}', f'round_{rounds - 1}', 'box_labels.json')
+            if not osp.exists(path):
+                continue
+            with open(path) as f:
+                images = json.load(f)['images']
+            sources = [i['source'] for e in images for i in e['instances']]
+            rows.append(dict(seed=seed, queries=sum(e['queries'] for e in images),
+                             images=len(images), objects=sources.count('human'),
+                             no_object=sum(len(e['background']) for e in images),
+                             pseudo=sources.count('pseudo'), ignore=sources.count('ignore')))
         if rows:
             out[s] = rows
     return out

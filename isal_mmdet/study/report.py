@@ -104,7 +104,20 @@ def report(res: Dict[str, Any], strategies: Sequence[str]) -> str:
                       f"(values {', '.join(f'{m:.4f}' for m in noise['mAP'])})."]
     if res.get('selections'):
         lines += solver_lines(res['selections'])
+    if res.get('box_answers'):
+        lines += box_answer_lines(res['box_answers'])
     return '\n'.join(lines) + '\n'
+
+
+def box_answer_lines(answers: Dict[str, List[Dict[str, Any]]]) -> List[str]:
+    keys = ('queries', 'images', 'objects', 'no_object', 'pseudo', 'ignore')
+    lines = ['', '| box queries (mean over seeds) | queries | images opened | objects found | '
+                 '"no object" | pseudo boxes trained on | ignore regions |',
+             '|' + ' --- |' * 7]
+    for s, rows in answers.items():
+        lines.append(f'| {s} ({len(rows)}) | ' + ' | '.join(
+            f'{sum(r[k] for r in rows) / len(rows):.0f}' for k in keys) + ' |')
+    return lines
 
 
 def plot(path: str, res: Dict[str, Any], strategies: Sequence[str]) -> None:

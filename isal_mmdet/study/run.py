@@ -16,7 +16,7 @@ from ..al.cost import AnnotationCost
 from ..fileio import read_json, write_json, write_text
 from .analysis import analyse_study
 from .merge import check_prior, merge_prior
-from .picks import busyness_correlation, composition, pool_boxes, solver_summary
+from .picks import box_answers, busyness_correlation, composition, pool_boxes, solver_summary
 from .report import plot, report
 from .variants import strategy_cfg
 
@@ -140,6 +140,7 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
             print(f'composition and busyness skipped: {type(e).__name__}: {e}',
                   file=sys.stderr)
     selections = solver_summary(work_dir, setup.strategies, setup.seeds, setup.rounds)
+    answers = box_answers(work_dir, setup.strategies, setup.seeds, setup.rounds)
     if prior is not None:
         record['seeds'] = merge_prior(prior, record, curves, box_curves, comp, selections)
         busy = busy or prior.get('busyness_correlation') or {}
@@ -152,6 +153,8 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
         res['busyness_correlation'] = busy
         res['busyness_seeds'] = setup.seeds or (prior or {}).get('busyness_seeds')
     res['selections'] = selections
+    if answers:
+        res['box_answers'] = answers
     if noise_seeds:
         image_seed = record['seeds'][0]
         res['training_noise'] = training_noise(setup, work_dir, image_seed, noise_seeds,
