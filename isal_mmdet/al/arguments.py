@@ -37,14 +37,21 @@ class Interval:
         return f'in {left}{self.low:g}, {self.high:g}{right}'
 
 
+@dataclass(frozen=True)
+class Described:
+    """The words for a type whose own description would say little."""
+    text: str
+
+
 Score = Annotated[float, Interval(0, 1)]
 Fraction = Annotated[float, Interval(0, 1, open=True)]
 NonNegative = Annotated[float, Interval(0)]
 Count = Annotated[int, Interval(1)]
 NonNegativeInt = Annotated[int, Interval(0)]
 Curvature = Literal[tuple(KINDS)]
-# an s_test solver: a name or dict(type=name, ...), checked by the influence layer's builder
-SolverSpec = Union[str, Dict[str, Any], None]
+# checked in full by the influence layer's builder
+SolverSpec = Annotated[Union[str, Dict[str, Any], None],
+                       Described("None or an s_test solver: a name or dict(type=name, ...)")]
 ParamGroupsSpec = Optional[Dict[str, str]]
 
 _NAMES = {float: 'a number', int: 'an integer', bool: 'True or False', str: 'a string'}
@@ -83,6 +90,9 @@ def describe(hint: Any) -> str:
     if hint is type(None):
         return 'None'
     if origin is Annotated:
+        text = next((m.text for m in args[1:] if isinstance(m, Described)), None)
+        if text is not None:
+            return text
         ranges = ' '.join(str(m) for m in args[1:] if isinstance(m, Interval))
         return f'{describe(args[0])} {ranges}'.strip()
     if origin is Union:
