@@ -48,6 +48,7 @@ Fraction = Annotated[float, Interval(0, 1, open=True)]
 NonNegative = Annotated[float, Interval(0)]
 Count = Annotated[int, Interval(1)]
 NonNegativeInt = Annotated[int, Interval(0)]
+PreannotationThr = Union[Literal['auto'], Score]
 Curvature = Literal[tuple(KINDS)]
 # checked in full by the influence layer's builder
 SolverSpec = Annotated[Union[str, Dict[str, Any], None],
@@ -141,9 +142,23 @@ def check_arguments(cls: type, args: Tuple[Any, ...], kwargs: Dict[str, Any]) ->
         raise ValueError(f'{cls.__name__} takes {len(known)} arguments, got {len(args)}')
     given = dict(zip(names, args), **kwargs)
     for name, hint, _ in known:
-        if name in given and not _fits(hint, given[name]):
-            raise ValueError(f'{cls.__name__}.{name} must be {describe(hint)}, got '
-                             f'{given[name]!r}')
+        if name in given:
+            check_value(hint, given[name], f'{cls.__name__}.{name}')
+
+
+def check_value(hint: Any, value: Any, field: str) -> None:
+    """Raises ValueError naming ``field`` when ``hint`` does not allow ``value``."""
+    if not _fits(hint, value):
+        raise ValueError(f'{field} must be {describe(hint)}, got {value!r}')
+
+
+class TypedArguments:
+    """Checks every construction against the ``__init__`` annotations, before ``__init__``
+    runs (mmengine's registries build with keyword arguments, which ``__new__`` sees too)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        check_arguments(cls, args, kwargs)
+        return super().__new__(cls)
 
 
 def describe_arguments(classes: Dict[str, type]) -> List[str]:

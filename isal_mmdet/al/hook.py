@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os.path as osp
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional
 
 from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
 
 from ..checkpoints import allow_unpickling
-from .arguments import Count, NonNegativeInt, Score, check_arguments
+from .arguments import Count, NonNegativeInt, PreannotationThr, TypedArguments
 from .context import selection_context
 from .data import build_dataset, dataset_ids, unwrap_subset
 from .selection import select
@@ -17,12 +17,14 @@ from .state import read_ids
 
 
 @HOOKS.register_module()
-class ISALSelectionHook(Hook):
+class ISALSelectionHook(TypedArguments, Hook):
     """Selects ``budget`` images from the pool once training ends and writes the exports.
 
     Defaults come from the runner: the labelled set is the train dataloader's images
     (an ``ActiveSubset``'s ids, or the whole train dataset), the pool is the rest of its
-    data source (or ``pool``, a dataset config), the reference set is the val split.
+    data source (or ``pool``, a dataset config), the reference set is the val split. The
+    arguments are checked against their annotations when the runner builds its hooks, before
+    any training or checkpoint.
 
     Args:
         strategy: name or config of a strategy (``'isal'``, ``dict(type='ISAL', ...)``).
@@ -39,17 +41,12 @@ class ISALSelectionHook(Hook):
     """
     priority = 'LOW'
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> 'ISALSelectionHook':
-        # checked when the runner builds its hooks, before any training and checkpoint
-        check_arguments(cls, args, kwargs)
-        return super().__new__(cls)
-
     def __init__(self, strategy: Any = 'isal', budget: float = 100, budget_unit: str = 'images',
                  cost: Optional[dict] = None, pool: Optional[dict] = None,
                  reference: Literal[REFERENCES] = 'val', out_dir: Optional[str] = None,
                  batch_size: Count = 4, num_workers: NonNegativeInt = 0,
                  seed: NonNegativeInt = 0, export_coco: bool = True,
-                 preannotation_thr: Union[Literal['auto'], Score] = 'auto',
+                 preannotation_thr: PreannotationThr = 'auto',
                  labelstudio_image_root: Optional[str] = None, unsafe_load: bool = False):
         checked_strategy(strategy, 'ISALSelectionHook.strategy', images_only=True)
         self.preannotation_thr, self.image_root = preannotation_thr, labelstudio_image_root

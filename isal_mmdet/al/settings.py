@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from .arguments import PreannotationThr, check_value
 from .budget import Budget
 from .cost import AnnotationCost
 from .strategies import Strategy, build_strategy
@@ -22,13 +23,6 @@ ORACLES = ('gt', 'none')
 
 def _fail(key: str, msg: str) -> None:
     raise ValueError(f'active_learning.{key} {msg}')
-
-
-def check_preannotation_thr(thr: Any, field: str) -> None:
-    if thr == 'auto':
-        return
-    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 <= thr <= 1:
-        raise ValueError(f"{field} must be 'auto' or a score in [0, 1], got {thr!r}")
 
 
 def checked_strategy(spec: Any, field: str = 'active_learning.strategy',
@@ -70,7 +64,7 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
     for key in ('warm_start', 'export_coco'):
         if not isinstance(al[key], bool):
             _fail(key, f'must be True or False, got {al[key]!r}')
-    check_preannotation_thr(al['preannotation_thr'], 'active_learning.preannotation_thr')
+    check_value(PreannotationThr, al['preannotation_thr'], 'active_learning.preannotation_thr')
     root = al['labelstudio_image_root']
     if root is not None and not isinstance(root, str):
         _fail('labelstudio_image_root', f'must be a URL prefix string or None, got {root!r}')

@@ -11,7 +11,7 @@ from torch import nn
 
 from ...influence.dist import broadcast_object, gather_objects, rank_and_world
 from ..state import sort_ids
-from ..arguments import check_arguments
+from ..arguments import TypedArguments
 
 
 @dataclass
@@ -60,15 +60,11 @@ def rank_ids(scores: Dict[Hashable, float], higher_is_better: bool) -> List[Hash
     return sorted(ordered, key=lambda i: sign * scores[i])
 
 
-class Strategy:
+class Strategy(TypedArguments):
     """Base class. ``score`` runs on every rank over its shard; ``select`` on the merged
     scores. Subclasses set ``higher_is_better``; the annotations of their ``__init__`` are
-    their typed settings, checked on every construction (:mod:`.arguments`)."""
+    their typed settings, checked on every construction (:class:`..arguments.TypedArguments`)."""
     higher_is_better = True
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> 'Strategy':
-        check_arguments(cls, args, kwargs)
-        return super().__new__(cls)
 
     def score(self, ctx: SelectionContext) -> Dict[Hashable, float]:
         local = {}
