@@ -7,10 +7,11 @@ import pytest
 
 from conftest import ROOT
 from isal_mmdet.study.analysis import analyse, analyse_shared
+from isal_mmdet.study.check_price import break_even, check_prices, free_check_gap
 from isal_mmdet.study.merge import check_prior, merge_prior
 from isal_mmdet.study.metrics import auc, interp, labels_to_reach
 from isal_mmdet.study.picks import busyness_correlation, composition
-from isal_mmdet.study.report import report
+from isal_mmdet.study.report import check_price_lines, report
 from isal_mmdet.study.variants import LEVERS, strategy_cfg
 
 sys.path.insert(0, osp.join(ROOT, 'studies'))
@@ -145,6 +146,38 @@ def test_per_box_analysis_on_the_shared_box_range():
         [0.0125], rel=1e-2)
     assert res['cost_reduction']['sparse']['not_reached'] == 1  # never reaches 0.6
     assert interp([(0, 0.0), (10, 1.0)], 2.5) == pytest.approx(0.25)
+
+
+def test_break_even_price_of_a_check_matches_a_search_over_prices():
+    random = [(500, 0.70), (1000, 0.80)]
+    run = [(500, 0.70), (1000, 0.76)]  # 500 queries, 100 objects found
+    price = break_even(run, random, queries=500, objects=100)
+
+    def gap(c):  # boxes random needs for 0.76 minus what the run is charged at price c
+        return labels_to_reach(random, 0.76) - (500 + 100 + c * 400)
+    grid = [k / 10000 for k in range(10001)]
+    searched = min(grid, key=lambda c: abs(gap(c)))
+    assert price == pytest.approx(searched, abs=1e-4) and price == pytest.approx(0.5)
+    # free checks: charged 600 boxes, where random stands at 0.72
+    assert free_check_gap(run, random, 500, 100) == pytest.approx(0.04)
+    # a run better than random's last round: random never gets there, at any price
+    assert break_even([(500, 0.7), (1000, 0.9)], random, 500, 100) is None
+    # a run worse than random's first round: even free checks do not pay
+    assert break_even([(500, 0.7), (1000, 0.6)], random, 500, 100) < 0
+
+
+def test_check_prices_pair_each_box_run_with_random_of_its_seed():
+    curves = {'random': {0: [(500, 0.7), (1000, 0.8)], 1: [(500, 0.6), (1000, 0.8)]},
+              'q': {0: [(500, 0.7), (1000, 0.76)], 1: [(500, 0.6), (1000, 0.7)]}}
+    answers = {'q': [dict(seed=0, queries=500, objects=100),
+                     dict(seed=1, queries=500, objects=50)]}
+    res = check_prices(curves, answers, per_box=7.0, seeds=[0, 1])['q']
+    # seed 1: random reaches 0.7 at 750 boxes; charged 550 + 450 c
+    assert res['per_seed'] == pytest.approx([0.5, 200 / 450])
+    assert res['seconds'][0] == pytest.approx(7.0 * (0.5 + 200 / 450) / 2)
+    assert res['free_check_gap']['per_seed'] == pytest.approx([0.04, 0.7 - 0.62])
+    assert '| q | 0.47 ± 0.04 | 3.3 ± 0.3 | 0.50, 0.44 |' in '\n'.join(
+        check_price_lines({'q': res}, 7.0))
 
 
 def test_merge_prior_joins_seeds_and_weights_the_class_mix():

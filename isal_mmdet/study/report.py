@@ -106,6 +106,8 @@ def report(res: Dict[str, Any], strategies: Sequence[str]) -> str:
         lines += solver_lines(res['selections'])
     if res.get('box_answers'):
         lines += box_answer_lines(res['box_answers'])
+    if res.get('check_prices'):
+        lines += check_price_lines(res['check_prices'], res['cost']['per_box'])
     return '\n'.join(lines) + '\n'
 
 
@@ -117,6 +119,20 @@ def box_answer_lines(answers: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     for s, rows in answers.items():
         lines.append(f'| {s} ({len(rows)}) | ' + ' | '.join(
             f'{sum(r[k] for r in rows) / len(rows):.0f}' for k in keys) + ' |')
+    return lines
+
+
+def check_price_lines(prices: Dict[str, Dict[str, Any]], per_box: float) -> List[str]:
+    lines = ['', f'| price of a "no object" answer at which box queries match random '
+                 f'(drawn box = 1 = {per_box} s) | boxes | seconds | per seed | mAP − random '
+                 'with free checks |', '|' + ' --- |' * 5]
+    for s, p in prices.items():
+        seeds = ', '.join('never' if v is None else f'{v:.2f}' for v in p['per_seed'])
+        gap = p['free_check_gap']
+        gap_cell = '-' if gap['mean'] is None else \
+            f"{gap['mean']:+.4f} ± {gap['stderr'] or 0:.4f}"
+        lines.append(f"| {s} | {fmt(p['boxes'], 2)} | {fmt(p['seconds'], 1)} | {seeds} | "
+                     f'{gap_cell} |')
     return lines
 
 

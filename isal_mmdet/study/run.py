@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..al.cost import AnnotationCost
 from ..fileio import read_json, write_json, write_text
 from .analysis import analyse_study
+from .check_price import check_prices
 from .merge import check_prior, merge_prior
 from .picks import box_answers, busyness_correlation, composition, pool_boxes, solver_summary
 from .report import plot, report
@@ -155,6 +156,7 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
     res['selections'] = selections
     if answers:
         res['box_answers'] = answers
+        res['check_prices'] = check_prices(box_curves, answers, cost.per_box, record['seeds'])
     if noise_seeds:
         image_seed = record['seeds'][0]
         res['training_noise'] = training_noise(setup, work_dir, image_seed, noise_seeds,
