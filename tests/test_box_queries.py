@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from isal_mmdet.al.box_oracle import Annotator
 from isal_mmdet.al.box_selection import band_of, image_order, spend_queries
 from isal_mmdet.al.budget import Budget
 from isal_mmdet.al.cost import AnnotationCost
@@ -140,6 +141,91 @@ def test_a_query_budget_is_never_overspent_by_more_than_one_query(keys, amount, 
     if len(chosen) < len(keys):
         assert total >= budget.amount
     assert total - last < budget.amount or not chosen
+
+
+def test_free_checks_spend_the_budget_on_found_objects(synthetic_voc, tmp_path):
+    opts = dict(BOX, **{'active_learning.rounds': 2, 'active_learning.budget': 3,
+                        'active_learning.cost.per_check': 0.0})
+    res = al_train(tmp_path / 'w', synthetic_voc, **opts)
+    assert res.returncode == 0, res.stderr[-3000:]
+    labels = json.load(open(tmp_path / 'w' / 'round_1' / 'box_labels.json'))['images']
+    found = sum(i['source'] == 'human' for e in labels for i in e['instances'])
+    queries = sum(e['queries'] for e in labels)
+    rows = json.load(open(tmp_path / 'w' / 'summary.json'))
+    charged = rows[1]['num_boxes'] - rows[0]['num_boxes']
+    assert charged == found == sum(e['charged'] for e in labels)
+    assert rows[1]['selection_cost']['planned']['objects'] == found
+    asked = json.load(open(tmp_path / 'w' / 'round_0' / 'box_queries.json'))['detections']
+    candidates = [d for d in asked if d['band'] == 'uncertain']
+    # the person stops once 3 objects are found, or when the candidates run out
+    assert found == 3 or all(d['queried'] for d in candidates)
+    assert queries >= found and sum(d['queried'] for d in asked) == queries
+
+
+def reference_iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union
+
+
+box_st = st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(1, 30),
+                   st.integers(1, 30)).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(box_st, max_size=6), st.lists(box_st, max_size=12))
+def test_the_simulated_person_finds_each_real_box_once(real, queries):
+    person = Annotator({0: [dict(bbox=b, bbox_label=0) for b in real]})
+    found = set()
+    for q in queries:
+        ious = [reference_iou(q, r) for r in real]
+        best = max(range(len(real)), key=lambda j: (ious[j], -j)) if real else None
+        new = best is not None and ious[best] >= 0.5 and best not in found
+        if new:
+            found.add(best)
+        assert person.is_object(0, dict(bbox=q)) == new
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 9)), unique=True, max_size=40),
+       st.sets(st.tuples(st.integers(0, 6), st.integers(0, 9))), st.integers(1, 30),
+       st.sampled_from(['boxes', 'seconds']), st.sampled_from([0.0, 1.75, 3.5, 7.0]))
+def test_checks_priced_apart_are_charged_as_answered(keys, objects, amount, unit, per_check):
+    cost = AnnotationCost(per_image=7.8, per_box=7.0, per_check=per_check)
+    budget = Budget(amount if unit == 'boxes' else float(amount * 7), unit, cost)
+    asked = []
+
+    def is_object(key):
+        asked.append(key)
+        return key in objects
+    chosen, spent = spend_queries(keys, budget, is_object)
+    assert asked == chosen == keys[:len(chosen)]  # asked in order, never ahead of the spend
+    n_obj = sum(k in objects for k in chosen)
+    assert spent['objects'] == n_obj and spent['queries'] == len(chosen)
+    assert spent['boxes'] == pytest.approx(n_obj + per_check / 7.0 * (len(chosen) - n_obj))
+    opened = len({k[0] for k in chosen})
+    assert spent['seconds'] == pytest.approx(7.8 * opened + 7.0 * spent['boxes'])
+
+    def total(n):  # what the first n queries cost in the budget's unit
+        head = chosen[:n]
+        boxes = sum(1.0 if k in objects else per_check / 7.0 for k in head)
+        return boxes if unit == 'boxes' else 7.8 * len({k[0] for k in head}) + 7.0 * boxes
+    assert not chosen or total(len(chosen) - 1) < budget.amount  # only the last query crosses
+    if len(chosen) < len(keys):
+        assert total(len(chosen)) >= budget.amount
+    if per_check == 7.0:  # a check priced as a box: the plain spend
+        assert chosen == spend_queries(keys, Budget(budget.amount, unit, AnnotationCost(
+            per_image=7.8, per_box=7.0)))[0]
+
+
+def test_a_priced_check_needs_someone_to_answer_and_a_box_price():
+    with pytest.raises(ValueError, match='only the simulated oracle answers'):
+        spend_queries([(0, 0)], Budget(3, 'boxes', AnnotationCost(per_check=1.0)))
+    with pytest.raises(ValueError, match='per_box must be above 0'):
+        AnnotationCost(per_box=0, per_check=1.0)
+    with pytest.raises(ValueError, match='cost.per_check must be a non-negative'):
+        AnnotationCost(per_check=-1.0)
 
 
 @settings(max_examples=60, deadline=None)

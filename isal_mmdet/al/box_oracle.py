@@ -8,8 +8,12 @@ dataset's real, not ignored boxes:
   answers with that box: the real class and the real coordinates, a human label. Below, the
   answer is "no object here", a background region at the query's box. Two queries on the
   same real box yield it once; the second costs a box all the same.
-- Every query costs one box, whatever the answer: ``queries`` in the entry is the number
-  asked, the image's cost in boxes.
+- A query that adds a human box costs one box. Any other answer ("no object", or a box
+  already found) is a check, priced by the cost model: one box by default, ``per_check /
+  per_box`` of one when a check is priced apart (:mod:`.cost`). ``queries`` in the entry is
+  the number asked, ``charged`` the image's cost in boxes. With checks priced below a box the
+  selection cannot know its spend in advance: the annotator works down the strategy's order
+  until the budget is used (:func:`~.box_selection.spend_queries`, :class:`Annotator`).
 
 What the image trains on (:class:`~isal_mmdet.datasets.partial_labels.PartialLabels`):
 human boxes as ground truth; an unasked confident detection as a pseudo box
@@ -25,7 +29,7 @@ box (a cross-class duplicate of a confident detection).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmdet.structures.bbox import bbox_overlaps
@@ -43,6 +47,38 @@ def iou(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> torch.Ten
     return bbox_overlaps(ta, tb)
 
 
+class Annotator:
+    """Answers box queries one at a time, as a person working down a queue does: a query
+    finds the real (not ignored) box of highest IoU if that IoU is >= ``iou_thr``, and the
+    box is new the first time it is found in its image."""
+
+    def __init__(self, real: Mapping[Hashable, Sequence[Mapping[str, Any]]],
+                 iou_thr: float = MATCH_IOU) -> None:
+        self.real = {i: [r for r in boxes if not r.get('ignore_flag', 0)]
+                     for i, boxes in real.items()}
+        self.iou_thr = iou_thr
+        self.found: Dict[Hashable, set] = {}
+
+    def ask(self, img_id: Hashable, bbox: Sequence[float]) -> Tuple[Optional[int], bool]:
+        """``(index of the real box found or None, whether it was found for the first
+        time)``."""
+        real = self.real.get(img_id, [])
+        if not real:
+            return None, False
+        overlaps = iou([bbox], [r['bbox'] for r in real])[0]
+        best = int(overlaps.argmax())
+        if float(overlaps[best]) < self.iou_thr:
+            return None, False
+        found = self.found.setdefault(img_id, set())
+        new = best not in found
+        found.add(best)
+        return best, new
+
+    def is_object(self, img_id: Hashable, det: Mapping[str, Any]) -> bool:
+        """Whether asking about ``det`` adds a human box (what the query is charged by)."""
+        return self.ask(img_id, det['bbox'])[1]
+
+
 def answer(queries: Sequence[Mapping[str, Any]], real: Sequence[Mapping[str, Any]],
            iou_thr: float = MATCH_IOU) -> List[Dict[str, Any]]:
     """The oracle's answers to ``queries`` (detections: ``bbox``, ``label``, ``score``) on
@@ -50,29 +86,28 @@ def answer(queries: Sequence[Mapping[str, Any]], real: Sequence[Mapping[str, Any
     ``ignore_flag``): ``{'answer': 'object', 'bbox', 'label', 'query'}`` with the real box,
     once per real box found, or ``{'answer': 'background', 'bbox', 'query'}`` with the
     query's box; ``query`` is the index of the query answered."""
-    real = [r for r in real if not r.get('ignore_flag', 0)]
-    overlaps = iou([q['bbox'] for q in queries], [r['bbox'] for r in real])
-    found: set = set()
+    person = Annotator({0: real}, iou_thr)
     out: List[Dict[str, Any]] = []
     for q, det in enumerate(queries):
-        best = int(overlaps[q].argmax()) if real else -1
-        if best >= 0 and float(overlaps[q, best]) >= iou_thr:
-            if best not in found:
-                found.add(best)
-                out.append(dict(answer='object', bbox=[float(v) for v in real[best]['bbox']],
-                                label=int(real[best]['bbox_label']), query=q))
-        else:
+        best, new = person.ask(0, det['bbox'])
+        if best is None:
             out.append(dict(answer='background', bbox=[float(v) for v in det['bbox']],
                             query=q))
+        elif new:
+            found = person.real[0][best]
+            out.append(dict(answer='object', bbox=[float(v) for v in found['bbox']],
+                            label=int(found['bbox_label']), query=q))
     return out
 
 
 def partial_labels(detections: Sequence[Mapping[str, Any]], queried_mask: Sequence[bool],
                    real: Sequence[Mapping[str, Any]], confident_mask: Sequence[bool],
-                   pseudo: str = 'confident', *, img_id: Hashable) -> Dict[str, Any]:
+                   pseudo: str = 'confident', *, img_id: Hashable,
+                   check_boxes: float = 1.0) -> Dict[str, Any]:
     """One image's entry of the box labels file (see
     :mod:`~isal_mmdet.datasets.partial_labels`) after the oracle answered its queried
-    ``detections``; the masks run along ``detections``."""
+    ``detections``; the masks run along ``detections``; ``check_boxes``: the price of an
+    answer that adds no human box, in boxes."""
     if pseudo not in PSEUDO_MODES:
         raise ValueError(f'pseudo must be one of {PSEUDO_MODES}, got {pseudo!r}')
     if not len(detections) == len(queried_mask) == len(confident_mask):
@@ -90,7 +125,8 @@ def partial_labels(detections: Sequence[Mapping[str, Any]], queried_mask: Sequen
                          if not (c and pseudo == 'confident')],
                         settled + [p['bbox'] for p in pseudo_boxes])
     return dict(img_id=img_id, instances=human + pseudo_boxes + ignore, background=background,
-                queries=len(asked))
+                queries=len(asked),
+                charged=len(human) + check_boxes * (len(asked) - len(human)))
 
 
 def box(bbox: Sequence[float], label: int, source: str) -> Dict[str, Any]:

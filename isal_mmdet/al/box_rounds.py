@@ -39,10 +39,12 @@ def latest_labels(path: Callable[[int, str], str], k: int) -> Optional[str]:
                  if osp.exists(path(j, LABELS_FILE))), None)
 
 
-def answer_round(path: Callable[[int, str], str], k: int, source: Any, pseudo: str) -> None:
+def answer_round(path: Callable[[int, str], str], k: int, source: Any, pseudo: str,
+                 check_boxes: float = 1.0) -> None:
     """Writes ``round_<k>/box_labels.json`` from round k-1's queries, answered from
     ``source``'s real boxes, merged with the earlier answers; once (a resumed round keeps
-    the file it wrote)."""
+    the file it wrote). ``check_boxes``: the price, in boxes, of an answer that adds no human
+    box."""
     out = path(k, LABELS_FILE)
     queries = path(k - 1, QUERIES_FILE)
     if not osp.exists(queries) or osp.exists(out):
@@ -55,15 +57,17 @@ def answer_round(path: Callable[[int, str], str], k: int, source: Any, pseudo: s
         dets = [d for d in dets if d['band'] != 'below']
         entries.append(partial_labels(
             dets, [d['queried'] for d in dets], real.get(img_id, []),
-            [d['band'] == 'confident' for d in dets], pseudo=pseudo, img_id=img_id))
+            [d['band'] == 'confident' for d in dets], pseudo=pseudo, img_id=img_id,
+            check_boxes=check_boxes))
     write_json(out, merge_labels(read_json(previous) if previous else None, entries))
 
 
-def queries_by_image(labels_file: Optional[str]) -> Dict[Hashable, int]:
-    """Each partly labelled image's number of queries: the boxes it cost."""
+def queries_by_image(labels_file: Optional[str]) -> Dict[Hashable, float]:
+    """Each partly labelled image's cost in boxes (before checks were priced apart: its
+    number of queries)."""
     if labels_file is None:
         return {}
-    return {e['img_id']: int(e['queries']) for e in read_json(labels_file)['images']}
+    return {e['img_id']: e.get('charged', e['queries']) for e in read_json(labels_file)['images']}
 
 
 def with_partial_labels(ds_cfg: dict, labels_file: Optional[str]) -> dict:

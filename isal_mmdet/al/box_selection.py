@@ -12,8 +12,10 @@ a round's budget, or every strategy asks the same boxes. On BCCD at 40 labelled 
 14,000, right about 1 time in 10 (the reference set: 6–11 % at scores 0.1–0.3, 28–47 % at
 0.35–0.47). Every box strategy is spent on the same candidates, in
 its own order (``ask='image'``: image by image, see :func:`image_order`), until the budget is
-used; only the last query can cross it. A query costs one box; in seconds, the first query in
-an image also costs the image (opening it).
+used; only the last query can cross it. A query costs one box, or a check where the cost
+model prices checks apart (then the simulated annotator answers each query as it is asked:
+see :mod:`.box_oracle`); in seconds, the first query in an image also costs the image
+(opening it).
 
 Writes ``box_queries.json`` (every detection of the pool, its band, score and whether it was
 asked) and ``selection.json`` (the images opened, as an image-level selection lists its
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import os.path as osp
 import time
-from typing import Any, Dict, Hashable, List, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 from ..fileio import read_json, write_json
 from ..influence.dist import barrier, rank_and_world
+from .box_oracle import Annotator
 from .budget import Budget
 from .strategies import SelectionContext, rank_ids
 from .strategies.box import BoxKey, BoxStrategy
@@ -54,31 +57,48 @@ def image_order(order: List[BoxKey]) -> List[BoxKey]:
     return [key for keys in groups.values() for key in keys]
 
 
-def spend_queries(order: List[BoxKey], budget: Budget) -> Tuple[List[BoxKey], Dict[str, float]]:
-    """The head of ``order`` that uses the budget (boxes or seconds), and what it costs."""
+def spend_queries(order: List[BoxKey], budget: Budget,
+                  is_object: Optional[Callable[[BoxKey], bool]] = None
+                  ) -> Tuple[List[BoxKey], Dict[str, float]]:
+    """The head of ``order`` that uses the budget (boxes or seconds), and what it costs. With
+    checks priced apart from boxes, ``is_object`` answers each query in turn (a person working
+    down the order) and a query that adds no human box costs a check."""
     if budget.unit == 'images':
         raise ValueError('box-level strategies spend boxes or seconds: set '
                          'active_learning.budget_unit to boxes or seconds')
+    priced = budget.cost.per_check is not None
+    if priced and is_object is None:
+        raise ValueError('active_learning.cost.per_check: a check priced apart is charged as '
+                         'it is answered, and only the simulated oracle answers box queries')
     chosen: List[BoxKey] = []
     opened: set = set()
-    spent = 0.0
+    spent, objects = 0.0, 0
     for key in order:
         if spent >= budget.amount:
             break
+        found = is_object(key) if priced else True
+        objects += found
+        boxes = 1.0 if found else budget.cost.check_boxes
         new = key[0] not in opened
-        spent += 1.0 if budget.unit == 'boxes' else budget.cost.seconds(int(new), 1)
+        spent += boxes if budget.unit == 'boxes' else \
+            budget.cost.seconds(int(new), boxes)
         opened.add(key[0])
         chosen.append(key)
-    cost = dict(images=len(opened), boxes=len(chosen),
-                seconds=budget.cost.seconds(len(opened), len(chosen)))
+    boxes = objects + budget.cost.check_boxes * (len(chosen) - objects) if priced else \
+        float(len(chosen))
+    cost = dict(images=len(opened), boxes=boxes, seconds=budget.cost.seconds(len(opened), boxes))
+    if priced:
+        cost.update(queries=len(chosen), objects=objects)
     return chosen, cost
 
 
 def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
-                 thresholds: Dict[str, Any], out_dir: str) -> Dict[str, Any]:
+                 thresholds: Dict[str, Any], out_dir: str,
+                 person: Optional[Annotator] = None) -> Dict[str, Any]:
     """Scores every detection of the pool, asks the best candidates within ``budget``.
     ``thresholds``: the fitted pre-annotation thresholds (``per_class`` by class name) and,
-    where fitted, the band's floors (``band_low``)."""
+    where fitted, the band's floors (``band_low``). ``person`` answers the queries as they
+    are asked when checks are priced apart from boxes."""
     classes = tuple(ctx.pool.metainfo.get('classes', ()))
     start = time.perf_counter()
     dets, scores = strategy.score_boxes(ctx)
@@ -88,13 +108,16 @@ def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
     order = rank_ids(candidates, strategy.higher_is_better)
     if strategy.ask == 'image':
         order = image_order(order)
-    chosen, cost = spend_queries(order, budget)
+    chosen, cost = spend_queries(
+        order, budget, None if person is None else
+        (lambda key: person.is_object(key[0], dets[key[0]][key[1]])))
     seconds = time.perf_counter() - start
     asked = set(chosen)
     opened = list(dict.fromkeys(k[0] for k in chosen))
     info = dict(ctx.info, budget=dict(
         unit=budget.unit, amount=budget.amount, planned=cost,
-        cost=dict(per_image=budget.cost.per_image, per_box=budget.cost.per_box)),
+        cost=dict(per_image=budget.cost.per_image, per_box=budget.cost.per_box,
+                  per_check=budget.cost.per_check)),
         band=dict(low=thresholds.get('band_low'), high=thresholds['per_class'],
                   precision=strategy.band_precision, source=thresholds.get('source')),
         ask=strategy.ask,

@@ -40,8 +40,9 @@ from ..datasets.partial_labels import PartialLabels
 from ..fileio import read_json, write_json
 from ..influence.dist import barrier, broadcast_object
 from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
+from .box_oracle import Annotator
 from .box_rounds import (answer_round, box_strategy, enable_ignore_regions, latest_labels,
-                         queries_by_image, with_partial_labels)
+                         queries_by_image, real_instances, with_partial_labels)
 from .box_selection import select_boxes
 from .context import selection_context
 from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
@@ -245,9 +246,9 @@ class ActiveLearningLoop:
         return strategy if isinstance(strategy, str) else str(strategy.get('type'))
 
     def count_boxes(self, ids: List[Hashable], ann_file: Optional[str] = None,
-                    k: Optional[int] = None) -> int:
-        """The boxes labelling ``ids`` cost: every real box of a fully labelled image, one
-        per query of a partly labelled one (round ``k``'s answers)."""
+                    k: Optional[int] = None) -> float:
+        """The boxes labelling ``ids`` cost: every real box of a fully labelled image, what
+        the queries of a partly labelled one were charged (round ``k``'s answers)."""
         partial = queries_by_image(latest_labels(self.path, k)) if k is not None else {}
         source = self.source
         if ann_file is not None:
@@ -292,7 +293,8 @@ class ActiveLearningLoop:
     def run_round(self, k: int) -> None:
         labelled = self.labelled_for(k)
         if self.box is not None and k > 0 and self.is_rank0():
-            answer_round(self.path, k, self.source, self.box.pseudo)
+            answer_round(self.path, k, self.source, self.box.pseudo,
+                         budget_of(self.al).cost.check_boxes)
         barrier()
         ann_file = self.agree(lambda: self.merged_ann_file(k))
         runner = Runner.from_cfg(self.runner_cfg(k, ann_file))
@@ -323,7 +325,7 @@ class ActiveLearningLoop:
             seconds = result['seconds']
         mAP = primary_metric(metrics, self.al['metric'])
         print_log(f"round {k}: {len(labelled)} labelled images, "
-                  f"{self.count_boxes(labelled, ann_file, k)} boxes, mAP "
+                  f"{self.count_boxes(labelled, ann_file, k):g} boxes, mAP "
                   f"{'-' if mAP is None else f'{mAP:.4f}'}, strategy {self.strategy_name()}, "
                   f"selection {'-' if seconds is None else f'{seconds:.1f}s'}",
                   logger='current')
@@ -340,7 +342,11 @@ class ActiveLearningLoop:
         classes = tuple(ctx.pool.metainfo.get('classes', ()))
         thr = preannotation_thresholds(ctx, self.al['preannotation_thr'], classes,
                                        band_precision=self.box.band_precision)
-        return select_boxes(self.box, ctx, budget_of(self.al), thr, self.round_dir(k))
+        budget = budget_of(self.al)
+        # checks priced apart are charged as answered: the simulated person answers in turn
+        person = Annotator(real_instances(self.source)) \
+            if budget.cost.per_check is not None else None
+        return select_boxes(self.box, ctx, budget, thr, self.round_dir(k), person)
 
     def run(self) -> Optional[str]:
         """Runs every round not yet done; returns None, or a message when paused."""

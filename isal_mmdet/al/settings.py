@@ -44,9 +44,9 @@ def budget_of(al: Dict[str, Any]) -> Budget:
     cost = al.get('cost')
     if cost is not None and not isinstance(cost, dict):
         _fail('cost', f'must be dict(per_image=seconds, per_box=seconds) or None, got {cost!r}')
-    unknown = sorted(set(cost or {}) - {'per_image', 'per_box'})
+    unknown = sorted(set(cost or {}) - {'per_image', 'per_box', 'per_check'})
     if unknown:
-        _fail('cost', f'has unknown field(s) {unknown}; known: per_image, per_box')
+        _fail('cost', f'has unknown field(s) {unknown}; known: per_image, per_box, per_check')
     return Budget(al['budget'], al.get('budget_unit', 'images'), AnnotationCost(**(cost or {})))
 
 

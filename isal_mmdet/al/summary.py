@@ -20,7 +20,7 @@ class FinishedRound:
     ids: List[Hashable]
     metrics: Dict[str, float]
     selection: Dict[str, Any]
-    boxes: int
+    boxes: float
 
 
 def primary_metric(metrics: Dict[str, float], key: Optional[str]) -> Optional[float]:

@@ -56,7 +56,9 @@ def run_one(setup: StudySetup, work_dir: str, strategy: str, seed: int,
     from ..al.loop import ActiveLearningLoop
     from mmengine.config import Config
     base = Config.fromfile(setup.config)
-    cfg = _config(setup, seed, strategy_cfg(base.active_learning.get('strategy'), strategy))
+    base.merge_from_dict(setup.cfg_options)
+    al = base.active_learning
+    cfg = _config(setup, seed, strategy_cfg(al.get('strategy'), strategy, al.get('cost')))
     if shared_round0 and not osp.exists(osp.join(work_dir, 'round_0', 'metrics.json')):
         os.makedirs(work_dir, exist_ok=True)
         shutil.copytree(shared_round0, osp.join(work_dir, 'round_0'), dirs_exist_ok=True,

@@ -5,10 +5,11 @@ the studies, and not among the product's strategies: none of them beat random in
 that uses an option the product strategy does not take is built as its research class
 (``isal-fixed``: ``ISALResearch``), so earlier studies stay reproducible. Box strategies take
 levers the same way: ``entropy_box-image`` asks image by image, ``-nopseudo`` ignores the
-confident detections of opened images instead of training on them as pseudo boxes."""
+confident detections of opened images instead of training on them as pseudo boxes, ``-free``
+charges nothing for a "no object" answer (Box-Level Active Detection's accounting)."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..al.arguments import arguments
 from .research_strategies import ESIResearch, ISALResearch
@@ -36,11 +37,13 @@ LEVERS = {
     'balanced': (dict(reference_terms='balanced'), {}),
     'evalref': ({}, dict(reference='test')),
 }
-# box-query variants: a box strategy's name + levers joined by '-' (``entropy_box-image``)
+# box-query variants: a box strategy's name + levers joined by '-' (``entropy_box-image``);
+# lever -> (changes to the strategy, changes to active_learning.cost)
 BOX_LEVERS = {
-    'image': dict(ask='image'),
-    'nopseudo': dict(pseudo='none'),
-    'band0.3': dict(band_precision=0.3),  # a narrower band: fewer candidates per image
+    'image': (dict(ask='image'), {}),
+    'nopseudo': (dict(pseudo='none'), {}),
+    'band0.3': (dict(band_precision=0.3), {}),  # a narrower band: fewer candidates per image
+    'free': ({}, dict(per_check=0.0)),
 }
 # ESI variants: 'esi' (the config's ISAL solver, defaults otherwise) + levers joined by '-'
 ESI_LEVERS = {
@@ -79,27 +82,35 @@ def esi_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
     return dict(strategy=as_research(base, ESIResearch))
 
 
-def box_cfg(name: str) -> Dict[str, Any]:
-    """``isal_box-image-nopseudo``: the box strategy with those levers' arguments."""
+def box_cfg(name: str, config_cost: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """``isal_box-image-nopseudo``: the box strategy with those levers' arguments, and the
+    config's cost (``config_cost``) with theirs."""
     base, *levers = name.split('-')
     strategy: Dict[str, Any] = dict(type=base)
+    cost: Dict[str, Any] = {}
     for lever in levers:
         if lever not in BOX_LEVERS:
             raise ValueError(f'unknown box lever {lever!r} in {name!r}; known: '
                              f'{sorted(BOX_LEVERS)}')
-        strategy.update(BOX_LEVERS[lever])
-    return dict(strategy=strategy if levers else base)
+        strategy.update(BOX_LEVERS[lever][0])
+        cost.update(BOX_LEVERS[lever][1])
+    out: Dict[str, Any] = dict(strategy=strategy if len(strategy) > 1 else base)
+    if cost:
+        out['cost'] = dict(config_cost or {}, **cost)
+    return out
 
 
-def strategy_cfg(config_strategy: Any, name: str) -> Dict[str, Any]:
+def strategy_cfg(config_strategy: Any, name: str,
+                 config_cost: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The ``active_learning`` changes that make ``name`` the experiment's strategy: a
-    registered name, ``isal`` (the config's ISAL settings), or a variant of ISAL or ESI."""
+    registered name, ``isal`` (the config's ISAL settings), or a variant of ISAL, ESI or a box
+    strategy (``config_cost``: the config's cost, which a box lever may change)."""
     if name == 'isal' and isinstance(config_strategy, dict):
         return dict(strategy=config_strategy)
     if name == 'esi' or name.startswith('esi-'):
         return esi_cfg(config_strategy, name)
     if name.split('-')[0].endswith('_box'):
-        return box_cfg(name)
+        return box_cfg(name, config_cost)
     if not name.startswith('isal-'):
         return dict(strategy=name)
     base = dict(config_strategy) if isinstance(config_strategy, dict) else dict(type='ISAL')
