@@ -165,6 +165,10 @@ def test_break_even_price_of_a_check_matches_a_search_over_prices():
     assert price == pytest.approx(searched, abs=1e-4) and price == pytest.approx(0.5)
     # free checks: charged 600 boxes, where random stands at 0.72
     assert free_check_gap(run, random, 500, 100) == pytest.approx(0.04)
+    # the same queries charged as found (free checks): the same price and gap
+    free = [(500, 0.70), (600, 0.76)]
+    assert break_even(free, random, 500, 100, charged=100) == pytest.approx(0.5)
+    assert free_check_gap(free, random, 500, 100, charged=100) == pytest.approx(0.04)
     # a run better than random's last round: random never gets there, at any price
     assert break_even([(500, 0.7), (1000, 0.9)], random, 500, 100) is None
     # a run worse than random's first round: even free checks do not pay

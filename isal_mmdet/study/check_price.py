@@ -4,9 +4,9 @@ The box-level oracle charges every query one box, whatever the answer. Box-Level
 Detection's public code charges only the real boxes a query finds: a query that matches no
 unlabelled box is skipped without cost. The two accountings bracket what an annotator's
 rejection of a wrong box costs. With a "no object" answer (or a second query on a box
-already found) priced at ``c`` drawn boxes, a box-query run that asked ``q`` queries and
-found ``f`` objects would have been charged ``B − (1 − c)(q − f)`` boxes, where ``B`` is its
-recorded box count. Its break-even price is the ``c`` at which that charge equals the boxes
+already found) priced at ``c`` drawn boxes, a box-query run that asked ``q`` queries, found
+``f`` objects and was charged ``Q`` boxes for them would have been charged
+``B − Q + f + c (q − f)`` boxes, where ``B`` is its recorded box count. Its break-even price is the ``c`` at which that charge equals the boxes
 random needs (its curve, linear between rounds) to reach the run's mAP, on the same seed:
 above it random is cheaper. Random's curve bends down between rounds, so the linear reading
 makes random look slower than it is and the price a little too generous to box queries.
@@ -18,10 +18,17 @@ from typing import Any, Dict, List, Optional, Sequence
 from .metrics import Curve, interp, labels_to_reach, mean_std, paired
 
 
-def break_even(run: Curve, random: Curve, queries: int, objects: int) -> Optional[float]:
+def _charged_at(run: Curve, queries: int, objects: int, charged: float, price: float) -> float:
+    """``run``'s last box count had its checks cost ``price`` drawn boxes each."""
+    return run[-1][0] - charged + objects + price * (queries - objects)
+
+
+def break_even(run: Curve, random: Curve, queries: int, objects: int,
+               charged: Optional[float] = None) -> Optional[float]:
     """The price of a "no object" answer, in drawn boxes, at which ``run`` (boxes, mAP) costs
     what ``random`` does for its last mAP; None where random never reaches it (box queries
-    win at any price, even a check dearer than a drawn box)."""
+    win at any price, even a check dearer than a drawn box). ``charged``: what the queries
+    were charged in the run (default: a box each)."""
     x = labels_to_reach(random, run[-1][1])
     checks = queries - objects
     if x is None:
@@ -29,14 +36,16 @@ def break_even(run: Curve, random: Curve, queries: int, objects: int) -> Optiona
     if checks <= 0:
         raise ValueError(f'break_even: {queries} queries found {objects} objects: no '
                          '"no object" answer to price')
-    return (x - (run[-1][0] - checks)) / checks
+    free = _charged_at(run, queries, objects, queries if charged is None else charged, 0.0)
+    return (x - free) / checks
 
 
-def free_check_gap(run: Curve, random: Curve, queries: int, objects: int) -> Optional[float]:
+def free_check_gap(run: Curve, random: Curve, queries: int, objects: int,
+                   charged: Optional[float] = None) -> Optional[float]:
     """mAP of ``run`` minus random's at the boxes ``run`` is charged when a "no object"
     answer is free (BLAD's accounting); None where that is outside random's curve."""
-    x = run[-1][0] - (queries - objects)
-    at = interp(random, x)
+    at = interp(random, _charged_at(run, queries, objects,
+                                    queries if charged is None else charged, 0.0))
     return None if at is None else run[-1][1] - at
 
 
@@ -56,8 +65,9 @@ def check_prices(box_curves: Dict[str, Dict[int, Curve]],
             if seed not in seeds or seed not in box_curves['random']:
                 continue
             run, rnd = box_curves[s][seed], box_curves['random'][seed]
-            prices.append(break_even(run, rnd, row['queries'], row['objects']))
-            gaps.append(free_check_gap(run, rnd, row['queries'], row['objects']))
+            args = (run, rnd, row['queries'], row['objects'], row.get('charged'))
+            prices.append(break_even(*args))
+            gaps.append(free_check_gap(*args))
         if prices:
             reached = [p for p in prices if p is not None]
             out[s] = dict(per_seed=prices, never_reached=len(prices) - len(reached),

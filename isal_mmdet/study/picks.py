@@ -103,8 +103,9 @@ def solver_summary(work_dir: str, strategies: Sequence[str], seeds: Sequence[int
 
 def box_answers(work_dir: str, strategies: Sequence[str], seeds: Sequence[int],
                 rounds: int) -> Dict[str, List[Dict[str, Any]]]:
-    """Per box-query run (seed), over all its rounds: the queries asked, the images opened,
-    how many answers were objects and how many "no object", and what the last round trained on
+    """Per box-query run (seed), over all its rounds: the queries asked, the boxes they were
+    charged, the images opened, how many answers were objects and how many "no object", and
+    what the last round trained on
     besides them (pseudo boxes, ignore regions): how far partial labels stand in for images."""
     out = {}
     for s in strategies:
@@ -117,6 +118,7 @@ def box_answers(work_dir: str, strategies: Sequence[str], seeds: Sequence[int],
                 images = json.load(f)['images']
             sources = [i['source'] for e in images for i in e['instances']]
             rows.append(dict(seed=seed, queries=sum(e['queries'] for e in images),
+                             charged=sum(e.get('charged', e['queries']) for e in images),
                              images=len(images), objects=sources.count('human'),
                              no_object=sum(len(e['background']) for e in images),
                              pseudo=sources.count('pseudo'), ignore=sources.count('ignore')))
