@@ -72,21 +72,20 @@ def spend_queries(order: List[BoxKey], budget: Budget,
                          'it is answered, and only the simulated oracle answers box queries')
     chosen: List[BoxKey] = []
     opened: set = set()
-    spent, objects = 0.0, 0
+    spent, charged, objects = 0.0, 0.0, 0
     for key in order:
         if spent >= budget.amount:
             break
         found = is_object(key) if priced else True
         objects += found
         boxes = 1.0 if found else budget.cost.check_boxes
-        new = key[0] not in opened
+        charged += boxes
         spent += boxes if budget.unit == 'boxes' else \
-            budget.cost.seconds(int(new), boxes)
+            budget.cost.seconds(int(key[0] not in opened), boxes)
         opened.add(key[0])
         chosen.append(key)
-    boxes = objects + budget.cost.check_boxes * (len(chosen) - objects) if priced else \
-        float(len(chosen))
-    cost = dict(images=len(opened), boxes=boxes, seconds=budget.cost.seconds(len(opened), boxes))
+    cost = dict(images=len(opened), boxes=charged,
+                seconds=budget.cost.seconds(len(opened), charged))
     if priced:
         cost.update(queries=len(chosen), objects=objects)
     return chosen, cost

@@ -4,6 +4,7 @@ Everything here runs before any training, so a typo costs seconds, not a round.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
 from .arguments import PreannotationThr, check_value
@@ -44,9 +45,10 @@ def budget_of(al: Dict[str, Any]) -> Budget:
     cost = al.get('cost')
     if cost is not None and not isinstance(cost, dict):
         _fail('cost', f'must be dict(per_image=seconds, per_box=seconds) or None, got {cost!r}')
-    unknown = sorted(set(cost or {}) - {'per_image', 'per_box', 'per_check'})
+    known = [f.name for f in dataclasses.fields(AnnotationCost)]
+    unknown = sorted(set(cost or {}) - set(known))
     if unknown:
-        _fail('cost', f'has unknown field(s) {unknown}; known: per_image, per_box, per_check')
+        _fail('cost', f'has unknown field(s) {unknown}; known: {", ".join(known)}')
     return Budget(al['budget'], al.get('budget_unit', 'images'), AnnotationCost(**(cost or {})))
 
 

@@ -18,9 +18,10 @@ from typing import Any, Dict, List, Optional, Sequence
 from .metrics import Curve, interp, labels_to_reach, mean_std, paired
 
 
-def _charged_at(run: Curve, queries: int, objects: int, charged: float, price: float) -> float:
-    """``run``'s last box count had its checks cost ``price`` drawn boxes each."""
-    return run[-1][0] - charged + objects + price * (queries - objects)
+def _free_check_boxes(run: Curve, queries: int, objects: int,
+                      charged: Optional[float]) -> float:
+    """``run``'s last box count had its checks cost nothing."""
+    return run[-1][0] - (queries if charged is None else charged) + objects
 
 
 def break_even(run: Curve, random: Curve, queries: int, objects: int,
@@ -36,16 +37,14 @@ def break_even(run: Curve, random: Curve, queries: int, objects: int,
     if checks <= 0:
         raise ValueError(f'break_even: {queries} queries found {objects} objects: no '
                          '"no object" answer to price')
-    free = _charged_at(run, queries, objects, queries if charged is None else charged, 0.0)
-    return (x - free) / checks
+    return (x - _free_check_boxes(run, queries, objects, charged)) / checks
 
 
 def free_check_gap(run: Curve, random: Curve, queries: int, objects: int,
                    charged: Optional[float] = None) -> Optional[float]:
     """mAP of ``run`` minus random's at the boxes ``run`` is charged when a "no object"
     answer is free (BLAD's accounting); None where that is outside random's curve."""
-    at = interp(random, _charged_at(run, queries, objects,
-                                    queries if charged is None else charged, 0.0))
+    at = interp(random, _free_check_boxes(run, queries, objects, charged))
     return None if at is None else run[-1][1] - at
 
 
