@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from isal_mmdet.al.box_oracle import Annotator
-from isal_mmdet.al.box_selection import band_of, image_order, spend_queries
+from isal_mmdet.al.box_selection import band_of, check_band, image_order, spend_queries
 from isal_mmdet.al.budget import Budget
 from isal_mmdet.al.cost import AnnotationCost
 from isal_mmdet.labelling.thresholds import band_floor
@@ -268,3 +268,26 @@ def test_a_detection_is_asked_about_only_inside_its_class_band():
     assert band_of(dict(score=0.1, label=1), thr, classes, 0.1) == 'uncertain'
     assert band_of(dict(score=0.2, label=1), dict(per_class=thr['per_class']), classes,
                    0.1) == 'uncertain'
+
+
+def test_an_empty_band_fails_in_one_line_and_one_class_band_is_enough():
+    classes = ('a', 'b')
+    fitted = dict(per_class={'a': 0.3, 'b': 0.2}, band_low={'a': 0.3, 'b': 0.2})
+    with pytest.raises(ValueError, match=r'band_precision=0.1: .* right 0.1 of the time'):
+        check_band(fitted, classes, 0.1, 0.1)
+    # the strategy's score_thr is a floor: a fixed threshold at it leaves no band either
+    with pytest.raises(ValueError, match='at or below score_thr 0.2'):
+        check_band(dict(per_class={'a': 0.2, 'b': 0.15}), classes, 0.2, 0.1)
+    check_band(dict(fitted, band_low={'a': 0.3, 'b': 0.19}), classes, 0.1, 0.1)
+    check_band(dict(per_class={'a': 0.2, 'b': 0.25}), classes, 0.2, 0.1)
+
+
+def test_a_round_with_nothing_to_ask_fails_before_the_next_round_trains(synthetic_voc,
+                                                                       tmp_path):
+    res = al_train(tmp_path / 'w', synthetic_voc,
+                   **dict(BOX, **{'active_learning.preannotation_thr': 0.001}))
+    assert res.returncode != 0
+    assert 'the uncertainty band is empty' in res.stderr.strip().splitlines()[-1]
+    assert (tmp_path / 'w' / 'round_0' / 'metrics.json').exists()
+    assert not (tmp_path / 'w' / 'round_0' / 'box_queries.json').exists()
+    assert not (tmp_path / 'w' / 'round_1').exists()

@@ -74,6 +74,8 @@ def test_variants_change_only_what_they_name():
     assert strategy_cfg(base, 'isal_box') == dict(strategy='isal_box')
     assert strategy_cfg(base, 'entropy_box-image-nopseudo-band0.3') == dict(
         strategy=dict(type='entropy_box', ask='image', pseudo='none', band_precision=0.3))
+    assert strategy_cfg(base, 'random_box-band0') == dict(
+        strategy=dict(type='random_box', band_precision=0.0))
     # free checks change the config's cost, not replace it
     assert strategy_cfg(base, 'isal_box-image-free', dict(per_image=3.0)) == dict(
         strategy=dict(type='isal_box', ask='image'), cost=dict(per_image=3.0, per_check=0.0))

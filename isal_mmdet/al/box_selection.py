@@ -23,6 +23,7 @@ picks), rank 0 only.
 """
 from __future__ import annotations
 
+import logging
 import os.path as osp
 import time
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
@@ -35,17 +36,43 @@ from .strategies import SelectionContext, rank_ids
 from .strategies.box import BoxKey, BoxStrategy
 
 QUERIES_FILE = 'box_queries.json'
+logger = logging.getLogger('isal_mmdet')
+
+
+def band_bounds(name: str, thresholds: Dict[str, Any], floor: float) -> Tuple[float, float]:
+    """Class ``name``'s band ``[low, high)``: its fitted floor (or ``floor``, never less) up
+    to its pre-annotation threshold."""
+    low = max(floor, (thresholds.get('band_low') or {}).get(name, floor))
+    return low, thresholds['per_class'][name]
 
 
 def band_of(det: Dict[str, Any], thresholds: Dict[str, Any], classes: Tuple[str, ...],
             floor: float) -> str:
     """``'confident'`` (at or above the class's threshold), ``'uncertain'`` (a candidate) or
     ``'below'`` (under the band's floor, or ``floor`` where no floor was fitted)."""
-    name = classes[det['label']]
-    if det['score'] >= thresholds['per_class'][name]:
+    low, high = band_bounds(classes[det['label']], thresholds, floor)
+    if det['score'] >= high:
         return 'confident'
-    low = max(floor, (thresholds.get('band_low') or {}).get(name, floor))
     return 'uncertain' if det['score'] >= low else 'below'
+
+
+def check_band(thresholds: Dict[str, Any], classes: Tuple[str, ...], floor: float,
+               precision: float) -> None:
+    """Fails in one line when no class has a band, before the pool is scored: nothing could
+    be asked, and the next round would retrain on the same images."""
+    if not classes or any(lo < hi for lo, hi in (band_bounds(c, thresholds, floor)
+                                                 for c in classes)):
+        return
+    if thresholds.get('band_low') is not None:
+        why = (f'below its pre-annotation threshold no class\'s reference detections are '
+               f'right {precision:g} of the time')
+    else:
+        why = f'every class\'s pre-annotation threshold is at or below score_thr {floor:g}'
+    raise ValueError(f'active_learning.strategy.band_precision={precision:g}: the uncertainty '
+                     f'band is empty ({why}), so no box can be asked; lower band_precision '
+                     f'(0 asks about every detection below the threshold) in a new work dir, '
+                     f'or label whole images with an image-level strategy until the model '
+                     f'finds more')
 
 
 def image_order(order: List[BoxKey]) -> List[BoxKey]:
@@ -99,11 +126,17 @@ def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
     where fitted, the band's floors (``band_low``). ``person`` answers the queries as they
     are asked when checks are priced apart from boxes."""
     classes = tuple(ctx.pool.metainfo.get('classes', ()))
+    check_band(thresholds, classes, strategy.score_thr, strategy.band_precision)
     start = time.perf_counter()
     dets, scores = strategy.score_boxes(ctx)
     bands = {k: band_of(dets[k[0]][k[1]], thresholds, classes, strategy.score_thr)
              for k in scores}
     candidates = {k: v for k, v in scores.items() if bands[k] == 'uncertain'}
+    if not candidates and budget.amount > 0:
+        raise ValueError(f'active_learning.strategy.band_precision={strategy.band_precision:g}'
+                         f': none of the pool\'s {len(scores)} detections lies in the '
+                         f'uncertainty band, so no box can be asked; lower band_precision in '
+                         f'a new work dir, or label whole images with an image-level strategy')
     order = rank_ids(candidates, strategy.higher_is_better)
     if strategy.ask == 'image':
         order = image_order(order)
@@ -111,6 +144,10 @@ def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
         order, budget, None if person is None else
         (lambda key: person.is_object(key[0], dets[key[0]][key[1]])))
     seconds = time.perf_counter() - start
+    if len(chosen) == len(order) and cost[budget.unit] < budget.amount:
+        logger.warning('box queries: the uncertainty band held %d candidates, %g of the %g-%s '
+                       'budget spent (band_precision=%g)', len(order), cost[budget.unit],
+                       budget.amount, budget.unit, strategy.band_precision)
     asked = set(chosen)
     opened = list(dict.fromkeys(k[0] for k in chosen))
     info = dict(ctx.info, budget=dict(

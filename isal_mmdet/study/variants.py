@@ -6,7 +6,9 @@ that uses an option the product strategy does not take is built as its research 
 (``isal-fixed``: ``ISALResearch``), so earlier studies stay reproducible. Box strategies take
 levers the same way: ``entropy_box-image`` asks image by image, ``-nopseudo`` ignores the
 confident detections of opened images instead of training on them as pseudo boxes, ``-free``
-charges nothing for a "no object" answer (Box-Level Active Detection's accounting)."""
+charges nothing for a "no object" answer (Box-Level Active Detection's accounting),
+``-band0`` asks about every detection below the threshold (for a model too weak for the
+default band)."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -43,6 +45,7 @@ BOX_LEVERS = {
     'image': (dict(ask='image'), {}),
     'nopseudo': (dict(pseudo='none'), {}),
     'band0.3': (dict(band_precision=0.3), {}),  # a narrower band: fewer candidates per image
+    'band0': (dict(band_precision=0.0), {}),  # every detection below the threshold
     'free': ({}, dict(per_check=0.0)),
 }
 # ESI variants: 'esi' (the config's ISAL solver, defaults otherwise) + levers joined by '-'

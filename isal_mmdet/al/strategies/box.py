@@ -18,7 +18,7 @@ from ...detection import (DetectionObjective, box_loss_head, detection_candidate
 from ...influence import GroupVector, ParamGroups, part_esi_scores, part_influence_scores
 from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
-from ..arguments import Count, Curvature, Fraction, ParamGroupsSpec, SolverSpec
+from ..arguments import Count, Curvature, Fraction, ParamGroupsSpec, Score, SolverSpec
 from .base import SelectionContext, Strategy
 from .influence_base import InfluenceStrategy, flag_uninformative
 from .uncertainty import binary_entropy
@@ -49,7 +49,9 @@ class BoxStrategy(Strategy):
             labels); ``'none'``, those ignored too.
         band_precision: the uncertainty band's floor: each class's detections below its
             pre-annotation threshold are candidates down to the score where, on the
-            reference set, they are right this often (:func:`isal_mmdet.labelling.thresholds.band_floor`).
+            reference set, they are right this often (:func:`isal_mmdet.labelling.thresholds.band_floor`);
+            0 asks about every detection below the threshold. A round whose band is empty
+            fails in one line (:func:`isal_mmdet.al.box_selection.check_band`).
         ask: ``'detection'``: one candidate per query, best first across the pool, so an
             opened image keeps its unasked candidates as ignored regions. ``'image'``: every
             candidate of an opened image is asked, images in the order of their best
@@ -60,7 +62,7 @@ class BoxStrategy(Strategy):
     query = 'boxes'
 
     def __init__(self, score_thr: Fraction = 0.1, max_per_img: Count = 100,
-                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1,
+                 pseudo: Pseudo = 'confident', band_precision: Score = 0.1,
                  ask: Ask = 'detection'):
         self.score_thr, self.max_per_img, self.pseudo = score_thr, max_per_img, pseudo
         self.band_precision, self.ask = band_precision, ask
@@ -127,7 +129,7 @@ class InfluenceBox(InfluenceStrategy, BoxStrategy):
     def __init__(self, solver: SolverSpec = None, score_thr: Fraction = 0.1,
                  max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
                  curvature: Curvature = 'fisher', reference_size: Optional[Count] = None,
-                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1,
+                 pseudo: Pseudo = 'confident', band_precision: Score = 0.1,
                  ask: Ask = 'detection'):
         InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
         BoxStrategy.__init__(self, score_thr, max_per_img, pseudo, band_precision, ask)
@@ -172,7 +174,7 @@ class ISALBox(InfluenceBox):
                  max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
                  curvature: Curvature = 'fisher', reference_size: Optional[Count] = None,
                  order: Literal['negative', 'magnitude'] = 'negative',
-                 pseudo: Pseudo = 'confident', band_precision: Fraction = 0.1,
+                 pseudo: Pseudo = 'confident', band_precision: Score = 0.1,
                  ask: Ask = 'detection'):
         super().__init__(solver, score_thr, max_per_img, param_groups, curvature,
                          reference_size, pseudo, band_precision, ask)
