@@ -1,16 +1,21 @@
 """Box queries through the round loop: what is asked, what it costs, what the next round
 trains on."""
 import json
+import logging
 import os.path as osp
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from isal_mmdet.al.box_oracle import Annotator
-from isal_mmdet.al.box_selection import band_of, check_band, image_order, spend_queries
+from isal_mmdet.al.box_selection import (band_of, check_band, image_order, select_boxes,
+                                         spend_queries)
 from isal_mmdet.al.budget import Budget
 from isal_mmdet.al.cost import AnnotationCost
+from isal_mmdet.al.strategies import SelectionContext
+from isal_mmdet.al.strategies.box import RandomBox
 from isal_mmdet.labelling.thresholds import band_floor
 from test_loop import al_train
 
@@ -291,3 +296,32 @@ def test_a_round_with_nothing_to_ask_fails_before_the_next_round_trains(syntheti
     assert (tmp_path / 'w' / 'round_0' / 'metrics.json').exists()
     assert not (tmp_path / 'w' / 'round_0' / 'box_queries.json').exists()
     assert not (tmp_path / 'w' / 'round_1').exists()
+
+
+class _FixedDetections(RandomBox):
+    """Random per box over a fixed pool of detections (no model)."""
+
+    def __init__(self, dets, **kw):
+        super().__init__(**kw)
+        self.dets = dets
+
+    def detections(self, ctx):
+        return self.dets
+
+
+def test_a_band_smaller_than_the_budget_is_spent_to_its_end_with_a_warning(tmp_path, caplog):
+    dets = {'x': [dict(bbox=[0, 0, 9, 9], label=0, score=sc) for sc in (0.95, 0.5, 0.4, 0.05)],
+            'y': [dict(bbox=[0, 0, 9, 9], label=0, score=0.3)]}
+    ctx = SelectionContext(model=None, pool=SimpleNamespace(metainfo={'classes': ('a',)}),
+                           labelled=None)
+    thr = dict(per_class={'a': 0.9}, band_low={'a': 0.2})
+    budget = Budget(10, 'boxes', AnnotationCost())
+    with caplog.at_level(logging.WARNING, logger='isal_mmdet'):
+        out = select_boxes(_FixedDetections(dets), ctx, budget, thr, str(tmp_path))
+    assert sorted(out['queries']) == [('x', 1), ('x', 2), ('y', 0)]
+    assert 'band held 3 candidates, so 3 of the budget of 10 boxes were spent' in caplog.text
+    # a pool with detections but none in the band asks nothing: one line, nothing written
+    with pytest.raises(ValueError, match="none of the pool's 2 detections lies in the"):
+        select_boxes(_FixedDetections({'x': dets['x'][:1], 'y': dets['x'][3:]}), ctx, budget,
+                     thr, str(tmp_path / 'none'))
+    assert not (tmp_path / 'none').exists()

@@ -145,9 +145,9 @@ def select_boxes(strategy: BoxStrategy, ctx: SelectionContext, budget: Budget,
         (lambda key: person.is_object(key[0], dets[key[0]][key[1]])))
     seconds = time.perf_counter() - start
     if len(chosen) == len(order) and cost[budget.unit] < budget.amount:
-        logger.warning('box queries: the uncertainty band held %d candidates, %g of the %g-%s '
-                       'budget spent (band_precision=%g)', len(order), cost[budget.unit],
-                       budget.amount, budget.unit, strategy.band_precision)
+        logger.warning('box queries: the uncertainty band held %d candidates, so %g of the '
+                       'budget of %g %s were spent (band_precision=%g)', len(order),
+                       cost[budget.unit], budget.amount, budget.unit, strategy.band_precision)
     asked = set(chosen)
     opened = list(dict.fromkeys(k[0] for k in chosen))
     info = dict(ctx.info, budget=dict(
