@@ -42,7 +42,7 @@ def test_a_score_is_a_finite_number_in_the_unit_interval(value):
 
 @settings(max_examples=40, deadline=None)
 @given(st.one_of(st.integers(-5, 5), st.floats(0, 5), st.booleans()))
-def test_a_count_is_a_positive_integer_and_box_thresholds_exclude_the_ends(value):
+def test_a_count_is_positive_a_box_score_threshold_excludes_the_ends_a_band_does_not(value):
     count_ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
     spec = dict(type='entropy', max_boxes=value)
     if count_ok:
@@ -51,12 +51,21 @@ def test_a_count_is_a_positive_integer_and_box_thresholds_exclude_the_ends(value
         with pytest.raises(ValueError, match=r'^Entropy\.max_boxes must be an integer >= 1'):
             build_strategy(spec)
     open_ok = not isinstance(value, bool) and 0 < value < 1
-    spec = dict(type='isal_box', band_precision=value)
+    spec = dict(type='isal_box', score_thr=value)
     if open_ok:
+        assert build_strategy(spec).score_thr == value
+    else:
+        with pytest.raises(ValueError, match=r'^ISALBox\.score_thr must be a number in '
+                                             r'\(0, 1\)'):
+            build_strategy(spec)
+    # the band's precision may be 0 (every detection below the threshold) or 1
+    closed_ok = not isinstance(value, bool) and 0 <= value <= 1
+    spec = dict(type='isal_box', band_precision=value)
+    if closed_ok:
         assert build_strategy(spec).band_precision == value
     else:
         with pytest.raises(ValueError, match=r'^ISALBox\.band_precision must be a number in '
-                                             r'\(0, 1\)'):
+                                             r'\[0, 1\]'):
             build_strategy(spec)
 
 
