@@ -74,15 +74,15 @@ ctx = SelectionContext(model=model, pool=ActiveSubset(train, ids=ids[:8], invert
                        labelled=ActiveSubset(train, ids=ids[:8]),
                        reference=voc_dataset(root, 'val'), batch_size=4, progress=False)
 sel = select('isal', ctx, 3)
-out['isal_selected'] = sel['selected']
-out['isal_s_test'] = sel['info']['s_test']
+out['isal_selected'] = sel.selected
+out['isal_s_test'] = sel.info['s_test']
 esi = select('esi', ctx, 3)
-out['esi_selected'] = esi['selected']
-out['esi_scores_finite'] = all(x == x and abs(x) < float('inf') for x in esi['scores'].values())
+out['esi_selected'] = esi.selected
+out['esi_scores_finite'] = all(x == x and abs(x) < float('inf') for x in esi.scores.values())
 if DEV == 'cuda':
     out['cuda_peak_mb'] = torch.cuda.max_memory_allocated() / 2 ** 20
 out['ok'] = (out['hvp_finite'] and out['hvp_rel_diff_gpu_vs_cpu'] < 1e-3
              and out['rows_device'].startswith(DEV) and out['s_device'].startswith(DEV)
              and out['woodbury_rel_diff_vs_cg'] < 1e-3 and out['scores_finite']
-             and len(sel['selected']) == 3 and out['esi_scores_finite'])
+             and len(sel.selected) == 3 and out['esi_scores_finite'])
 print(json.dumps(out, default=str))

@@ -44,6 +44,13 @@ those. Fields:
 
 (i) every strategy's whole scoring against plain inference on the same pool, side by side.
 
+    python benchmarks/selection_speed.py --parts batch --model fruit --pool 2000 --batch 200
+        [--checkpoint CKPT] [--labelled-file IDS.json] [--repeats 3]
+
+(l) what each batch stage (topk, stochastic, clusters, class_medoids) adds to a selection of
+--batch images, as a ratio to one plain inference pass over the pool: median, min and max
+over --repeats alternated runs.
+
     python benchmarks/selection_speed.py --parts boxes [--pool 24] [--train-iters 60]
                                          [--ref-subset 8] [--repeats 2]
 
@@ -305,7 +312,8 @@ def fisher_solves(args, ctx):
 
 
 REALSIZE = {'r50': osp.join(ROOT, 'configs', 'isal_retinanet_voc.py'),
-            'efflite': osp.join(ROOT, 'configs', 'isal_retinanet_efflite_bccd.py')}
+            'efflite': osp.join(ROOT, 'configs', 'isal_retinanet_efflite_bccd.py'),
+            'fruit': osp.join(ROOT, 'configs', 'isal_retinanet_efflite_fruit.py')}
 # random heads start at sigmoid 0.01, below ISAL's score threshold (0.1): no pseudo box. At
 # 0.2 nearly every anchor passes it, so each image gets max_per_img (100) pseudo boxes.
 CLS_PRIOR = 0.2
@@ -316,7 +324,7 @@ def realsize_data(args, cfg) -> None:
     set (500x375, resized to 800x600 by the VOC test pipeline), large enough for the labelled
     set, the largest measured pool and the reference; for efflite BCCD in place."""
     from isal_mmdet.demo.synthetic import make_synthetic
-    if args.model == 'efflite':
+    if args.model in ('efflite', 'fruit'):
         root = args.data_root or osp.normpath(osp.join(ROOT, cfg.data_root))
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             cfg[key].dataset.data_root = root + '/'
@@ -523,6 +531,48 @@ def strategy_costs(args) -> dict:
                 inference_s=t_inf, inference_again_s=t_inf2, strategies=rows)
 
 
+def batch_costs(args) -> dict:
+    """(l) What each batch stage adds to a selection, against one plain inference pass over
+    the same pool, side by side and alternated ``--repeats`` times: the stage's whole pick of
+    ``--batch`` images (its feature pass included) from fixed scores (a seeded hash: a stage's
+    cost does not depend on what the scores say)."""
+    import zlib
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    import isal_mmdet  # noqa: F401
+    from isal_mmdet.al.context import selection_context
+    from isal_mmdet.al.settings import al_settings
+    from isal_mmdet.al.strategies import build_strategy
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    from isal_mmdet.fileio import read_json
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(REALSIZE[args.model])
+    realsize_data(args, cfg)
+    al = al_settings(cfg)
+    model = realsize_model(args, cfg)
+    ids = read_json(args.labelled_file) if args.labelled_file else None
+    ctx = selection_context(cfg, model, ids or [], al['reference'], batch_size=al['batch_size'],
+                            seed=al['seed'], progress=False)
+    ctx.pool = ActiveSubset(ctx.pool.dataset, ids=ctx.pool.img_ids()[:args.pool])
+    scores = {i: zlib.crc32(f'bench:{i}'.encode()) / 2 ** 32 for i in ctx.pool.img_ids()}
+    stages = ['topk', 'stochastic', 'clusters', 'class_medoids']
+    runs: Dict[str, list] = {name: [] for name in ['inference'] + stages}
+    for _ in range(args.repeats):
+        runs['inference'].append(timed(lambda: plain_inference(ctx))[1])
+        for name in stages:
+            strategy = build_strategy(dict(type='dcus', batch=name))
+            runs[name].append(timed(lambda: strategy.select(scores, args.batch, ctx))[1])
+
+    def summary(times):
+        return dict(median=sorted(times)[len(times) // 2], min=min(times), max=max(times))
+    ratios = {name: summary([t / i for t, i in zip(runs[name], runs['inference'])])
+              for name in stages}
+    return dict(model=args.model, checkpoint=args.checkpoint, device=args.device,
+                torch_threads=torch.get_num_threads(), pool=len(ctx.pool),
+                labelled=len(ctx.labelled), batch=args.batch, repeats=args.repeats,
+                seconds=runs, stage_over_inference=ratios)
+
+
 def box_scoring(args, ctx) -> dict:
     """(k): per-box ISAL and per-box ESI against image-level ISAL scoring, same pool, same
     s. s is v, the reference gradient of --ref-subset images (no solve: scoring's cost does
@@ -593,13 +643,15 @@ def main():
                    'data/bench_voc_realsize (r50), the config\'s BCCD (efflite)')
     p.add_argument('--out')
     p.add_argument('--parts', choices=['all', 'memory', 'fisher', 'realsize', 'strategies',
-                                       'boxes'],
+                                       'boxes', 'batch'],
                    default='all',
                    help="'memory': only (e), the N vs 10N peak-memory runs; 'fisher': only "
                         "(g), CG against the exact Fisher solve; 'realsize': only (h); "
                         "'strategies': only (i), every strategy against inference; 'boxes': "
                         "only (k), per-box ISAL and ESI against image-level ISAL scoring")
-    p.add_argument('--repeats', type=int, default=2, help='boxes: alternated runs of each')
+    p.add_argument('--repeats', type=int, default=2,
+                   help='boxes, batch: alternated runs of each')
+    p.add_argument('--batch', type=int, default=200, help='batch: images selected')
     p.add_argument('--model', choices=sorted(REALSIZE), default='r50', help='realsize model')
     p.add_argument('--pools', type=int, nargs='+', default=[100, 500, 1000],
                    help='realsize: pools to report (extrapolated unless measured)')
@@ -623,6 +675,8 @@ def main():
         return emit(args, realsize(args))
     if args.parts == 'strategies':
         return emit(args, strategy_costs(args))
+    if args.parts == 'batch':
+        return emit(args, batch_costs(args))
     args.data_root = args.data_root or osp.join(ROOT, 'data', 'bench_synthetic')
 
     from isal_mmdet.demo.synthetic import make_synthetic

@@ -40,16 +40,16 @@ def main():
             runs[threads] = select_from_checkpoint(cfg, ckpt, None, tmp, budget=args.budget,
                                                    labelled_file=osp.join(rd, 'labeled.json'))
     base = runs[args.threads[0]]
-    out = dict(config=args.config, round=args.round, pool=len(base['scores']), rows=[])
+    out = dict(config=args.config, round=args.round, pool=len(base.scores), rows=[])
     for threads, run in runs.items():
-        absd = max(abs(run['scores'][k] - v) for k, v in base['scores'].items())
-        scale = max(abs(v) for v in base['scores'].values())
-        rel = max(abs(run['scores'][k] - v) / abs(v) for k, v in base['scores'].items() if v)
+        absd = max(abs(run.scores[k] - v) for k, v in base.scores.items())
+        scale = max(abs(v) for v in base.scores.values())
+        rel = max(abs(run.scores[k] - v) / abs(v) for k, v in base.scores.items() if v)
         out['rows'].append(dict(threads=threads, max_abs_diff=absd,
                                 max_abs_diff_over_largest_score=absd / scale,
                                 max_rel_diff=rel,
-                                same_selection=run['selected'] == base['selected'],
-                                seconds=run['seconds']))
+                                same_selection=run.selected == base.selected,
+                                seconds=run.seconds))
     print(json.dumps(out, indent=1))
     if args.out:
         write_json(args.out, out)

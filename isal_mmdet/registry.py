@@ -1,4 +1,4 @@
-"""isal_mmdet's own registry; hooks, datasets and transforms go in mmdet's."""
+"""isal_mmdet's own registries; hooks, datasets and transforms go in mmdet's."""
 from mmengine.registry import Registry
 
 # the research variants of the studies register under CamelCase names only, beside the
@@ -6,3 +6,5 @@ from mmengine.registry import Registry
 STRATEGIES = Registry('active-learning strategy', scope='isal_mmdet',
                       locations=['isal_mmdet.al.strategies',
                                  'isal_mmdet.study.research_strategies'])
+# how a strategy's scores become a batch: top-k, clusters, class-conditioned medoids, sampling
+BATCH_STAGES = Registry('batch stage', scope='isal_mmdet', locations=['isal_mmdet.al.batch'])

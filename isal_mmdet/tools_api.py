@@ -19,7 +19,7 @@ from .al.launch import init_distributed
 from .al.settings import (AL_DEFAULTS, al_settings, budget_of, checked_strategy,
                           strategy_for_tool)
 from .al.loop import check_writable_dir
-from .al.selection import select
+from .al.selection import Selection, select
 from .al.state import read_ids
 
 
@@ -62,7 +62,7 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str]
                            budget: Optional[float] = None, labelled_file: Optional[str] = None,
                            reference: Optional[str] = None, batch_size: Optional[int] = None,
                            seed: Optional[int] = None, launcher: str = 'none',
-                           budget_unit: Optional[str] = None) -> Dict[str, Any]:
+                           budget_unit: Optional[str] = None) -> Selection:
     """Selects with ``checkpoint``'s model. ``strategy=None`` takes the config's
     ``active_learning.strategy``; a name that is the config strategy's type keeps its
     arguments (:func:`strategy_for_tool`). Every input is checked before the model is

@@ -50,8 +50,8 @@ def test_baseline_scores_do_not_depend_on_batch_size(name, synthetic_voc):
     model = build_detector('retinanet')
     runs = [select(dict(type=name, score_thr=0.0), _ctx(synthetic_voc, model, batch_size=b), 3)
             for b in (1, 4)]
-    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4)
-    assert runs[0]['selected'] == runs[1]['selected'] and len(set(runs[0]['selected'])) == 3
+    assert runs[0].scores == pytest.approx(runs[1].scores, rel=1e-4)
+    assert runs[0].selected == runs[1].selected and len(set(runs[0].selected)) == 3
 
 
 def test_dcus_score_is_weighted_entropy_of_the_detections(synthetic_voc):
@@ -59,12 +59,12 @@ def test_dcus_score_is_weighted_entropy_of_the_detections(synthetic_voc):
     model = build_detector('retinanet')
     ctx = _ctx(synthetic_voc, model)
     out = select(dict(type='dcus', score_thr=0.0), ctx, 3)
-    q, w = out['info']['dcus']['class_quality'], out['info']['dcus']['class_weight']
+    q, w = out.info['dcus']['class_quality'], out.info['dcus']['class_weight']
     assert all(0 <= x <= 1 for x in q) and w == pytest.approx(difficulty_weights(q))
     sample = ctx.pool[0]
     pred = _predict_alone(model, pseudo_collate([sample]))[0]
     want = sum(float(binary_entropy(s)) * w[int(c)] for s, c in zip(pred.scores, pred.labels))
-    assert out['scores'][sample['data_samples'].metainfo['img_id']] == pytest.approx(want)
+    assert out.scores[sample['data_samples'].metainfo['img_id']] == pytest.approx(want)
 
 
 def test_box_quality_of_real_boxes_against_detections():

@@ -87,15 +87,15 @@ def test_box_budget_spends_the_strategys_order_and_records_the_plan(synthetic_vo
     model = build_detector('retinanet')
     ctx = _ctx(synthetic_voc, model)
     res = select('random', ctx, Budget(12, 'boxes'), preannotation_thr=0.05)
-    plan_ = res['info']['budget']
+    plan_ = res.info['budget']
     how = plan_['expected_boxes']
     assert how['extra_inference'] == len(ctx.pool) and how['inferred_while_scoring'] == 0
     assert how['calibration']['scale'] == 1.0  # a fixed threshold: nothing fitted
-    full = select('random', _ctx(synthetic_voc, model), len(ctx.pool))['selected']
-    assert res['selected'] == full[:len(res['selected'])]
-    assert plan_['planned']['images'] == len(res['selected'])
+    full = select('random', _ctx(synthetic_voc, model), len(ctx.pool)).selected
+    assert res.selected == full[:len(res.selected)]
+    assert plan_['planned']['images'] == len(res.selected)
     assert plan_['planned']['seconds'] == pytest.approx(AnnotationCost().seconds(
-        len(res['selected']), plan_['planned']['boxes']))
+        len(res.selected), plan_['planned']['boxes']))
 
 
 def test_expected_boxes_are_scaled_by_the_reference_sets_real_count(synthetic_voc):

@@ -87,6 +87,32 @@ def test_selection_on_fixed_checkpoint_same_in_one_and_two_processes(dist_loop, 
         assert b['scores'][k] == pytest.approx(v, rel=1e-5, abs=1e-7)
 
 
+@pytest.mark.parametrize('stage', ['clusters', 'class_medoids'])
+def test_batch_stage_same_in_one_and_two_processes(dist_loop, synthetic_voc, stage):
+    """Features gathered over ranks, the batch decided once: one process and two agree."""
+    tmp, work = dist_loop
+    cfg = tmp / f'{stage}.py'
+    cfg.write_text(f"_base_ = {DEMO!r}\nactive_learning = dict(strategy=dict(_delete_=True, "
+                   f"type='entropy', score_thr=0.0, batch=dict(type={stage!r}, candidates=2)))\n")
+
+    def args(out, launcher):
+        common = select_args(work, synthetic_voc, tmp / out, launcher)
+        at = common.index('--strategy')
+        return [str(cfg)] + [a for a in common[1:at] + common[at + 2:]
+                             if not a.startswith('active_learning.strategy.')]
+
+    one = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'al_select.py'),
+                          *args(f'{stage}1', 'none')], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = torchrun(tmp, 'al_select.py', *args(f'{stage}2', 'pytorch'))
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.load(open(tmp / f'{stage}1' / 'selection.json'))
+    b = json.load(open(tmp / f'{stage}2' / 'selection.json'))
+    assert a['selected'] == b['selected'] and len(a['selected']) == 3
+    assert a['info']['batch']['type'] == stage == b['info']['batch']['type']
+
+
 def test_failing_rank_ends_the_job(dist_loop, synthetic_voc):
     tmp, work = dist_loop
     start = time.time()
@@ -126,6 +152,6 @@ def test_selection_same_with_one_and_two_threads(dist_loop, synthetic_voc):
     finally:
         torch.set_num_threads(before)
     a, b = runs
-    assert a['selected'] == b['selected']
-    for k, v in a['scores'].items():
-        assert b['scores'][k] == pytest.approx(v, rel=REL_THREADS, abs=1e-8)
+    assert a.selected == b.selected
+    for k, v in a.scores.items():
+        assert b.scores[k] == pytest.approx(v, rel=REL_THREADS, abs=1e-8)

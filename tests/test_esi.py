@@ -102,12 +102,12 @@ def test_esi_strategy_scores_do_not_depend_on_batch_size(synthetic_voc):
     model, _ = _model_and_image(synthetic_voc)
     cfg = dict(type='ESI', solver=dict(type='woodbury', num_samples=4))
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
-    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4)
-    assert runs[0]['selected'] == runs[1]['selected']
-    scores = runs[0]['scores']
-    assert runs[0]['selected'] == sorted(scores, key=lambda i: -scores[i])[:3]
-    assert runs[0]['info']['esi'] == dict(mean_term=False, box_term=True, top_k=None)
-    top = select(dict(cfg, type='ESIResearch', top_k=50), _ctx(synthetic_voc, model), 3)['scores']
+    assert runs[0].scores == pytest.approx(runs[1].scores, rel=1e-4)
+    assert runs[0].selected == runs[1].selected
+    scores = runs[0].scores
+    assert runs[0].selected == sorted(scores, key=lambda i: -scores[i])[:3]
+    assert runs[0].info['esi'] == dict(mean_term=False, box_term=True, top_k=None)
+    top = select(dict(cfg, type='ESIResearch', top_k=50), _ctx(synthetic_voc, model), 3).scores
     assert all(top[i] <= scores[i] * (1 + 1e-6) for i in scores)
 
 

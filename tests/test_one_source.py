@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 import isal_mmdet
@@ -64,16 +66,21 @@ def test_readme_bad_input_list_is_the_cases_the_tests_check():
     assert sorted(items) == sorted(cases)
 
 
-def test_readme_lists_every_strategys_arguments_from_their_annotations():
+@pytest.mark.parametrize('summary', ["Every strategy's arguments",
+                                     "Every batch stage's arguments"])
+def test_readme_lists_every_argument_from_their_annotations(summary):
+    """Strategies and batch stages: the README's lists are written from the registries."""
     from isal_mmdet.al.arguments import describe_arguments
+    from isal_mmdet.registry import BATCH_STAGES
     with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
         text = f.read()
-    section = text[text.index("<details><summary>Every strategy's arguments"):]
+    section = text[text.index(f'<details><summary>{summary}'):]
     body = section[section.index('</summary>') + 10:section.index('</details>')]
     listed = [line for line in body.splitlines() if line.startswith('- `')]
-    expected = describe_arguments(registered())
-    assert listed == expected, 'README strategy arguments differ; expected:\n' + \
-        '\n'.join(expected)
+    classes = registered() if 'strategy' in summary else {
+        k: v for k, v in BATCH_STAGES.module_dict.items() if k.islower()}
+    expected = describe_arguments(classes)
+    assert listed == expected, 'README arguments differ; expected:\n' + '\n'.join(expected)
 
 
 def test_al_study_help_lists_every_strategy_and_lever():
@@ -85,6 +92,9 @@ def test_al_study_help_lists_every_strategy_and_lever():
                         (BOX_LEVERS, 'box strategies')):
         levers = re.search(name + r' [^,]*?, levers: (.*?);', text).group(1)
         assert levers.split(', ') == list(table)
+    from isal_mmdet.registry import BATCH_STAGES
+    stages = re.search(r'NAME\+STAGE, stages: (.*?);', text).group(1)
+    assert stages.split(', ') == sorted(k for k in BATCH_STAGES.module_dict if k.islower())
 
 
 def test_readme_active_learning_table_is_the_settings_defaults():

@@ -64,9 +64,9 @@ def _ctx(synthetic_voc, model, seed=0, batch_size=4):
 
 
 def test_random_is_seed_deterministic(synthetic_voc):
-    a = select('random', _ctx(synthetic_voc, None, seed=1), 5)['selected']
-    b = select('random', _ctx(synthetic_voc, None, seed=1, batch_size=1), 5)['selected']
-    c = select('random', _ctx(synthetic_voc, None, seed=2), 5)['selected']
+    a = select('random', _ctx(synthetic_voc, None, seed=1), 5).selected
+    b = select('random', _ctx(synthetic_voc, None, seed=1, batch_size=1), 5).selected
+    c = select('random', _ctx(synthetic_voc, None, seed=2), 5).selected
     assert a == b and a != c and len(set(a)) == 5
 
 
@@ -74,7 +74,7 @@ def test_pool_smaller_than_budget_selects_all_and_warns(synthetic_voc, caplog):
     ctx = _ctx(synthetic_voc, None)
     with caplog.at_level(logging.WARNING, logger='isal_mmdet'):
         out = select('random', ctx, 10_000)
-    assert sorted(out['selected']) == sorted(ctx.pool.img_ids())
+    assert sorted(out.selected) == sorted(ctx.pool.img_ids())
     assert 'selecting all of it' in caplog.text
 
 
@@ -84,9 +84,9 @@ def test_every_strategy_selects_budget_unique_pool_ids(name, synthetic_voc):
     ctx = _ctx(synthetic_voc, model)
     out = select(dict(type=name, score_thr=0.0) if name in ('entropy', 'least_confidence')
                  else name, ctx, 3)
-    assert len(set(out['selected'])) == 3
-    assert set(out['selected']) <= set(ctx.pool.img_ids())
-    assert set(out['scores']) == set(ctx.pool.img_ids())
+    assert len(set(out.selected)) == 3
+    assert set(out.selected) <= set(ctx.pool.img_ids())
+    assert set(out.scores) == set(ctx.pool.img_ids())
 
 
 def test_isal_prefers_images_aligned_with_minus_s(synthetic_voc, tmp_path):
@@ -108,14 +108,14 @@ def test_isal_prefers_images_aligned_with_minus_s(synthetic_voc, tmp_path):
             g = loss_grad(obj, model, groups, pseudo_collate([item]), pseudo=True)
             align[item['data_samples'].metainfo['img_id']] = g.dot(s)
     best = sorted(align, key=lambda k: -align[k])[:3]
-    assert out['selected'] == best
+    assert out.selected == best
     # exports
     sel = json.load(open(tmp_path / 'selection.json'))
-    assert sel['strategy'] == 'ISAL' and sel['selected'] == out['selected']
-    assert (tmp_path / 'selected.txt').read_text().split() == [str(i) for i in out['selected']]
+    assert sel['strategy'] == 'ISAL' and sel['selected'] == out.selected
+    assert (tmp_path / 'selected.txt').read_text().split() == [str(i) for i in out.selected]
     coco = COCO(str(tmp_path / 'preannotations_coco.json'))
     assert len(coco.getImgIds()) == 3
-    assert [im['isal_img_id'] for im in coco.loadImgs(coco.getImgIds())] == out['selected']
+    assert [im['isal_img_id'] for im in coco.loadImgs(coco.getImgIds())] == out.selected
     assert 'ISAL' == sel['strategy'] and 's_test' in sel['info']
 
 
@@ -126,30 +126,30 @@ def test_isal_sampled_pseudo_labels_and_diversity(synthetic_voc):
                   _ctx(synthetic_voc, model), 3)
     sampled = [select(dict(type='ISALResearch', score_thr=0.0, max_per_img=20, solver=solver,
                            pseudo='sampled', samples=2), _ctx(synthetic_voc, model, batch_size=b),
-                      3)['scores'] for b in (1, 4)]
+                      3).scores for b in (1, 4)]
     assert sampled[0] == pytest.approx(sampled[1], rel=1e-4, abs=1e-6)
-    boxes = hard['info']['pseudo_boxes_per_image']
+    boxes = hard.info['pseudo_boxes_per_image']
     assert 0 < boxes['mean'] <= boxes['max'] <= 20
-    assert sampled[0] != pytest.approx(hard['scores'], rel=1e-3)
+    assert sampled[0] != pytest.approx(hard.scores, rel=1e-3)
     # Diversity picks among the pool_factor × budget most helpful, never outside them.
     div = select(dict(type='ISALResearch', score_thr=0.0, max_per_img=20, solver=solver,
                       diversity=dict(pool_factor=2)), _ctx(synthetic_voc, model), 3)
-    top = rank_ids(hard['scores'], higher_is_better=False)
-    assert set(div['selected']) <= set(top[:6]) and len(set(div['selected'])) == 3
+    top = rank_ids(hard.scores, higher_is_better=False)
+    assert set(div.selected) <= set(top[:6]) and len(set(div.selected)) == 3
     same = select(dict(type='ISALResearch', score_thr=0.0, max_per_img=20, solver=solver,
                        diversity=dict(pool_factor=1)), _ctx(synthetic_voc, model), 3)
-    assert set(same['selected']) == set(top[:3])
+    assert set(same.selected) == set(top[:3])
     harmful = build_strategy(dict(type='ISALResearch', prefer='harmful'))
-    assert harmful.select(hard['scores'], 3, None) == rank_ids(hard['scores'], True)[:3]
+    assert harmful.select(hard.scores, 3, None) == rank_ids(hard.scores, True)[:3]
     with pytest.raises(ValueError, match='ISALResearch.prefer'):
         build_strategy(dict(type='ISALResearch', prefer='both'))
     with pytest.raises(ValueError, match='ISALResearch.pseudo'):
         build_strategy(dict(type='ISALResearch', pseudo='fuzzy'))
     soft = [select(dict(type='ISALResearch', solver=solver, pseudo='soft'),
                    _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
-    assert soft[0]['scores'] == pytest.approx(soft[1]['scores'], rel=1e-4, abs=1e-6)
-    assert soft[0]['scores'] != pytest.approx(hard['scores'], rel=1e-3)
-    assert 'pseudo_boxes_per_image' not in soft[0]['info']
+    assert soft[0].scores == pytest.approx(soft[1].scores, rel=1e-4, abs=1e-6)
+    assert soft[0].scores != pytest.approx(hard.scores, rel=1e-3)
+    assert 'pseudo_boxes_per_image' not in soft[0].info
     # refused before s_test, which would fail first here for want of a reference set
     two_stage = _ctx(synthetic_voc, build_detector('faster_rcnn'))
     two_stage.reference = None
@@ -170,7 +170,7 @@ def test_every_strategy_on_coco_format(name, synthetic_coco):
                            reference=coco_dataset(synthetic_coco, 'val'), progress=False)
     cfg = dict(type=name, solver=dict(type='cg', max_iter=3)) if name == 'isal' else name
     out = select(cfg, ctx, 2)
-    assert len(out['selected']) == 2 and set(out['selected']) <= set(ids[6:])
+    assert len(out.selected) == 2 and set(out.selected) <= set(ids[6:])
 
 
 def test_labelled_ids_not_in_dataset_are_an_error(synthetic_voc):
@@ -214,17 +214,17 @@ def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
     cfg = dict(type='ISALResearch', score_thr=0.0, max_per_img=20, normaliser='fixed',
                solver=dict(type='cg', max_iter=5, num_samples=4))
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
-    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-7)
+    assert runs[0].scores == pytest.approx(runs[1].scores, rel=1e-4, abs=1e-7)
     ctx = _ctx(synthetic_voc, model)
     obj = DetectionObjective(avg_factor=1.0)
     from mmengine.dataset import pseudo_collate
     with torch.no_grad():
         obj.per_sample_loss(model, pseudo_collate([ctx.reference[i]
                                                    for i in range(len(ctx.reference))]))
-    assert runs[0]['info']['avg_factor'] == pytest.approx(
+    assert runs[0].info['avg_factor'] == pytest.approx(
         max(sum(obj.positives) / len(obj.positives), 1.0))
     image = select(dict(cfg, normaliser='image'), _ctx(synthetic_voc, model), 3)
-    assert image['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
+    assert image.scores != pytest.approx(runs[0].scores, rel=1e-3)
     with pytest.raises(ValueError, match='ISALResearch.normaliser'):
         build_strategy(dict(type='ISALResearch', normaliser='batch'))
 
@@ -237,18 +237,18 @@ def test_isal_reference_size_is_a_seeded_subset_of_the_reference_set(synthetic_v
                solver=dict(type='cg', max_iter=5, num_samples=4))
     full = select(cfg, _ctx(synthetic_voc, model), 3)
     ctx = _ctx(synthetic_voc, model)
-    assert select(dict(cfg, reference_size=len(ctx.reference)), ctx, 3)['scores'] == \
-        pytest.approx(full['scores'], rel=1e-6)
+    assert select(dict(cfg, reference_size=len(ctx.reference)), ctx, 3).scores == \
+        pytest.approx(full.scores, rel=1e-6)
     sub = select(dict(cfg, reference_size=2), _ctx(synthetic_voc, model), 3)
-    assert sub['info']['reference_images'] == 2
-    assert sub['scores'] != pytest.approx(full['scores'], rel=1e-3)
+    assert sub.info['reference_images'] == 2
+    assert sub.scores != pytest.approx(full.scores, rel=1e-3)
     strategy = build_strategy(dict(cfg, reference_size=2))
     ctx = _ctx(synthetic_voc, model)
     ref = strategy.reference(ctx)
     assert len(ref) == 2 and ref.img_ids() == strategy.reference(
         _ctx(synthetic_voc, model)).img_ids()  # seeded: the same two every time
     ctx.reference = ref
-    assert select(cfg, ctx, 3)['scores'] == pytest.approx(sub['scores'], rel=1e-6)
+    assert select(cfg, ctx, 3).scores == pytest.approx(sub.scores, rel=1e-6)
     with pytest.raises(ValueError, match='ISAL.reference_size'):
         build_strategy(dict(type='ISAL', reference_size=0))
 
@@ -259,13 +259,13 @@ def test_isal_with_no_pseudo_box_is_flagged_uninformative(synthetic_voc, caplog)
         out = select(dict(type='ISAL', score_thr=1.0, solver=dict(type='cg', max_iter=2,
                                                                     num_samples=4)),
                      _ctx(synthetic_voc, model), 3)
-    assert len(out['selected']) == 3
-    assert any('no pseudo box' in r for r in out['info']['uninformative'])
+    assert len(out.selected) == 3
+    assert any('no pseudo box' in r for r in out.info['uninformative'])
     assert 'carries little information' in caplog.text
     ok = select(dict(type='ISAL', score_thr=0.0, max_per_img=20,
                      solver=dict(type='cg', max_iter=2, num_samples=4)),
                 _ctx(synthetic_voc, model), 3)
-    assert 'uninformative' not in ok['info']
+    assert 'uninformative' not in ok.info
 
 
 def test_bad_strategy_arguments_are_one_line_errors():
@@ -298,8 +298,8 @@ def test_no_strategy_selects_an_unreadable_image(name, synthetic_voc, tmp_path):
     cfg = dict(type='ISAL', solver=dict(type='cg', max_iter=2, num_samples=4)) \
         if name == 'isal' else name
     out = select(cfg, _ctx(str(root), ctx.model), 3, out_dir=str(tmp_path / 'out'))
-    assert len(out['selected']) == 3 and not set(out['selected']) & set(first)
-    assert set(out['selected']) <= set(pool_ids)
+    assert len(out.selected) == 3 and not set(out.selected) & set(first)
+    assert set(out.selected) <= set(pool_ids)
     coco = json.load(open(tmp_path / 'out' / 'preannotations_coco.json'))
     assert len(coco['images']) == 3
 
@@ -350,9 +350,9 @@ def test_isal_foreground_reference_keeps_only_the_terms_of_assigned_anchors(synt
     cfg = dict(type='ISALResearch', score_thr=0.0, max_per_img=20, reference_terms='foreground',
                solver=dict(type='cg', max_iter=5, num_samples=4))
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
-    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-7)
+    assert runs[0].scores == pytest.approx(runs[1].scores, rel=1e-4, abs=1e-7)
     default = select(dict(cfg, reference_terms='all'), _ctx(synthetic_voc, model), 3)
-    assert default['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
+    assert default['scores'] != pytest.approx(runs[0].scores, rel=1e-3)
 
 
 def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc):
@@ -426,10 +426,10 @@ def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc
     cfg = dict(type='ESIResearch', reference_terms='balanced',
                solver=dict(type='cg', max_iter=5, num_samples=4))
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
-    assert runs[0]['scores'] == pytest.approx(runs[1]['scores'], rel=1e-4, abs=1e-12)
-    assert runs[0]['info']['reference_class_weights'] == pytest.approx(w.tolist())
+    assert runs[0].scores == pytest.approx(runs[1].scores, rel=1e-4, abs=1e-12)
+    assert runs[0].info['reference_class_weights'] == pytest.approx(w.tolist())
     plain_esi = select(dict(cfg, reference_terms='all'), _ctx(synthetic_voc, model), 3)
-    assert plain_esi['scores'] != pytest.approx(runs[0]['scores'], rel=1e-3)
+    assert plain_esi['scores'] != pytest.approx(runs[0].scores, rel=1e-3)
 
 
 @pytest.mark.parametrize('family,option,message', [

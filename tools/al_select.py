@@ -11,7 +11,7 @@ or the config's ``ActiveSubset`` ids, or else the whole training set with ``--po
 import argparse
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 
 def strategy_names():
@@ -55,14 +55,14 @@ def main(argv=None) -> int:
     import isal_mmdet  # noqa: F401
     from isal_mmdet.al.launch import end_distributed
     from isal_mmdet.checkpoints import allow_unpickling
+    from isal_mmdet.fileio import load_config
     from isal_mmdet.tools_api import select_from_checkpoint
 
     if args.unsafe_load:
         allow_unpickling()
 
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
     try:
+        cfg = load_config(args.config, args.cfg_options)
         result = select_from_checkpoint(cfg, args.checkpoint, args.strategy, args.out,
                                         budget=args.budget, budget_unit=args.budget_unit,
                                         labelled_file=args.labelled,
@@ -72,9 +72,9 @@ def main(argv=None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     end_distributed()
-    if result['paths']:
-        print(f"selected {len(result['selected'])} images in {result['seconds']:.1f}s: "
-              f"{result['paths']['selection']}")
+    if result.paths:
+        print(f"selected {len(result.selected)} images in {result.seconds:.1f}s: "
+              f"{result.paths['selection']}")
     return 0
 
 

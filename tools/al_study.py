@@ -24,11 +24,14 @@ def strategies_help() -> str:
     """Every name --strategies takes, from the registry and the lever tables, so the help
     cannot drift from them."""
     from isal_mmdet.al.strategies import STRATEGIES
+    from isal_mmdet.registry import BATCH_STAGES
     from isal_mmdet.study.variants import BOX_LEVERS, ESI_LEVERS, LEVERS
     names = sorted(k for k in STRATEGIES.module_dict if k.islower())
+    stages = sorted(k for k in BATCH_STAGES.module_dict if k.islower())
     return (f"registered: {', '.join(names)}; ISAL variants isal-LEVER[-LEVER...], levers: "
             f"{', '.join(LEVERS)}; ESI variants esi-LEVER..., levers: {', '.join(ESI_LEVERS)}; "
             f"box strategies NAME_box-LEVER..., levers: {', '.join(BOX_LEVERS)}; "
+            f"any of them with a batch stage NAME+STAGE, stages: {', '.join(stages)}; "
             "default: random entropy dcus isal")
 
 

@@ -4,7 +4,9 @@ A pool image's expected cost comes from the model: its detections at the pre-ann
 thresholds fitted on the reference set, scaled by the reference set's real boxes per
 predicted box (recorded as ``calibration``). The detections are the ones the strategy made
 while scoring (:mod:`..detection.recorder`); only images it never ran inference on (``random``,
-``coreset``, ``entropy``'s raw class scores) get one inference pass.
+``coreset``, ``entropy``'s raw class scores) get one inference pass. A model that finds no box
+in the whole pool would price every image at 0 and spend the budget on all of them: then each
+image is priced at the reference set's real boxes per image, recorded as ``fallback``.
 
 The strategy's own order is spent until the budget is used, so the last image may cross it: a
 budget is never overspent by more than one image. Plain order, not value per cost: most
@@ -22,6 +24,7 @@ import torch
 from ..detection.recorder import Detections, count_above, recorded_detections
 from ..influence.dist import broadcast_object, gather_objects
 from .cost import AnnotationCost
+from .passes import id_index
 from .strategies import SelectionContext, Strategy, rank_ids
 
 UNITS = ('images', 'boxes', 'seconds')
@@ -44,6 +47,9 @@ class Budget:
             raise ValueError(f'active_learning.budget must be a positive '
                              f'{"integer" if whole else "number"} of {self.unit}, got '
                              f'{self.amount!r}')
+        if self.unit == 'seconds' and not (self.cost.per_image or self.cost.per_box):
+            raise ValueError('active_learning.cost: per_image and per_box are both 0, so a '
+                             'budget in seconds would buy the whole pool')
 
     def price(self, boxes: float) -> float:
         """What one image with ``boxes`` boxes costs in this budget's unit."""
@@ -65,10 +71,6 @@ def spend(order: Sequence[Hashable], costs: Dict[Hashable, float],
     return chosen
 
 
-def _pool_index(ctx: SelectionContext) -> Dict[Hashable, int]:
-    return {ctx.pool.get_data_info(i)['img_id']: i for i in range(len(ctx.pool))}
-
-
 @torch.no_grad()
 def infer_missing(ctx: SelectionContext, seen: Detections, index: Dict[Hashable, int]) -> int:
     """One inference pass over the pool images (``index``: id -> position) the strategy made
@@ -86,7 +88,7 @@ def expected_boxes(ctx: SelectionContext, seen: Detections, thresholds: Dict[str
                    classes: Sequence[str]) -> Tuple[Dict[Hashable, float], Dict[str, Any]]:
     """Each pool image's expected box count (0 for an image no pass could read), and how it
     was estimated."""
-    index = _pool_index(ctx)
+    index = id_index(ctx.pool)
     extra = infer_missing(ctx, seen, index)
     merged: Detections = {}
     for part in gather_objects(seen) or []:
@@ -103,6 +105,15 @@ def expected_boxes(ctx: SelectionContext, seen: Detections, thresholds: Dict[str
                                  reference_real_per_image=real),
                 inferred_while_scoring=seen_pool - extra, extra_inference=extra,
                 mean_per_image=sum(counts.values()) / max(seen_pool, 1))
+    if counts and not any(counts.values()):
+        # a model that finds nothing prices every image at 0: the budget would buy the pool
+        if not real:
+            raise ValueError('every pool image is expected to cost 0 boxes (the model finds '
+                             'none, and the reference set has no box to estimate from): a '
+                             'budget in boxes or seconds cannot be spent; budget in images')
+        counts = dict.fromkeys(counts, float(real))
+        info['fallback'] = (f'the model finds no box in the pool: every image priced at the '
+                            f"reference set's {real:g} real boxes per image")
     return counts, info
 
 

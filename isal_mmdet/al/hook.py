@@ -11,7 +11,7 @@ from ..checkpoints import allow_unpickling
 from .arguments import Count, NonNegativeInt, PreannotationThr, TypedArguments
 from .context import selection_context
 from .data import build_dataset, dataset_ids, unwrap_subset
-from .selection import select
+from .selection import Selection, select
 from .settings import REFERENCES, budget_of, checked_strategy
 from .state import read_ids
 
@@ -58,7 +58,7 @@ class ISALSelectionHook(TypedArguments, Hook):
         self.reference, self.out_dir = reference, out_dir
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed, self.export_coco = seed, export_coco
-        self.result: Optional[dict] = None
+        self.result: Optional[Selection] = None
         if unsafe_load:
             allow_unpickling()
 
@@ -78,5 +78,5 @@ class ISALSelectionHook(TypedArguments, Hook):
         self.result = select(self.strategy, ctx, self.budget, out_dir, self.export_coco,
                              self.preannotation_thr, self.image_root)
         runner.logger.info(
-            f"{self.result['strategy']}: selected {len(self.result['selected'])} of "
-            f"{len(ctx.pool)} pool images in {self.result['seconds']:.1f}s -> {out_dir}")
+            f"{self.result.strategy}: selected {len(self.result.selected)} of "
+            f"{len(ctx.pool)} pool images in {self.result.seconds:.1f}s -> {out_dir}")

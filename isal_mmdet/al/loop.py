@@ -45,9 +45,10 @@ from .box_rounds import (answer_round, box_strategy, enable_ignore_regions, late
                          queries_by_image, real_instances, with_partial_labels)
 from .box_selection import select_boxes
 from .context import selection_context
-from .data import (build_dataset, check_reference, dataset_ids, scoring_dataset_cfg,
-                   test_pipeline_of, unwrap_subset)
+from .data import (build_dataset, check_disjoint, check_reference, dataset_ids,
+                   scoring_dataset_cfg, test_pipeline_of, unwrap_subset)
 from .launch import cpu_wrapper_cfg, init_distributed
+from .passes import id_index
 from .selection import preannotation_thresholds, select
 from .settings import ORACLES, al_settings, budget_of, check_box_settings
 from .state import LabelState, initial_split, read_ids
@@ -65,6 +66,22 @@ def check_writable_dir(path: str, what: str) -> None:
                          f'{"it" if probe == osp.abspath(path) else probe} is a file')
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ValueError(f'{path}: {what} is not writable ({probe} is read-only)')
+
+
+def check_pool_size(al: Dict[str, Any], pool: int) -> None:
+    """Every round's images must exist before round 0 trains: found out later, the run stops
+    after training a round, with no summary."""
+    first, rounds = al['initial_size'], al['rounds']
+    if first > pool:
+        raise ValueError(f'active_learning.initial_size={first} is larger than the pool ({pool} '
+                         'images of train_dataloader.dataset)')
+    least = al['budget'] if al['budget_unit'] == 'images' else 1
+    needs = first + least * (rounds - 1)
+    if needs > pool:
+        raise ValueError(f'active_learning.rounds={rounds}: initial_size={first} and '
+                         f'{rounds - 1} selection(s) of {least} image(s)'
+                         f'{"" if least == al["budget"] else " or more"} need {needs} images, '
+                         f'the pool has {pool}; lower budget or rounds')
 
 
 def fingerprint(cfg: Config) -> str:
@@ -164,13 +181,18 @@ class ActiveLearningLoop:
         self.all_ids = dataset_ids(self.source)
         if not self.all_ids:
             raise ValueError('train_dataloader.dataset: the pool has no image')
-        if self.al['rounds'] > 1 and self.al['initial_size'] == len(self.all_ids):
-            raise ValueError(f"active_learning.initial_size={self.al['initial_size']} leaves "
-                             f'no unlabelled image of {len(self.all_ids)} to select from')
-        if self.al['reference'] in ('val', 'test'):
-            split = f"{self.al['reference']}_dataloader"
-            check_reference(build_dataset(scoring_dataset_cfg(
-                self.cfg[split].dataset, pipeline), f'{split}.dataset'), f'{split}.dataset')
+        check_pool_size(self.al, len(self.all_ids))
+        ref = self.al['reference']
+        disjoint = ref == 'val' and not self.al['allow_split_overlap']
+        splits = {'train_dataloader.dataset': self.source}
+        for name in ('val', 'test') if disjoint else (ref,) if ref != 'labelled' else ():
+            field = f'{name}_dataloader.dataset'
+            splits[field] = build_dataset(scoring_dataset_cfg(
+                self.cfg[f'{name}_dataloader'].dataset, pipeline), field)
+        if ref != 'labelled':
+            check_reference(splits[f'{ref}_dataloader.dataset'], f'{ref}_dataloader.dataset')
+        if disjoint:
+            check_disjoint(splits)
         self.write(write_json, marker, dict(fingerprint=fp, active_learning=self.al))
 
     # -- rounds ------------------------------------------------------------------------------
@@ -232,11 +254,10 @@ class ActiveLearningLoop:
         randomness.setdefault('seed', self.al['seed'])
         cfg.randomness = randomness
         if self.al['warm_start'] and k > 0:
-            prev = self.last_checkpoint(k - 1)
             # Weights only: resuming from the previous round would carry over its iteration
             # count and skip this round's training. A crash inside this round resumes as usual.
-            if prev is not None and cfg.load_from is None:
-                cfg.load_from = prev
+            if cfg.load_from is None:
+                cfg.load_from = self.warm_start_checkpoint(k)
             if self.al['warm_start_iters']:
                 shorten_schedule(cfg, self.al['warm_start_iters'])
         return cfg
@@ -278,6 +299,16 @@ class ActiveLearningLoop:
             path = osp.join(folder, osp.basename(f.read().strip()))
         return path if osp.exists(path) else None
 
+    def warm_start_checkpoint(self, k: int) -> str:
+        """Round k-1's checkpoint, which warm starts round k: one deleted (to free disk) would
+        otherwise train round k from scratch without a word."""
+        prev = self.last_checkpoint(k - 1)
+        if prev is None:
+            raise ValueError(f"{self.path(k - 1, 'train')}: round {k - 1}'s checkpoint is "
+                             f'missing, and active_learning.warm_start=True starts round {k} '
+                             'from it; restore it and run the same command again')
+        return prev
+
     def load_or_train(self, k: int, runner: Runner, trained: Optional[str]) -> None:
         """Round k's model: ``trained`` loaded, or trained (resumed, or warm started); a
         checkpoint that cannot be read is an error saying what to do."""
@@ -291,6 +322,8 @@ class ActiveLearningLoop:
                              f'{k} from its start') from None
 
     def run_round(self, k: int) -> None:
+        if self.al['warm_start'] and k > 0 and self.last_checkpoint(k) is None:
+            self.warm_start_checkpoint(k)  # missing: an error before round k writes a file
         labelled = self.labelled_for(k)
         if self.box is not None and k > 0 and self.is_rank0():
             answer_round(self.path, k, self.source, self.box.pseudo,
@@ -322,7 +355,7 @@ class ActiveLearningLoop:
                 result = select(self.al['strategy'], ctx, budget_of(self.al),
                                 self.round_dir(k), self.al['export_coco'],
                                 self.al['preannotation_thr'], self.al['labelstudio_image_root'])
-            seconds = result['seconds']
+            seconds = result.seconds
         mAP = primary_metric(metrics, self.al['metric'])
         print_log(f"round {k}: {len(labelled)} labelled images, "
                   f"{self.count_boxes(labelled, ann_file, k):g} boxes, mAP "
@@ -374,7 +407,7 @@ class ActiveLearningLoop:
             raise ValueError('--annotations is for COCO datasets; an XML dataset waits for '
                              'one Pascal VOC XML per selected image')
         since = os.path.getmtime(sel_path)
-        index = {self.source.get_data_info(i)['img_id']: i for i in range(len(self.source))}
+        index = id_index(self.source)
         missing = []
         for img_id in selected:
             xml = self.source.get_data_info(index[img_id])['xml_path']

@@ -14,7 +14,8 @@ from ..al.data import class_counts
 from ..al.state import sort_ids
 from ..al.arguments import Count, Curvature, ParamGroupsSpec, Score, SolverSpec
 from ..al.strategies.base import SelectionContext, rank_ids
-from ..al.strategies.coreset import image_features, k_center_greedy
+from ..al.batch.geometry import k_center_greedy
+from ..al.strategies.coreset import image_features
 from ..al.strategies.esi import ESI
 from ..al.strategies.influence_base import InfluenceStrategy, check_choice, flag_uninformative
 from ..al.strategies.isal import ISAL, record_pseudo_boxes
@@ -169,10 +170,14 @@ class ISALResearch(ISAL):
             self._labelled = image_features(ctx, ctx.labelled)
         return broadcast_object(scores)
 
+    @property
+    def sets_batch(self) -> bool:
+        return self.diversity is not None
+
     def select(self, scores, budget, ctx):
-        ranked = rank_ids(scores, self.higher_is_better)
         if self.diversity is None:
-            return ranked[:budget]
+            return super().select(scores, budget, ctx)
+        ranked = rank_ids(scores, self.higher_is_better)
         cand = sort_ids(ranked[:math.ceil(self.diversity.get('pool_factor', 3) * budget)])
         feats = torch.stack([self._pool[i] for i in cand])
         lab = (torch.stack([self._labelled[i] for i in sort_ids(self._labelled)])

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from ..al.arguments import arguments
+from ..registry import BATCH_STAGES
 from .research_strategies import ESIResearch, ISALResearch
 
 # lever -> (changes to the config's ISAL strategy, changes to active_learning)
@@ -107,7 +108,23 @@ def strategy_cfg(config_strategy: Any, name: str,
                  config_cost: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The ``active_learning`` changes that make ``name`` the experiment's strategy: a
     registered name, ``isal`` (the config's ISAL settings), or a variant of ISAL, ESI or a box
-    strategy (``config_cost``: the config's cost, which a box lever may change)."""
+    strategy (``config_cost``: the config's cost, which a box lever may change), each with an
+    optional batch stage after a ``+`` (``dcus+clusters``: DCUS, batch by clusters)."""
+    scored, *stages = name.split('+')
+    out = scored_cfg(config_strategy, scored, config_cost)
+    if not stages:
+        return out
+    known = sorted(k for k in BATCH_STAGES.module_dict if k.islower())
+    if len(stages) > 1 or stages[0] not in known:
+        raise ValueError(f'unknown batch stage {"+".join(stages)!r} in {name!r}; one of {known}')
+    spec = out['strategy']
+    spec = dict(type=spec) if isinstance(spec, str) else dict(spec)
+    return dict(out, strategy=dict(spec, batch=dict(type=stages[0])))
+
+
+def scored_cfg(config_strategy: Any, name: str,
+               config_cost: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """:func:`strategy_cfg` for a name without a batch stage."""
     if name == 'isal' and isinstance(config_strategy, dict):
         return dict(strategy=config_strategy)
     if name == 'esi' or name.startswith('esi-'):

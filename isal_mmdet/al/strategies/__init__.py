@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...registry import STRATEGIES
-from .badge import BADGE, count_sketch, kmeans_pp
+from .badge import BADGE, count_sketch
 from .base import SelectionContext, Strategy, collate_readable, rank_ids
 from .box import BoxStrategy, EntropyBox, ESIBox, ISALBox, RandomBox
-from .coreset import CoreSet, image_features, k_center_greedy
+from ..batch import TopK, build_batch_stage, k_center_greedy, kmeans_pp
+from .coreset import CoreSet, image_features
 from .esi import ESI
 from .influence_base import DEFAULT_SOLVER
 from .isal import GradSimilarity, ISAL
@@ -27,13 +28,23 @@ __all__ = [
 
 
 def build_strategy(cfg: Any) -> Strategy:
-    """``'isal'`` or ``dict(type='ISAL', solver=...)`` → a strategy, with a one-line error."""
+    """``'isal'`` or ``dict(type='ISAL', solver=..., batch=...)`` → a strategy with its batch
+    stage, with a one-line error."""
     if isinstance(cfg, Strategy):
         return cfg
     cfg = {'type': cfg} if isinstance(cfg, str) else dict(cfg)
     name = cfg.pop('type', None)
+    batch = cfg.pop('batch', None)
     cls = STRATEGIES.module_dict.get(name)
     if cls is None:
         names = sorted(k for k in STRATEGIES.module_dict if k.islower())
         raise ValueError(f'unknown strategy {name!r}; choose one of {names}')
-    return cls(**cfg)
+    strategy = cls(**cfg)
+    if batch is not None:
+        stage = build_batch_stage(batch)
+        if not isinstance(stage, TopK) and (strategy.sets_batch or
+                                            getattr(strategy, 'query', 'images') == 'boxes'):
+            raise ValueError(f'batch: {name} picks its own set, so it takes no batch stage '
+                             '(batch stages apply to strategies that score images)')
+        strategy.batch = stage
+    return strategy

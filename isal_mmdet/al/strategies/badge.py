@@ -12,6 +12,7 @@ from ...influence.dist import broadcast_object, gather_objects
 from ...registry import STRATEGIES
 from ..state import sort_ids
 from ..arguments import Count, Interval, ParamGroupsSpec, Score
+from ..batch.geometry import kmeans_pp
 from .base import Strategy
 
 
@@ -27,24 +28,6 @@ def count_sketch(rows: Tensor, dim: int, seed: int) -> Tensor:
     return out.index_add_(1, bucket.to(rows.device), rows * sign.to(rows.device))
 
 
-def kmeans_pp(points: Tensor, k: int, seed: int) -> List[int]:
-    """k-means++ seeding as BADGE does it: the largest point first, then each next one drawn
-    with probability proportional to its squared distance to the nearest one chosen."""
-    g = torch.Generator().manual_seed(seed)
-    points = points.double()
-    first = int(torch.argmax(points.norm(dim=1)))
-    picked = [first]
-    d2 = (points - points[first]).square().sum(1)
-    for _ in range(min(k, len(points)) - 1):
-        d2[picked] = 0
-        if float(d2.sum()) <= 0:  # the rest duplicate what is chosen: take them in order
-            picked.append(next(i for i in range(len(points)) if i not in picked))
-        else:
-            picked.append(int(torch.multinomial(d2 / d2.sum(), 1, generator=g)))
-        d2 = torch.minimum(d2, (points - points[picked[-1]]).square().sum(1))
-    return picked
-
-
 @STRATEGIES.register_module(name='badge')
 @STRATEGIES.register_module()
 class BADGE(Strategy):
@@ -52,6 +35,7 @@ class BADGE(Strategy):
     ``score_thr`` as labels, ISAL's g_z) through a fixed seeded count sketch to ``dim``
     dimensions; k-means++ seeding then picks images whose gradients are large and unlike
     one another. The score written per image is its embedding's norm."""
+    sets_batch = True
 
     def __init__(self, dim: Annotated[int, Interval(1, 1024)] = 1024, score_thr: Score = 0.1,
                  max_per_img: Count = 100, param_groups: ParamGroupsSpec = None):

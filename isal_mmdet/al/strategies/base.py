@@ -9,9 +9,11 @@ from mmengine.dataset import pseudo_collate
 from mmengine.utils import ProgressBar
 from torch import nn
 
-from ...influence.dist import broadcast_object, gather_objects, rank_and_world
-from ..state import sort_ids
+from ...influence.dist import rank_and_world
 from ..arguments import TypedArguments
+from ..batch.base import BatchStage, TopK
+from ..passes import per_image
+from ..state import sort_ids
 
 
 @dataclass
@@ -62,19 +64,17 @@ def rank_ids(scores: Dict[Hashable, float], higher_is_better: bool) -> List[Hash
 
 class Strategy(TypedArguments):
     """Base class. ``score`` runs on every rank over its shard; ``select`` on the merged
-    scores. Subclasses set ``higher_is_better``; the annotations of their ``__init__`` are
-    their typed settings, checked on every construction (:class:`..arguments.TypedArguments`)."""
+    scores, through the strategy's batch stage (``batch``: top-k unless the config names
+    another, see :mod:`..batch`). Subclasses set ``higher_is_better``; the annotations of
+    their ``__init__`` are their typed settings, checked on every construction
+    (:class:`..arguments.TypedArguments`). ``sets_batch``: the strategy picks a set itself
+    (core-set, BADGE, random's draw), so no batch stage applies."""
     higher_is_better = True
+    sets_batch = False
+    batch: BatchStage = TopK()
 
     def score(self, ctx: SelectionContext) -> Dict[Hashable, float]:
-        local = {}
-        for batch in ctx.loader(ctx.pool):
-            ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
-            local.update(zip(ids, self.score_batch(ctx, batch)))
-        merged: Dict[Hashable, float] = {}
-        for part in gather_objects(local) or []:
-            merged.update(part)
-        return broadcast_object(merged)
+        return per_image(ctx, ctx.pool, lambda batch: self.score_batch(ctx, batch))
 
     def score_batch(self, ctx: SelectionContext, batch: Any) -> List[float]:
         raise NotImplementedError
@@ -84,4 +84,4 @@ class Strategy(TypedArguments):
 
     def select(self, scores: Dict[Hashable, float], budget: int,
                ctx: SelectionContext) -> List[Hashable]:
-        return rank_ids(scores, self.higher_is_better)[:budget]
+        return self.batch.pick(rank_ids(scores, self.higher_is_better), scores, budget, ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import zlib
 
 from ...registry import STRATEGIES
+from ..passes import id_index
 from .base import Strategy, rank_ids
 
 
@@ -12,6 +13,7 @@ from .base import Strategy, rank_ids
 class Random(Strategy):
     """A seeded random draw. Each id's score is a hash of (seed, id), so the draw does not
     depend on pool order, batch size or rank."""
+    sets_batch = True
 
     def score(self, ctx):
         ids = [ctx.pool.get_data_info(i)['img_id'] for i in range(len(ctx.pool))]
@@ -20,7 +22,7 @@ class Random(Strategy):
     def select(self, scores, budget, ctx):
         """The draw's order, skipping images the pool cannot load (logged by the dataset):
         the other strategies never score them, so no strategy selects them."""
-        index = {ctx.pool.get_data_info(i)['img_id']: i for i in range(len(ctx.pool))}
+        index = id_index(ctx.pool)
         picked = []
         for img_id in rank_ids(scores, self.higher_is_better):
             if len(picked) == budget:
