@@ -62,6 +62,10 @@ ANN_FILE_CASES = [
     ('ann-file-box-outside-image', 'COCO ann_file with a box wholly outside its image',
      lambda d: d['annotations'][6]['bbox'].__setitem__(0, 5000),
      ('annotations[6].bbox [5000,', 'lies outside its image')),
+    ('ann-file-category-name-spaced', "COCO ann_file with a category named 'circle ' (mmdet "
+     'matches names exactly: its boxes would be dropped and the classes after it shifted)',
+     lambda d: d['categories'][0].update(name=d['categories'][0]['name'] + ' '),
+     ('categories[0].name', "' has spaces around it", 'matches category names')),
     ('ann-file-annotation-id-twice', 'COCO ann_file with an annotation id used twice', lambda d: d['annotations'][6].update(id=d['annotations'][2]['id']),
      ('annotations[6].id', 'is used twice (also annotations[2])')),
     ('ann-file-image-id-twice', 'COCO ann_file with an image id used twice',
@@ -403,6 +407,9 @@ XML_CASES = [
     ('xml-unknown-class', 'VOC XML object of a class not in metainfo.classes (an error unless '
      'named in metainfo.skip_classes)', sub('name', 'hexagon'),
      ("object[0].name 'hexagon' is not in", 'metainfo.skip_classes')),
+    ('xml-box-outside-image', 'VOC XML with a box wholly outside its image (as the COCO '
+     'check refuses it)', lambda t: sub('xmax', '5100')(sub('xmin', '5000')(t)),
+     ('object[0].bndbox (5000,', 'lies outside its image')),
     ('xml-size-not-a-number', 'VOC XML with <width> not an integer', sub('width', 'wide'),
      ("size.width 'wide' is not a positive integer",)),
 ]
@@ -482,6 +489,60 @@ def test_voc_id_climbing_out_of_the_data_root_is_one_line(voc):
                     f"line 1 '../../../etc/passwd' reaches outside {voc}")
 
 
+def test_voc_split_listing_an_id_twice_is_one_line(voc):
+    split, _ = voc_split(voc, 'twice', lambda t: t)
+    (voc / split).write_text('twice\ntwice\n')
+    with pytest.raises(ValueError) as err:
+        build(voc_cfg(voc, split))
+    assert_one_line(err, voc / split, "line 2 'twice' is listed twice (line 1 too)")
+
+
+def exif_rotated(voc, name, orientation):
+    """A split of one image saved with EXIF ``orientation`` and its XML as written before:
+    the stored (unturned) size."""
+    from PIL import Image
+    split, xml = voc_split(voc, name, lambda t: t)
+    jpg = voc / 'JPEGImages' / f'{name}.jpg'
+    with Image.open(jpg) as img:
+        exif = img.getexif()
+        exif[0x0112] = orientation
+        img.save(jpg, exif=exif)
+    return split, xml, jpg
+
+
+def test_voc_image_turned_by_its_exif_orientation_is_one_line(voc):
+    """mmcv decodes a JPEG tagged 6 turned by 90 degrees, so the XML's <size> (the stored
+    size, which PIL reports) is not the frame mmdet trains the boxes in; a tag that does not
+    turn the image (3: upside down) keeps the size and passes."""
+    import mmcv
+    split, xml, jpg = exif_rotated(voc, 'exif6', 6)
+    height, width = mmcv.imread(str(jpg)).shape[:2]
+    with pytest.raises(ValueError) as err:
+        build(voc_cfg(voc, split))
+    assert_one_line(err, xml, f'<size> {height}x{width} is the stored size of {jpg}',
+                    f'EXIF orientation 6 turns to {width}x{height} as mmcv decodes it')
+    split, _, _ = exif_rotated(voc, 'exif3', 3)
+    assert len(build(voc_cfg(voc, split))) == 1
+
+
+def test_coco_image_turned_by_its_exif_orientation_is_one_line(synthetic_coco, train_json,
+                                                                tmp_path):
+    from PIL import Image
+    img = train_json['images'][0]
+    folder = tmp_path / 'images'
+    shutil.copytree(osp.join(synthetic_coco, 'images'), folder)
+    with Image.open(folder / img['file_name']) as im:
+        exif = im.getexif()
+        exif[0x0112] = 8
+        im.save(folder / img['file_name'], exif=exif)
+    path = tmp_path / 'ann.json'
+    path.write_text(json.dumps(train_json))
+    with pytest.raises(ValueError) as err:
+        build(coco_cfg(tmp_path, path))
+    assert_one_line(err, path, f"image id {img['id']} width/height {img['width']}x"
+                               f"{img['height']} is the stored size", 'EXIF orientation 8')
+
+
 # -- through tools/al_train.py ---------------------------------------------------------------
 def test_al_train_on_an_ann_file_with_a_category_id_twice_stops_with_one_line(
         coco_config, train_json, tmp_path):
@@ -516,6 +577,11 @@ CASES = [(case[0], case[1]) for case in (ANN_FILE_CASES + RAW_FILE_CASES + EXPOR
      'updated_at/created_at is imported, whatever the list order'),
     ('ls-result-sizes', 'Label Studio results recording different original sizes in one task: '
      'each mapped onto the same image'),
+    ('voc-id-twice', 'a VOC split listing an id twice: names the split file, the line and the '
+     'id'),
+    ('exif-orientation', 'a JPEG whose EXIF orientation (5 to 8) makes mmcv decode it turned '
+     'by 90 degrees, its VOC <size> or COCO width/height the stored size: names the annotation '
+     'file, the entry and the field'),
     ('voc-id-outside-root', "a VOC split listing an id with '../' that reaches outside the "
      'data root'),
     ('zero-size-box', 'a zero-size box (a point or a line) in a dataset\'s VOC XML or COCO '

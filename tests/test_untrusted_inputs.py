@@ -10,6 +10,7 @@ import argparse
 import functools
 import hashlib
 import http.server
+import importlib
 import json
 import os
 import os.path as osp
@@ -77,6 +78,32 @@ CASES = [
      "its own checkpoint (mmengine's pointers hold the old absolute path)"),
     ('work-dir-moved-extends', 'the moved work dir extends the finished experiment by a round, '
      'warm starting from its own checkpoint'),
+    ('config-unreadable', 'a config path that does not exist, or a config with a syntax error, '
+     'given to al_train.py, al_select.py, al_study.py or labelstudio_backend.py: names the '
+     'file, nothing written'),
+    ('port-out-of-range', 'labelstudio_backend.py --port 99999: names the flag and the range'),
+    ('study-unknown-strategy', 'al_study.py --strategies random dcuss, or an unknown lever: '
+     'names the strategy before any trains, nothing written'),
+    ('study-seed-twice', 'al_study.py --seeds 0 0 (one seed would enter the paired statistics '
+     'twice): names the seed'),
+    ('pool-too-small', 'initial_size larger than the pool, or budget × rounds beyond it: an '
+     'error before round 0 trains that leaves no experiment.json'),
+    ('warm-start-checkpoint-gone', "warm_start=True with the previous round's checkpoint "
+     'deleted: names its folder before the round writes a file, not a silent training from '
+     'scratch'),
+    ('subset-id-forms', 'ActiveSubset ids in another form than the dataset\'s (a COCO id as the '
+     'string "3", a VOC id as a file name or path): resolved to the dataset\'s id, or names '
+     'the entry and the form expected'),
+    ('subset-empty', 'an ActiveSubset of no image (an empty list, or no id of the dataset): an '
+     'error when the dataloader is built, not a training loop that waits forever'),
+    ('budget-nothing-found', 'a budget in boxes or seconds with a model that finds no box in '
+     "the pool: each image priced at the reference set's real boxes per image, recorded as "
+     'fallback in selection.json (an error if the reference set has no box either)'),
+    ('budget-free-seconds', 'a budget in seconds with per_image and per_box both 0: names '
+     'active_learning.cost'),
+    ('split-overlap', "with reference='val', a test split sharing images with the val split "
+     'or the pool, or a val split sharing images with the pool: names both before round 0, '
+     'unless active_learning.allow_split_overlap=True'),
 ]
 OPTS = {'train_cfg.max_iters': 2, 'active_learning.rounds': 2,
         'active_learning.strategy': 'random', 'active_learning.warm_start': True}
@@ -574,3 +601,169 @@ def test_moved_work_dir_extends_the_finished_experiment(moved):
     assert f"Load checkpoint from {moved.work / 'round_1' / 'train' / 'iter_2.pth'}" in \
         moved.res.stdout + moved.res.stderr
     assert_intact(moved.work)
+
+
+# -- checked before anything trains: tools' main() in this process -----------------------------
+
+def tool(name, capsys, *argv):
+    """tools/<name>.py's main() here (the imports paid once): its exit code and stderr."""
+    if osp.join(ROOT, 'tools') not in sys.path:
+        sys.path.insert(0, osp.join(ROOT, 'tools'))
+    capsys.readouterr()
+    rc = importlib.import_module(name).main([str(a) for a in argv])
+    return SimpleNamespace(returncode=rc, stderr=capsys.readouterr().err)
+
+
+@pytest.mark.parametrize('name, args', [
+    ('al_train', ['--work-dir', 'w']), ('al_select', ['x.pth', '--out', 'w']),
+    ('al_study', ['--work-dir', 'w']), ('labelstudio_backend', ['--work-dir', 'w'])])
+def test_unreadable_config_is_one_line_in_every_tool(tmp_path, monkeypatch, capsys, name, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'broken.py').write_text("model = dict(type='RetinaNet'\n")
+    for config, needle in (('absent.py', 'config file not found'),
+                           ('broken.py', 'cannot be read as a config (SyntaxError')):
+        res = tool(name, capsys, config, *args)
+        assert res.returncode == 2
+        assert_one_line_error(res, f'{config}: {needle}')
+    assert os.listdir(tmp_path) == ['broken.py']
+
+
+def test_backend_port_out_of_range_is_one_line(tmp_path, capsys):
+    res = tool('labelstudio_backend', capsys, DEMO, '--work-dir', tmp_path / 'w', '--port',
+               '99999')
+    assert res.returncode == 2
+    assert_one_line_error(res, '--port 99999: a TCP port is 1 to 65535')
+    assert not osp.exists(tmp_path / 'w')
+
+
+@pytest.mark.parametrize('args, needle', [
+    (['--strategies', 'random', 'dcuss'],
+     "--strategies dcuss: active_learning.strategy: unknown strategy 'dcuss'"),
+    (['--strategies', 'random', 'isal-nolever'],
+     "--strategies isal-nolever: unknown ISAL lever 'nolever'"),
+    (['--strategies', 'random', '--seeds', '0', '0'], '--seeds: 0 is given twice'),
+])
+def test_study_checks_every_strategy_and_seed_before_training(tmp_path, capsys, args, needle):
+    res = tool('al_study', capsys, DEMO, '--work-dir', tmp_path / 'w', *args)
+    assert res.returncode == 2
+    assert_one_line_error(res, needle)
+    assert not osp.exists(tmp_path / 'w')
+
+
+def al_train_here(capsys, work, data, **options):
+    return tool('al_train', capsys, DEMO, '--work-dir', work, '--cfg-options',
+                *tiny_options(data, **options))
+
+
+@pytest.mark.parametrize('options, needle', [
+    ({'active_learning.initial_size': 10_000}, 'initial_size=10000 is larger than the pool'),
+    ({'active_learning.rounds': 100}, 'active_learning.rounds=100: initial_size=6 and 99 '
+                                      'selection(s) of 3 image(s) need 303 images'),
+    ({'test_dataloader.dataset.ann_file': 'ImageSets/Main/val.txt'},
+     'test_dataloader.dataset and val_dataloader.dataset share'),
+    ({'val_dataloader.dataset.ann_file': 'ImageSets/Main/train.txt'},
+     'train_dataloader.dataset and val_dataloader.dataset share'),
+])
+def test_pool_and_split_errors_come_before_experiment_json(synthetic_voc, tmp_path, capsys,
+                                                           options, needle):
+    res = al_train_here(capsys, tmp_path / 'w', synthetic_voc, **options)
+    assert res.returncode == 2
+    assert_one_line_error(res, needle)
+    assert not osp.exists(tmp_path / 'w' / 'experiment.json')
+
+
+def test_split_overlap_runs_when_the_config_allows_it(synthetic_voc, tmp_path):
+    from isal_mmdet.al.loop import ActiveLearningLoop
+    from isal_mmdet.fileio import load_config
+    cfg = load_config(DEMO, {f'{s}_dataloader.dataset.data_root': synthetic_voc
+                             for s in ('train', 'val', 'test')})
+    cfg.merge_from_dict({'test_dataloader.dataset.ann_file': 'ImageSets/Main/val.txt',
+                         'active_learning.initial_size': 6, 'active_learning.budget': 3,
+                         'active_learning.allow_split_overlap': True})
+    ActiveLearningLoop(cfg, str(tmp_path / 'w')).setup()
+    assert osp.exists(tmp_path / 'w' / 'experiment.json')
+
+
+def test_warm_start_from_a_deleted_checkpoint_names_it(finished, capsys):
+    work = copy_work(finished, 'no_warm_start')
+    shutil.rmtree(work / 'round_1')
+    os.remove(work / 'round_0' / 'train' / 'iter_2.pth')
+    before = digests(work)
+    res = al_train_here(capsys, work, finished.data, **OPTS)
+    assert_one_line_error(res, f"{work / 'round_0' / 'train'}: round 0's checkpoint is missing",
+                          'warm_start=True starts round 1 from it')
+    assert_unchanged(work, before)
+    assert not osp.exists(work / 'round_1')
+
+
+class NumberedDataset(RecordingDataset):
+    """Images 1, 2, 3: integer ids, as COCO's."""
+    def get_data_info(self, idx):
+        return {'img_id': idx + 1}
+
+
+@pytest.mark.parametrize('inner, ids, got', [
+    (RecordingDataset, ['a.jpg', 'JPEGImages/c.jpg', '/data/voc/b.png'], ['a', 'c', 'b']),
+    (NumberedDataset, ['3', '1'], [3, 1]),
+])
+def test_active_subset_ids_of_another_form_resolve(inner, ids, got):
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    assert ActiveSubset(inner(), ids=ids).img_ids() == got
+
+
+@pytest.mark.parametrize('inner, ids, needle', [
+    (RecordingDataset, ['a', 'x.jpg'], "entry [1] 'x.jpg' is no image id of the dataset, whose "
+                                       "ids are strs like 'a'"),
+    (NumberedDataset, ['x'], "entry [0] 'x' is no image id of the dataset, whose ids are ints "
+                             'like 1'),
+    (RecordingDataset, ['a', 'a.jpg'], "entry [1] 'a.jpg' is image 'a' again (entry [0])"),
+    (RecordingDataset, [], 'no image id: no image to use'),
+    (RecordingDataset, ['z'], 'none of its 1 ids is an image of the dataset'),
+])
+def test_active_subset_of_no_image_or_an_unknown_form_is_one_line(inner, ids, needle):
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    with pytest.raises(ValueError) as e:
+        ActiveSubset(inner(), ids=ids)
+    assert str(e.value).startswith(f'ActiveSubset.ids: {needle}') and '\n' not in str(e.value)
+
+
+def test_empty_subset_ends_the_dataloader_mmengine_would_wait_on(synthetic_voc, tmp_path):
+    """mmengine's InfiniteSampler over no image waits forever for a first batch (the hang
+    under mmdet's train.py); the dataloader is not built."""
+    import re
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import Runner
+    from conftest import TEST_PIPELINE
+    register_all_modules(init_default_scope=True)
+    ids = tmp_path / 'labelled.json'
+    ids.write_text(json.dumps(['nope']))
+    with pytest.raises(ValueError, match=f'^{re.escape(str(ids))}: none of its 1 ids is an'):
+        Runner.build_dataloader(dict(
+            batch_size=2, num_workers=0, sampler=dict(type='InfiniteSampler'),
+            dataset=dict(type='ActiveSubset', ids_file=str(ids), dataset=dict(
+                type='XMLDataset', data_root=synthetic_voc, ann_file='ImageSets/Main/train.txt',
+                metainfo=dict(classes=('circle', 'square', 'triangle')),
+                data_prefix=dict(sub_data_root=''), pipeline=TEST_PIPELINE))))
+
+
+def test_box_budget_with_a_model_that_finds_nothing_falls_back(synthetic_voc):
+    from conftest import voc_dataset
+    from isal_mmdet.al.budget import expected_boxes
+    from isal_mmdet.al.settings import budget_of
+    from isal_mmdet.al.strategies import SelectionContext
+    from isal_mmdet.datasets.al_subset import ActiveSubset
+    full = voc_dataset(synthetic_voc)
+    first = [full.get_data_info(0)['img_id']]
+    ctx = SelectionContext(model=None, pool=ActiveSubset(full, ids=first, invert=True),
+                           labelled=ActiveSubset(full, ids=first), progress=False)
+    seen = {ctx.pool.get_data_info(i)['img_id']: ([], []) for i in range(len(ctx.pool))}
+    classes = ('circle', 'square', 'triangle')
+    thr = dict(per_class=dict.fromkeys(classes, 0.5), boxes_per_image=0.0,
+               real_boxes_per_image=2.5)
+    counts, how = expected_boxes(ctx, seen, thr, classes)
+    assert set(counts.values()) == {2.5} and len(counts) == len(ctx.pool)
+    assert "reference set's 2.5 real boxes per image" in how['fallback']
+    with pytest.raises(ValueError, match='every pool image is expected to cost 0 boxes'):
+        expected_boxes(ctx, seen, dict(thr, real_boxes_per_image=0.0), classes)
+    with pytest.raises(ValueError, match='^active_learning.cost: per_image and per_box are both'):
+        budget_of(dict(budget=60, budget_unit='seconds', cost=dict(per_image=0, per_box=0)))

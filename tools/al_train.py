@@ -8,7 +8,7 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -42,19 +42,16 @@ def main(argv=None) -> int:
     import isal_mmdet  # noqa: F401  (registers components)
     from isal_mmdet.al.launch import end_distributed
     from isal_mmdet.checkpoints import allow_unpickling
+    from isal_mmdet.fileio import load_config
     from isal_mmdet.al.loop import ActiveLearningLoop
 
     if args.unsafe_load:
         allow_unpickling()
 
-    if not osp.isfile(args.config):
-        print(f'error: config file not found: {args.config}', file=sys.stderr)
-        return 2
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
     try:
+        cfg = load_config(args.config, args.cfg_options)
+        work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+            'work_dirs', osp.splitext(osp.basename(args.config))[0])
         loop = ActiveLearningLoop(cfg, work_dir, args.launcher, args.force, args.oracle,
                                   args.annotations, args.allow_missing)
         paused = loop.run()

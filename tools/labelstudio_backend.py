@@ -8,10 +8,9 @@ See docs/labelstudio_backend.md.
 """
 import argparse
 import logging
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
@@ -39,15 +38,14 @@ def main(argv=None) -> int:
     import uvicorn
 
     import isal_mmdet  # noqa: F401  (registers components)
+    from isal_mmdet.fileio import load_config
     from isal_mmdet.serve.app import create_app
     from isal_mmdet.serve.backend import Backend
 
-    if not osp.isfile(args.config):
-        print(f'error: config file not found: {args.config}', file=sys.stderr)
-        return 2
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
     try:
+        if not 0 < args.port < 65536:
+            raise ValueError(f'--port {args.port}: a TCP port is 1 to 65535')
+        cfg = load_config(args.config, args.cfg_options)
         backend = Backend(cfg, args.work_dir, args.project, args.retrain_every)
         backend.start()
     except (ValueError, OSError) as e:  # input errors: one line, no traceback

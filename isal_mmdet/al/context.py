@@ -5,7 +5,7 @@ from typing import Any, Hashable, Optional, Sequence
 
 from torch import nn
 
-from ..datasets.al_subset import ActiveSubset
+from ..datasets.al_subset import ActiveSubset, resolve_ids
 from .data import (build_dataset, dataset_ids, scoring_dataset_cfg, test_pipeline_of,
                    unwrap_subset)
 from .settings import REFERENCES
@@ -28,6 +28,7 @@ def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashabl
     source = scoring_dataset_cfg(pool or cfg.train_dataloader.dataset, pipeline)
     full = build_dataset(source, 'train_dataloader.dataset')
     known = set(dataset_ids(full))
+    labelled_ids = resolve_ids(list(labelled_ids), known, 'the labelled ids')
     unknown = [i for i in labelled_ids if i not in known]
     if unknown:
         raise ValueError(f'{len(unknown)} labelled id(s) are not in train_dataloader.dataset, '

@@ -76,8 +76,10 @@ def build_dataset(ds_cfg: dict, field: str) -> Any:
     ds = DATASETS.build(dict(copy.deepcopy(ds_cfg), lazy_init=True))
     check_annotations(ds, field)
     ds.full_init()
-    for i in range(len(ds) if isinstance(ds, XMLDataset) else 0):
-        check_xml_size(ds.get_data_info(i))
+    for i in range(len(ds) if isinstance(ds, (XMLDataset, CocoDataset)) else 0):
+        info = ds.get_data_info(i)
+        check_image_size(info, f'{info["xml_path"]}: <size>' if 'xml_path' in info else
+                         f'{ds.ann_file}: image id {info["img_id"]!r} width/height')
     warn_if_no_box(ds, field)
     return ds
 
@@ -100,7 +102,13 @@ def check_annotations(ds: Any, field: str) -> None:
         skipped = check_classes(data, ds.ann_file, classes, skip, field)
     elif isinstance(ds, XMLDataset):
         skipped = Counter()
+        lines: Dict[str, int] = {}
         for n, img_id in enumerate(list_from_file(ds.ann_file)):
+            if img_id in lines:
+                raise ValueError(f'{ds.ann_file}: line {n + 1} {img_id!r} is listed twice (line '
+                                 f'{lines[img_id]} too); its image would be trained and its '
+                                 'boxes counted twice')
+            lines[img_id] = n + 1
             for sub, ext in ((ds.img_subdir, 'jpg'), (ds.ann_subdir, 'xml')):
                 check_inside(osp.join(sub, f'{img_id}.{ext}'), ds.sub_data_root,
                              f'{ds.ann_file}: line {n + 1} {img_id!r}')
@@ -113,23 +121,41 @@ def check_annotations(ds: Any, field: str) -> None:
                        count, name, field)
 
 
-def check_xml_size(info: dict) -> None:
-    """Boxes are in the frame of the XML's ``<size>``; an image of another size (resized or
-    replaced after annotation) may have its boxes in the wrong place. mmdet uses the pixels
-    and the boxes as written, so this is logged once per file, naming it."""
-    xml = info['xml_path']
-    if xml in _SIZES_CHECKED:
+def decoded_size(path: str) -> Tuple[int, int, int]:
+    """``(width, height, EXIF orientation)`` of an image as mmcv decodes it: OpenCV applies
+    the orientation, so a photo tagged 5 to 8 (turned by 90 degrees, as phones save them)
+    comes out with width and height swapped from the size stored in the file."""
+    with Image.open(path) as img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (height, width, orientation) if orientation in (5, 6, 7, 8) else (
+        width, height, orientation)
+
+
+def check_image_size(info: dict, where: str) -> None:
+    """Boxes are in the frame of the annotation's width and height (``where``: its file,
+    entry and field). An image turned by its EXIF orientation would train every box on the wrong
+    pixels: an error. One of another size (resized or replaced after annotation) may have
+    its boxes in the wrong place; mmdet uses the pixels and the boxes as written, so that is
+    logged once per file."""
+    if where in _SIZES_CHECKED:
         return
-    _SIZES_CHECKED.add(xml)
     try:
-        with Image.open(info['img_path']) as img:
-            width, height = img.size
+        width, height, orientation = decoded_size(info['img_path'])
     except (OSError, ValueError):  # unreadable: ActiveSubset logs and skips the image
         return
-    if (width, height) != (info.get('width'), info.get('height')):
-        logger.warning('%s: <size> %sx%s disagrees with its image %s (%dx%d); its boxes are '
-                       'used as written', xml, info.get('width'), info.get('height'),
-                       info['img_path'], width, height)
+    written = (info.get('width'), info.get('height'))
+    if (width, height) != written and (height, width) == written and orientation != 1:
+        raise ValueError(f'{where} {written[0]}x{written[1]} is the stored size of '
+                         f'{info["img_path"]}, which its EXIF orientation {orientation} turns '
+                         f'to {width}x{height} as mmcv decodes it, so every box would be on the '
+                         'wrong pixels; save the image turned (PIL.ImageOps.exif_transpose) '
+                         'and annotate that')
+    _SIZES_CHECKED.add(where)
+    if (width, height) != written:
+        logger.warning('%s %sx%s disagrees with its image %s (%dx%d as decoded); '
+                       'its boxes are used as written', where, *written, info['img_path'],
+                       width, height)
 
 
 def warn_if_no_box(ds: Any, field: str) -> None:
@@ -170,6 +196,24 @@ def check_reference(ds: Any, field: str) -> None:
     without a box is logged by :func:`build_dataset`)."""
     if len(ds) == 0:
         raise ValueError(f'{field}: the reference set has no image')
+
+
+def check_disjoint(splits: Dict[str, Any]) -> None:
+    """With ``reference='val'`` the splits ``{field: dataset}`` (train pool, val reference,
+    test) must not share an image file: the test set would score a model whose selection its
+    labels steered, or images it trained on; a val image in the pool could be selected with
+    its labels already read. Many mmdet configs evaluate on their val split."""
+    paths = {field: {osp.abspath(ds.get_data_info(i)['img_path']) for i in range(len(ds))}
+             for field, ds in splits.items()}
+    fields = sorted(paths)
+    for n, a in enumerate(fields):
+        for b in fields[n + 1:]:
+            shared = sorted(paths[a] & paths[b])
+            if shared:
+                raise ValueError(f'{a} and {b} share {len(shared)} images (e.g. {shared[0]}), '
+                                 "and active_learning.reference='val' reads the val labels: "
+                                 'give disjoint splits, or set '
+                                 'active_learning.allow_split_overlap=True to run anyway')
 
 
 def dataset_ids(ds: Any) -> List[Hashable]:

@@ -13,7 +13,7 @@ from .cost import AnnotationCost
 from .strategies import Strategy, build_strategy
 
 AL_DEFAULTS = dict(initial_size=100, budget=100, budget_unit='images', cost=None, rounds=3,
-                   strategy='isal', reference='val',
+                   strategy='isal', reference='val', allow_split_overlap=False,
                    seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
                    batch_size=4, num_workers=0, export_coco=True,
                    preannotation_thr='auto', labelstudio_image_root=None)
@@ -63,7 +63,7 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
     for key in ('seed', 'num_workers'):
         if not isinstance(al[key], int) or isinstance(al[key], bool) or al[key] < 0:
             _fail(key, f'must be a non-negative integer, got {al[key]!r}')
-    for key in ('warm_start', 'export_coco'):
+    for key in ('warm_start', 'export_coco', 'allow_split_overlap'):
         if not isinstance(al[key], bool):
             _fail(key, f'must be True or False, got {al[key]!r}')
     check_value(PreannotationThr, al['preannotation_thr'], 'active_learning.preannotation_thr')

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any, Hashable, Iterable, List, Optional, Union
+from typing import Any, Collection, Dict, Hashable, Iterable, List, Optional, Union
 
 import numpy as np
 from mmdet.registry import DATASETS
@@ -58,18 +58,27 @@ class ActiveSubset:
         return self._ids
 
     def full_init(self) -> None:
+        """Selects the images; a subset of no image is an error (mmengine's infinite sampler
+        would wait forever for the first batch)."""
         if self._fully_initialized:
             return
-        wanted = set(self.wanted_ids())
+        ids = self.wanted_ids()  # a bad ids_file fails before the dataset is read
         self.dataset.full_init()
         present = {}
         for idx in range(len(self.dataset)):
             present[self.dataset.get_data_info(idx)['img_id']] = idx
+        source = self.ids_file or 'ActiveSubset.ids'
+        self._ids = resolve_ids(ids, present, source)
+        wanted = set(self._ids)
         if self.invert:
             self._indices = [i for k, i in present.items() if k not in wanted]
         else:
-            self._indices = [present[k] for k in self.wanted_ids() if k in present]
+            self._indices = [present[k] for k in self._ids if k in present]
             missing = len(wanted - set(present))
+            if not self._indices:
+                why = (f'none of its {len(wanted)} ids is an image of the dataset (after its '
+                       'filter_cfg)' if wanted else 'no image id')
+                raise ValueError(f'{source}: {why}: no image to use')
             if missing:
                 logger.info('ActiveSubset: %d of %d ids are not in the dataset after its '
                             'filter_cfg (e.g. images without boxes); they are skipped',
@@ -124,6 +133,45 @@ class ActiveSubset:
     def __len__(self) -> int:
         self.full_init()
         return len(self._indices)
+
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp', '.xml')
+
+
+def other_forms(x: Hashable) -> List[Hashable]:
+    """The ids ``x`` may be written for: a COCO id as a string (``"3"``), a VOC id as its
+    file name or path (``"x.jpg"``, ``"JPEGImages/x.jpg"``), a numeric id as an integer."""
+    if not isinstance(x, str):
+        return [str(x)]
+    forms: List[Hashable] = [int(x)] if x.strip().lstrip('-').isdigit() else []
+    return forms + [os.path.splitext(x)[0], os.path.splitext(os.path.basename(x))[0]]
+
+
+def resolve_ids(wanted: List[Hashable], known: Collection[Hashable],
+                source: str) -> List[Hashable]:
+    """``wanted`` in the form of the dataset's ids ``known``: an id written in another form
+    (:func:`other_forms`) is matched to the dataset's; one that matches none and is not of the
+    dataset's form is one line naming ``source``, the entry and the form expected (skipped,
+    it would train on fewer images, or none). An id of the dataset's form that it lacks is
+    kept: its filter_cfg may have removed the image."""
+    if not known:
+        return list(wanted)
+    like = next(iter(known))
+    out: Dict[Hashable, int] = {}
+    for i, x in enumerate(wanted):
+        y = x if x in known else next((f for f in other_forms(x) if f in known), None)
+        if y is None:
+            if type(x) is not type(like) or (isinstance(x, str) and (
+                    os.path.splitext(x)[1].lower() in IMAGE_SUFFIXES or
+                    ('/' in x and '/' not in like))):
+                raise ValueError(f'{source}: entry [{i}] {x!r} is no image id of the dataset, '
+                                 f'whose ids are {type(like).__name__}s like {like!r}')
+            y = x
+        if y in out:
+            raise ValueError(f'{source}: entry [{i}] {x!r} is image {y!r} again (entry '
+                             f'[{out[y]}])')
+        out[y] = i
+    return list(out)
 
 
 def truncated_jpeg(path: str, tail: int = 4096) -> bool:

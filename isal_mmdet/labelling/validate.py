@@ -144,15 +144,23 @@ def outside(bbox: Sequence[float], width: float, height: float) -> bool:
     return min(x + w, width) <= max(x, 0) or min(y + h, height) <= max(y, 0)
 
 
-def check_categories(data: Any, path: str) -> Dict[Hashable, str]:
+def check_categories(data: Any, path: str, dataset: bool) -> Dict[Hashable, str]:
     """Category id -> name (stripped). A duplicate id would read every box of one category as
-    the other; a duplicate name would merge two categories by name."""
+    the other; a duplicate name would merge two categories by name. ``dataset``: a name with
+    spaces around it is refused, since mmdet matches names to ``metainfo.classes`` exactly
+    (its boxes would be dropped and the classes after it shifted); an export's names are
+    matched stripped by the importer."""
     names: Dict[Hashable, str] = {}
     ids: Dict[str, Hashable] = {}
     for i, cat in enumerate(field_list(data, path, 'categories')):
         at = f'categories[{i}]'
         cid = get(cat, path, at, 'id')
-        name = get(cat, path, at, 'name', str).strip()
+        name = get(cat, path, at, 'name', str)
+        if dataset and name != name.strip():
+            raise ValueError(f'{path}: {place(cat, at, "name")} {name!r} has spaces around it, '
+                             'and mmdet matches category names to metainfo.classes exactly; '
+                             f'write {name.strip()!r}')
+        name = name.strip()
         if cid in names:
             raise ValueError(f'{path}: {place(cat, at, "id")} {cid!r} is used twice '
                              f'({names[cid]!r} and {name!r}): the boxes of one would be read '
@@ -191,7 +199,7 @@ def check_coco(data: Any, path: str, dataset: bool = False) -> None:
     """Every structural defect of a COCO file that would lose, merge or corrupt a box.
     ``dataset``: a file mmdet reads as it is (image sizes, annotation ids and areas
     required, no box wholly outside its image); an export is matched and clipped later."""
-    cats = check_categories(data, path)
+    cats = check_categories(data, path, dataset)
     images = check_images(data, path, dataset)
     ann_ids: Dict[Any, str] = {}
     zero: List[str] = []
@@ -229,7 +237,7 @@ def check_classes(data: dict, path: str, classes: Sequence[str], skip: Sequence[
     class must be a category (mmdet would shift the labels of the classes after a missing
     one), and every box's category a class, or named in ``skip``. A category without boxes
     (Roboflow's supercategory) needs neither."""
-    names = {c['id']: c['name'].strip() for c in data['categories']}
+    names = {c['id']: c['name'] for c in data['categories']}
     absent = [c for c in classes if c not in names.values()]
     if absent:
         raise ValueError(f'{path}: categories: {field}.metainfo.classes {absent} not in it '
@@ -273,10 +281,12 @@ def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
         raise FileNotFoundError(f'{xml}: annotation file not found (its id is in '
                                 f'{field}.ann_file)') from None
     size = root.find('size')
+    dims = []
     for key in ('width', 'height') if size is not None else ():
         text = size.findtext(key)
         if not (text or '').strip().isdigit() or int(text) <= 0:
             raise ValueError(f'{xml}: size.{key} {text!r} is not a positive integer')
+        dims.append(int(text))
     skipped: Counter = Counter()
     zero: List[str] = []
     for i, obj in enumerate(root.findall('object')):
@@ -308,7 +318,12 @@ def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
             if values[hi] < values[lo]:
                 raise ValueError(f'{at}.bndbox.{hi} {values[hi]:g} is below {lo} '
                                  f'{values[lo]:g} (a negative size is no box)')
-        if values['xmax'] == values['xmin'] or values['ymax'] == values['ymin']:
+        x, y = values['xmin'], values['ymin']
+        w, h = values['xmax'] - x, values['ymax'] - y
+        if w == 0 or h == 0:
             zero.append(f'object[{i}].bndbox')
+        elif dims and outside((x, y, w, h), *dims):
+            raise ValueError(f'{at}.bndbox ({x:g}, {y:g}, {values["xmax"]:g}, '
+                             f'{values["ymax"]:g}) lies outside its image ({dims[0]}x{dims[1]})')
     warn_zero_size(xml, zero)
     return skipped

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..al.cost import AnnotationCost
-from ..fileio import read_json, write_json, write_text
+from ..fileio import load_config, read_json, write_json, write_text
 from .analysis import analyse_study
 from .check_price import check_prices
 from .merge import check_prior, merge_prior
@@ -38,9 +38,7 @@ class StudySetup:
 
 
 def _config(setup: StudySetup, seed: int, changes: Dict[str, Any]):
-    from mmengine.config import Config
-    cfg = Config.fromfile(setup.config)
-    cfg.merge_from_dict(setup.cfg_options)
+    cfg = load_config(setup.config, setup.cfg_options)
     al = cfg.active_learning
     al.rounds, al.initial_size, al.budget, al.seed = (setup.rounds, setup.initial,
                                                       setup.budget, seed)
@@ -50,15 +48,35 @@ def _config(setup: StudySetup, seed: int, changes: Dict[str, Any]):
     return cfg
 
 
+def strategy_config(setup: StudySetup, strategy: str, seed: int):
+    """The config of one strategy × seed of the study."""
+    al = load_config(setup.config, setup.cfg_options).get('active_learning') or {}
+    return _config(setup, seed, strategy_cfg(al.get('strategy'), strategy, al.get('cost')))
+
+
+def check_setup(setup: StudySetup, train: bool) -> None:
+    """Each seed and strategy given once, and (``train``) every strategy's settings checked,
+    before any training: a typo in the last strategy would otherwise end the study only after
+    every round of the first (leaving their folders), and a seed given twice would enter the
+    paired statistics twice."""
+    from ..al.settings import al_settings
+    for flag, values in (('--seeds', setup.seeds), ('--strategies', setup.strategies)):
+        twice = [v for k, v in enumerate(values) if v in values[:k]]
+        if twice:
+            raise ValueError(f'{flag}: {twice[0]} is given twice; each enters the paired '
+                             'statistics once')
+    for strategy in setup.strategies if train else ():
+        try:
+            al_settings(strategy_config(setup, strategy, setup.seeds[0] if setup.seeds else 0))
+        except ValueError as e:
+            raise ValueError(f'--strategies {strategy}: {e}') from None
+
+
 def run_one(setup: StudySetup, work_dir: str, strategy: str, seed: int,
             shared_round0: Optional[str] = None) -> List[Dict[str, Any]]:
     """One strategy × seed through every round; round 0 copied from ``shared_round0``."""
     from ..al.loop import ActiveLearningLoop
-    from mmengine.config import Config
-    base = Config.fromfile(setup.config)
-    base.merge_from_dict(setup.cfg_options)
-    al = base.active_learning
-    cfg = _config(setup, seed, strategy_cfg(al.get('strategy'), strategy, al.get('cost')))
+    cfg = strategy_config(setup, strategy, seed)
     if shared_round0 and not osp.exists(osp.join(work_dir, 'round_0', 'metrics.json')):
         os.makedirs(work_dir, exist_ok=True)
         shutil.copytree(shared_round0, osp.join(work_dir, 'round_0'), dirs_exist_ok=True,
@@ -111,6 +129,7 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
     ``.json``, ``.md`` and ``.png``. ``merge``: an earlier report of the same setup whose
     seeds join this run's (its work dir may be gone)."""
     work_dir = osp.abspath(work_dir)
+    check_setup(setup, train=not analyse_only)
     record = setup.record()
     prior = None
     if merge:
