@@ -237,3 +237,34 @@ def test_oracle_none_pauses_until_annotations_exist(data_copy, tmp_path):
     os.utime(data_copy / 'Annotations' / f'{selected[2]}.xml')
     res = al_train(work, str(data_copy), '--oracle', 'none', **{'active_learning.rounds': 2})
     assert res.returncode == 0 and osp.exists(work / 'round_1' / 'metrics.json')
+
+
+STUDY_STRATEGIES = {
+    'research': ("custom_imports = dict(imports=['isal_mmdet.study'])\n",
+                 "dict(_delete_=True, type='ISALResearch', diversity=dict(pool_factor=2), "
+                 "solver=dict(type='cg', max_iter=2))"),
+    'research, not imported': ('', "dict(_delete_=True, type='ISALResearch')"),
+}
+
+
+@pytest.mark.parametrize('case', list(STUDY_STRATEGIES))
+def test_a_study_config_runs_through_al_train(case, synthetic_voc, tmp_path):
+    """A study's config (a research strategy registered by custom_imports) takes the path a
+    user's config takes; without the import, one line says what to add. (Box strategies run
+    through it in test_box_queries.py.)"""
+    imports, strategy = STUDY_STRATEGIES[case]
+    cfg = tmp_path / 'study.py'
+    cfg.write_text(f'_base_ = {DEMO!r}\n{imports}active_learning = dict(strategy={strategy})\n')
+    options = [o for o in tiny_options(synthetic_voc, **{'active_learning.rounds': 2})
+               if not o.startswith('active_learning.strategy.')]
+    res = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'al_train.py'), str(cfg),
+                          '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if case == 'research, not imported':
+        assert res.returncode == 2 and "add custom_imports=dict(imports=['isal_mmdet.study'])" \
+            in res.stderr and not (tmp_path / 'w' / 'round_0').exists()
+        return
+    assert res.returncode == 0, res.stderr[-3000:]
+    sel = json.load(open(tmp_path / 'w' / 'round_0' / 'selection.json'))
+    assert sel['strategy'] == 'ISALResearch'
+    assert osp.exists(tmp_path / 'w' / 'round_1' / 'metrics.json')

@@ -38,7 +38,9 @@ def build_strategy(cfg: Any) -> Strategy:
     cls = STRATEGIES.module_dict.get(name)
     if cls is None:
         names = sorted(k for k in STRATEGIES.module_dict if k.islower())
-        raise ValueError(f'unknown strategy {name!r}; choose one of {names}')
+        hint = (" (a study's research strategy: add custom_imports=dict(imports="
+                "['isal_mmdet.study']) to the config)" if str(name).endswith('Research') else '')
+        raise ValueError(f'unknown strategy {name!r}; choose one of {names}{hint}')
     strategy = cls(**cfg)
     if batch is not None:
         stage = build_batch_stage(batch)
