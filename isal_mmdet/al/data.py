@@ -142,7 +142,7 @@ def check_image_size(info: dict, where: str) -> None:
         return
     try:
         width, height, orientation = decoded_size(info['img_path'])
-    except (OSError, ValueError):  # unreadable: ActiveSubset logs and skips the image
+    except Exception:  # noqa: BLE001 - unreadable (or its EXIF): ActiveSubset logs, skips it
         return
     written = (info.get('width'), info.get('height'))
     if (width, height) != written and (height, width) == written and orientation != 1:
