@@ -1,5 +1,6 @@
 """One source for strategy names: the registry. The CLI help, the package exports and the
-README's strategy table must list exactly the registered strategies, so none can drift."""
+README's strategy table must list exactly the registered strategies, so none can drift; the
+README's argument lists and ``active_learning`` table, and docs/bad_input.md's cases, likewise."""
 import os.path as osp
 import re
 import subprocess
@@ -50,20 +51,32 @@ def test_readme_strategy_table_lists_exactly_the_registered_strategies():
     assert sorted(rows) == sorted(registered())
 
 
-def test_readme_bad_input_list_is_the_cases_the_tests_check():
-    """The README's list of bad inputs is exactly the CASES of the test files that check them:
-    a case added, renamed or dropped in one place fails here until the other follows."""
+def bad_input_items(text):
+    """The items of ``docs/bad_input.md`` after its '## Every case' heading: one case per
+    '- ' line, continuation lines indented, whitespace collapsed."""
+    items = []
+    for line in text[text.index('## Every case'):].splitlines():
+        if line.startswith('- '):
+            items.append(line[2:])
+        elif line.startswith('  ') and items:
+            items[-1] += ' ' + line
+    return [' '.join(x.split()) for x in items]
+
+
+def test_bad_input_list_is_the_cases_the_tests_check():
+    """The bad-input inventory (docs/bad_input.md) is exactly the CASES of the test files that
+    check them: a case added, renamed or dropped in one place fails here until the other
+    follows."""
     import test_untrusted_annotations
     import test_untrusted_inputs
-    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
-        text = f.read()
-    section = text[text.index('### Bad input'):]
-    body = section[section.index('</summary>') + 10:section.index('</details>')]
-    paragraphs = [' '.join(p.split()) for p in body.split('\n\n') if p.strip()]
-    items = [x for p in paragraphs  # '**Group:** case; case; case.'
-             for x in re.sub(r'^\*\*[^*]+:\*\* ', '', p).rstrip('.').split('; ')]
+    with open(osp.join(ROOT, 'docs', 'bad_input.md'), encoding='utf-8') as f:
+        items = bad_input_items(f.read())
     cases = [d for _, d in test_untrusted_inputs.CASES + test_untrusted_annotations.CASES]
-    assert sorted(items) == sorted(cases)
+    add = [f'- {d}' for d in cases if d not in items]
+    remove = [f'- {x}' for x in items if x not in cases]
+    assert sorted(items) == sorted(cases), (
+        'docs/bad_input.md differs from the CASES; add:\n' + '\n'.join(add)
+        + '\nremove:\n' + '\n'.join(remove))
 
 
 @pytest.mark.parametrize('summary', ["Every strategy's arguments",
