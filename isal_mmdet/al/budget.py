@@ -22,7 +22,7 @@ from typing import Any, Dict, Hashable, List, Sequence, Tuple
 import torch
 
 from ..detection.recorder import Detections, count_above, recorded_detections
-from ..influence.dist import broadcast_object, gather_objects
+from ..influence.dist import merge_over_ranks
 from .cost import AnnotationCost
 from .passes import id_index
 from .strategies import SelectionContext, Strategy, rank_ids
@@ -90,10 +90,7 @@ def expected_boxes(ctx: SelectionContext, seen: Detections, thresholds: Dict[str
     was estimated."""
     index = id_index(ctx.pool)
     extra = infer_missing(ctx, seen, index)
-    merged: Detections = {}
-    for part in gather_objects(seen) or []:
-        merged.update(part)
-    merged = broadcast_object(merged)
+    merged: Detections = merge_over_ranks(seen)
     by_label = {k: thresholds['per_class'][name] for k, name in enumerate(classes)}
     predicted = thresholds.get('boxes_per_image')
     real = thresholds.get('real_boxes_per_image')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Hashable, List
 
-from ..influence.dist import broadcast_object, gather_objects
+from ..influence.dist import merge_over_ranks
 
 
 def per_image(ctx: Any, dataset: Any, fn: Callable[[Any], List[Any]]) -> Dict[Hashable, Any]:
@@ -14,10 +14,7 @@ def per_image(ctx: Any, dataset: Any, fn: Callable[[Any], List[Any]]) -> Dict[Ha
     for batch in ctx.loader(dataset):
         ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
         local.update(zip(ids, fn(batch)))
-    merged: Dict[Hashable, Any] = {}
-    for part in gather_objects(local) or []:
-        merged.update(part)
-    return broadcast_object(merged)
+    return merge_over_ranks(local)
 
 
 def id_index(dataset: Any) -> Dict[Hashable, int]:

@@ -1,7 +1,7 @@
 """Collective helpers that degrade to no-ops without a process group."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as tdist
@@ -50,6 +50,14 @@ def gather_objects(obj: Any) -> Optional[List[Any]]:
     out: List[Any] = [None] * tdist.get_world_size()
     tdist.all_gather_object(out, obj)
     return out if tdist.get_rank() == 0 else None
+
+
+def merge_over_ranks(local: Dict[Any, Any]) -> Dict[Any, Any]:
+    """Every rank's ``local`` dict (disjoint keys: each rank's shard), merged, on every rank."""
+    merged: Dict[Any, Any] = {}
+    for part in gather_objects(local) or []:
+        merged.update(part)
+    return broadcast_object(merged)
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

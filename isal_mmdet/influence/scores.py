@@ -7,7 +7,7 @@ from typing import Any, Dict, Hashable, Iterable, Iterator, List, Tuple
 from torch import Tensor, nn
 
 from .autograd_ops import directional_derivatives, influence_mode, loss_projections
-from .dist import gather_objects
+from .dist import merge_over_ranks
 from .objective import Objective
 from .params import ParamGroups
 from .vector import GroupVector
@@ -33,7 +33,7 @@ def influence_scores(objective: Objective, model: nn.Module, groups: ParamGroups
     local: Dict[Hashable, float] = {}
     for ids, vals in iter_influence(objective, model, groups, s, batches, pseudo):
         local.update(zip(ids, vals.tolist()))
-    return _merged(local)
+    return merge_over_ranks(local)
 
 
 def part_influence_scores(objective: Objective, model: nn.Module, groups: ParamGroups,
@@ -47,7 +47,7 @@ def part_influence_scores(objective: Objective, model: nn.Module, groups: ParamG
         for batch in batches:
             losses, keys = objective.per_part_loss(model, batch, pseudo=pseudo)
             local.update(zip(keys, (-loss_projections(losses, groups, s)).tolist()))
-    return _merged(local)
+    return merge_over_ranks(local)
 
 
 def part_esi_scores(objective: Objective, model: nn.Module, groups: ParamGroups,
@@ -62,11 +62,4 @@ def part_esi_scores(objective: Objective, model: nn.Module, groups: ParamGroups,
             losses, probs, keys = objective.per_answer_loss(model, batch)
             proj = loss_projections(losses.reshape(-1), groups, s).reshape(losses.shape)
             local.update(zip(keys, (probs.to(proj) * proj.square()).sum(1).tolist()))
-    return _merged(local)
-
-
-def _merged(local: Dict[Hashable, float]) -> Dict[Hashable, float]:
-    merged: Dict[Hashable, float] = {}
-    for part in gather_objects(local) or []:
-        merged.update(part)
-    return merged
+    return merge_over_ranks(local)

@@ -1,14 +1,14 @@
 """BADGE (Ash et al., ICLR 2020) for detection: k-means++ seeding on gradient embeddings."""
 from __future__ import annotations
 
-from typing import Annotated, Dict, Hashable, List
+from typing import Annotated, Dict, Hashable
 
 import torch
 from torch import Tensor
 
 from ...detection import DetectionObjective, detector_param_groups
 from ...influence import influence_mode, per_sample_grads
-from ...influence.dist import broadcast_object, gather_objects
+from ...influence.dist import merge_over_ranks
 from ...registry import STRATEGIES
 from ..state import sort_ids
 from ..arguments import Count, Interval, ParamGroupsSpec, Score
@@ -52,10 +52,7 @@ class BADGE(Strategy):
                 rows = per_sample_grads(objective, ctx.model, groups, batch, pseudo=True)
                 emb = count_sketch(rows, self.dim, ctx.seed).float().cpu()
                 local.update(zip(objective.sample_ids(batch), emb))
-        merged: Dict[Hashable, Tensor] = {}
-        for part in gather_objects(local) or []:
-            merged.update(part)
-        self._emb = broadcast_object(merged)
+        self._emb = merge_over_ranks(local)
         return {i: float(e.norm()) for i, e in self._emb.items()}
 
     def select(self, scores, budget, ctx):

@@ -16,7 +16,7 @@ import torch
 from ...detection import (DetectionObjective, box_loss_head, detection_candidates,
                           detector_param_groups)
 from ...influence import GroupVector, ParamGroups, part_esi_scores, part_influence_scores
-from ...influence.dist import broadcast_object, gather_objects
+from ...influence.dist import merge_over_ranks
 from ...registry import STRATEGIES
 from ..arguments import Count, Curvature, Fraction, ParamGroupsSpec, Score, SolverSpec
 from .base import SelectionContext, Strategy
@@ -27,14 +27,6 @@ BoxKey = Tuple[Hashable, int]
 Detections = Dict[Hashable, List[Dict[str, Any]]]
 Pseudo = Literal['confident', 'none']  # see BoxStrategy
 Ask = Literal['detection', 'image']
-
-
-def merged(local: dict) -> dict:
-    """Every rank's ``local`` dict, merged, on every rank."""
-    out: dict = {}
-    for part in gather_objects(local) or []:
-        out.update(part)
-    return broadcast_object(out)
 
 
 class BoxStrategy(Strategy):
@@ -82,7 +74,7 @@ class BoxStrategy(Strategy):
         for batch in ctx.loader(ctx.pool):
             local.update(detection_candidates(ctx.model, batch, self.score_thr,
                                               self.max_per_img))
-        return merged(local)
+        return merge_over_ranks(local)
 
     def score_boxes(self, ctx: SelectionContext) -> Tuple[Detections, Dict[BoxKey, float]]:
         dets = self.detections(ctx)
@@ -152,7 +144,7 @@ class InfluenceBox(InfluenceStrategy, BoxStrategy):
         for (img_id, j), det in sorted(scorer.parts.items(), key=lambda kv: kv[0][1]):
             local.setdefault(img_id, []).append(det)
         flag_uninformative(ctx, type(self).__name__)
-        return merged(local), scores
+        return merge_over_ranks(local), scores
 
 
 @STRATEGIES.register_module(name='isal_box')
