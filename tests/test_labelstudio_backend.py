@@ -2,12 +2,16 @@
 and Local Storage of the pool connects the backend; the Data Manager's order by prediction
 score is the strategy's ranking; annotations made through the API trigger (by webhook) a
 round that a kill -9 interrupts and a restart finishes, and the new model_version predicts
-differently. And, without Label Studio, a bad request is one log line and an error."""
+differently, switching the project only once it has scored every task. Rounds on a VOCMetric
+config never hang; deleted and edited annotations apply in the next round; a failed pull is
+tried again and shown by /health. And, without Label Studio, a bad request is one log line,
+an error and an entry of /health."""
 import csv
 import json
 import logging
 import os
 import os.path as osp
+import shutil
 import signal
 import subprocess
 import sys
@@ -267,10 +271,147 @@ def test_bad_request_is_one_line_and_the_server_lives(coco_config, tmp_path, cap
         lines = [r.getMessage() for r in caplog.records if r.name == 'isal_mmdet.serve'
                  and r.levelno >= logging.WARNING]
         assert len(lines) == len(bad) + 3 and all('\n' not in m for m in lines), lines
-        assert call(url + '/health')[0] == 200
+        status, health = call(url + '/health')
+        assert status == 200 and [(e['where'], e['status']) for e in health['errors']] == [
+            ('POST ' + route, status) for route, _, status in bad] + [
+            ('POST /predict', 403), ('POST /predict', 400), ('POST /predict', 503)]
+        assert 'project 3 refused: this backend serves project 2' in health['errors'][-3]['error']
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+VOC_CONFIG = """
+_base_ = {base!r}
+train_cfg = dict(val_interval=1)  # an evaluation at every iteration: the race, often
+val_evaluator = dict(_delete_=True, type='VOCMetric', metric='mAP')
+test_evaluator = val_evaluator
+"""
+
+
+def annotation_results(root):
+    """Image id → a Label Studio annotation result of its true boxes (instances_train.json)."""
+    from isal_mmdet.labelling.labelstudio import tasks_from_coco
+    ann = json.load(open(osp.join(root, 'annotations', 'instances_train.json')))
+    images = [dict(img, isal_img_id=img['id']) for img in ann['images']]
+    ids = [img['id'] for img in images]
+    tasks = tasks_from_coco(dict(ann, images=images, annotations=[
+        dict(a, score=1.0) for a in ann['annotations']]), {i: str(i) for i in ids}, ids,
+        {i: 0.0 for i in ids}, 'truth')
+    return {int(t['data']['isal_img_id']): [{k: v for k, v in r.items() if k != 'score'}
+                                            for r in t['predictions'][0]['result']]
+            for t in tasks}
+
+
+@pytest.fixture(scope='module')
+def voc_backend(label_studio, coco_config, tmp_path_factory):
+    """A backend whose config evaluates with VOCMetric (a process pool per evaluation), on a
+    project of the pool's tasks that it serves from the start (--project), without webhooks:
+    the test asks for each round (/train)."""
+    from isal_mmdet.labelling.labelstudio import labelling_config
+    path, root = coco_config
+    folder = tmp_path_factory.mktemp('voc_backend')
+    (folder / 'voc.py').write_text(VOC_CONFIG.format(base=path))
+    project = label_studio.call('POST', '/api/projects', dict(
+        title='isal voc', label_config=labelling_config(CLASSES)))['id']
+    ann = json.load(open(osp.join(root, 'annotations', 'instances_train.json')))
+    label_studio.call('POST', f'/api/projects/{project}/import', [dict(data=dict(
+        image=f"/data/local-files/?d={root}/images/{img['file_name']}")) for img in ann['images']])
+    listed = label_studio.call('GET', f'/api/tasks?project={project}&page_size=100')
+    tasks = {osp.basename(t['data']['image']): t['id'] for t in (
+        listed['tasks'] if isinstance(listed, dict) else listed)}
+    log = open(folder / 'backend.log', 'w')
+    proc = BackendProcess((str(folder / 'voc.py'), root), folder / 'w', label_studio.url, log)
+    proc.cmd += ['--project', str(project)]
+    proc.start()
+    try:
+        yield proc, folder / 'w', project, {i: tasks[img['file_name']] for i, img in
+                                            ((img['id'], img) for img in ann['images'])}
+    finally:
+        proc.stop()
+        log.close()
+
+
+def next_round(proc, project, k, timeout=240):
+    """Asks for round k (after round k-1) and waits for it; a hung evaluation times out."""
+    assert call(proc.url + '/train', 'POST', dict(project=project))[0] == 200
+    wait_for(f'round {k} (an evaluation hung?)', lambda: (lambda h: h['model_version'] ==
+             f'round_{k}' and not h['training'])(proc.health()), timeout=timeout)
+
+
+def test_voc_metric_rounds_never_hang(label_studio, voc_backend, coco_config):
+    """Under uvicorn, mmdet's eval_map pool once hung a round for ever: its workers kept
+    uvicorn's SIGTERM handler, so Pool.terminate() could not end them."""
+    proc, work, project, tasks = voc_backend
+    wait_for('round 0 (an evaluation hung?)', lambda: proc.health()['model_version'] ==
+             'round_0')
+    truth = annotation_results(coco_config[1])
+    pool = [i for i in sorted(tasks) if i not in json.load(open(work / 'round_0' /
+                                                               'labeled.json'))]
+    for k in (1, 2):
+        for i in pool[2 * k - 2:2 * k]:
+            label_studio.call('POST', f'/api/tasks/{tasks[i]}/annotations', dict(result=truth[i]))
+        next_round(proc, project, k)
+        assert len(json.load(open(work / f'round_{k}' / 'labeled.json'))) == \
+            len(json.load(open(work / 'round_0' / 'labeled.json'))) + 2 * k
+        done = proc.health()['round']
+        assert (done['number'], done['stage'], done['error']) == (k, 'finished', None), done
+        assert done['started'] <= done['ended']
+
+
+def test_a_failed_pull_is_tried_again_and_shown(voc_backend, monkeypatch, tmp_path):
+    """Label Studio down: the pull is tried again after a wait, then the round fails, and
+    /health says so (the round, its error, the tries) rather than "training: false"."""
+    import isal_mmdet  # noqa: F401
+    from mmengine.config import Config
+    from isal_mmdet.serve.backend import Backend
+    proc, work, project, _ = voc_backend
+    copy = tmp_path / 'w'
+    shutil.copytree(work, copy)
+    monkeypatch.setenv('LABEL_STUDIO_URL', f'http://127.0.0.1:{_port()}')  # nothing listens
+    monkeypatch.setenv('LABEL_STUDIO_API_KEY', TOKEN)
+    backend = Backend(Config.fromfile(str(work.parent / 'voc.py')), str(copy), project,
+                      pull_tries=2, pull_wait=0.1)
+    backend.request_round()
+    wait_for('the failed round', lambda: backend.health()['round'].get('stage') == 'failed',
+             timeout=60, every=0.05)
+    health = backend.health()
+    assert not health['training'] and health['round']['failed_pulls'] == 2, health
+    assert 'Connection refused' in health['round']['error'] and TOKEN not in str(health)
+    assert health['round']['number'] == 3
+
+
+def test_deleted_and_edited_annotations_apply(label_studio, voc_backend, coco_config):
+    """The next round imports the whole project again: an image whose annotation was deleted
+    leaves the training set, an edited annotation replaces its image's boxes."""
+    proc, work, project, tasks = voc_backend
+    truth = annotation_results(coco_config[1])
+    initial = json.load(open(work / 'round_0' / 'labeled.json'))
+    pool = [i for i in sorted(tasks) if i not in initial]
+    deleted, edited, new = pool[0], pool[1], pool[4]
+    annotation = {i: label_studio.call('GET', f'/api/tasks/{tasks[i]}')['annotations'][0]['id']
+                  for i in (deleted, edited)}
+    label_studio.call('DELETE', f'/api/annotations/{annotation[deleted]}/')
+    moved = dict(truth[edited][0])
+    moved['value'] = dict(moved['value'], x=moved['value']['x'] / 2, y=moved['value']['y'] / 2)
+    label_studio.call('PATCH', f'/api/annotations/{annotation[edited]}/', dict(result=[moved]))
+    label_studio.call('POST', f'/api/tasks/{tasks[new]}/annotations',
+                      dict(result=truth[new]))
+    next_round(proc, project, 3)
+    assert json.load(open(work / 'round_3' / 'labeled.json')) == sorted(initial + pool[1:5])
+    merged = json.load(open(work / 'round_3' / 'train_annotations.json'))
+    boxes = [a['bbox'] for a in merged['annotations'] if a['image_id'] == edited]
+    v, w, h = moved['value'], moved['original_width'], moved['original_height']
+    want = [v['x'] * w / 100, v['y'] * h / 100, v['width'] * w / 100, v['height'] * h / 100]
+    assert len(boxes) == 1 and max(abs(a - b) for a, b in zip(boxes[0], want)) < 0.01, boxes
+    proc.log.flush()
+    assert f'1 left the training set, their annotations deleted: [{deleted}]' in \
+        open(work.parent / 'backend.log').read()
+    # annotated again, it is back: a fifth VOCMetric round
+    label_studio.call('POST', f'/api/tasks/{tasks[deleted]}/annotations',
+                      dict(result=truth[deleted]))
+    next_round(proc, project, 4)
+    assert json.load(open(work / 'round_4' / 'labeled.json')) == sorted(initial + pool[:5])
 
 
 def test_backend_log_never_holds_the_token(backend):

@@ -1,6 +1,7 @@
 """The HTTP side of the backend: Label Studio's ML backend routes (``/health``, ``/setup``,
 ``/predict``, ``/webhook``, ``/train``, ``/versions``) on FastAPI. Every error is a JSON
-``{"error": ...}`` response and one line in the log; no request can stop the server."""
+``{"error": ...}`` response, one line in the log and an entry of ``/health``'s ``errors``; no
+request can stop the server."""
 from __future__ import annotations
 
 import json
@@ -16,13 +17,15 @@ from .backend import Backend, RequestError
 logger = logging.getLogger('isal_mmdet.serve')
 
 
-def _error(request: Request, status: int, message: str) -> JSONResponse:
+def _error(backend: Backend, request: Request, status: int, message: str) -> JSONResponse:
     message = ' '.join(message.split())
     logger.warning('%s %s: %d %s', request.method, request.url.path, status, message)
+    backend.note_error(f'{request.method} {request.url.path}', message, status)
     return JSONResponse(dict(error=message), status_code=status)
 
 
-async def _answer(request: Request, handle: Callable[..., dict], with_body: bool) -> Any:
+async def _answer(backend: Backend, request: Request, handle: Callable[..., dict],
+                  with_body: bool) -> Any:
     """``handle(body)`` (or ``handle()``) in a worker thread, its errors as responses."""
     try:
         args = ()
@@ -33,9 +36,9 @@ async def _answer(request: Request, handle: Callable[..., dict], with_body: bool
                 raise RequestError(400, 'the body is not JSON') from None
         return JSONResponse(await run_in_threadpool(handle, *args))
     except RequestError as e:
-        return _error(request, e.status, str(e))
+        return _error(backend, request, e.status, str(e))
     except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
-        return _error(request, 500, f'{type(e).__name__}: {e}')
+        return _error(backend, request, 500, f'{type(e).__name__}: {e}')
 
 
 def create_app(backend: Backend) -> FastAPI:
@@ -44,14 +47,14 @@ def create_app(backend: Backend) -> FastAPI:
                   openapi_url=None)
     for path, handle in (('/setup', backend.setup), ('/predict', backend.predict),
                          ('/webhook', backend.webhook), ('/train', backend.train)):
-        app.add_api_route(path, _route(handle, True), methods=['POST'])
+        app.add_api_route(path, _route(backend, handle, True), methods=['POST'])
     for path, handle in (('/', backend.health), ('/health', backend.health),
                          ('/versions', backend.versions)):
-        app.add_api_route(path, _route(handle, False), methods=['GET'])
+        app.add_api_route(path, _route(backend, handle, False), methods=['GET'])
     return app
 
 
-def _route(handle: Callable[..., dict], with_body: bool) -> Callable:
+def _route(backend: Backend, handle: Callable[..., dict], with_body: bool) -> Callable:
     async def route(request: Request) -> Any:
-        return await _answer(request, handle, with_body)
+        return await _answer(backend, request, handle, with_body)
     return route

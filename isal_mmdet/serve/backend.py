@@ -6,33 +6,81 @@ Its state is in ``W/labelstudio_backend.json`` (written atomically): the project
 annotations counted since the last round, how many rounds were requested and finished, and
 the version made the project's model version. Label Studio's Data Manager scores, sorts and
 pre-annotates with the project's model version only, and accepts one only once predictions
-of it exist; so after the first page a new version predicts, the backend makes it the
-project's (:meth:`Backend.publish`).
+of it exist; so once a new version has predicted every task of the project, the backend
+makes it the project's (:meth:`Backend._publish`).
 A restart (after kill -9 too) serves the newest finished round and starts the requested
 round that did not finish again; the round loop resumes its training where it stopped.
+
+Rounds train in a thread of the server process, so that a round reuses the loaded pool and
+resumes in place; the processes a round forks (mmdet's ``eval_map`` pool at every
+``VOCMetric`` evaluation, DataLoader workers) start with default signal handling
+(:func:`default_signals_in_children`). ``/health`` shows the round running or last run (its
+stage, start, newest log line and error).
 """
 from __future__ import annotations
 
+import functools
+import glob
 import logging
+import os
 import os.path as osp
+import signal
 import threading
 import time
-from typing import Any, Dict, Optional
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any, Deque, Dict, Optional
 
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from ..al.data import build_dataset, scoring_dataset_cfg, test_pipeline_of
 from ..fileio import atomic_write, read_json, write_json
-from .labelstudio_api import export_json, set_model_version
+from .labelstudio_api import export_json, scored_tasks, set_model_version
 from .predictor import Predictor, model_version, pool_names
 from .rounds import ServedLoop
 
 logger = logging.getLogger('isal_mmdet.serve')
 STATE_FILE = 'labelstudio_backend.json'
+RECENT_ERRORS = 20  # how many errors /health lists, newest last
 # Label Studio's annotation webhooks; the plural ones carry a list of annotations
 COUNTED = ('ANNOTATION_CREATED', 'ANNOTATION_UPDATED', 'ANNOTATIONS_CREATED',
            'ANNOTATIONS_DELETED')
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@functools.lru_cache(maxsize=None)
+def default_signals_in_children() -> None:
+    """Every process forked from now on starts with Python's default SIGTERM and SIGINT
+    handling. uvicorn's handlers only ask its server to stop, so a forked child that keeps
+    them outlives SIGTERM: ``Pool.terminate()`` cannot end mmdet's ``eval_map`` pool and
+    ``join()`` waits for ever, a race that hung rounds. Reset at the fork, it covers every pool
+    a round opens; ``nproc=1`` would not (``eval_map`` forks a pool of one), and a subprocess
+    per round would load the pool and the model again each round. Once per process."""
+    os.register_at_fork(after_in_child=_default_signals)
+
+
+def last_log(folder: str) -> Dict[str, Any]:
+    """The newest line mmengine logged under ``folder`` (``<timestamp>/<timestamp>.log``) and
+    when: how far a long round is, or since when a stuck one has said nothing."""
+    logs = glob.glob(osp.join(folder, '*', '*.log'))
+    if not logs:
+        return {}
+    path = max(logs, key=osp.getmtime)
+    with open(path, 'rb') as f:
+        f.seek(max(0, osp.getsize(path) - 4096))
+        lines = [line.strip() for line in f.read().decode(errors='replace').splitlines()]
+    stamp = datetime.fromtimestamp(osp.getmtime(path), timezone.utc)
+    return dict(last_log=next((line for line in reversed(lines) if line), None),
+                last_log_at=stamp.isoformat(timespec='seconds'))
 
 
 class RequestError(Exception):
@@ -55,13 +103,16 @@ def project_id(value: Any) -> int:
 
 class Backend:
     """Serves one Label Studio project from work dir ``work_dir`` (see the module docstring).
-    ``project``: the project to serve; None takes the one that connects first (``/setup``)."""
+    ``project``: the project to serve; None takes the one that connects first (``/setup``).
+    A failed pull of the project's export is tried again, ``pull_tries`` times in all, after
+    waits that double from ``pull_wait`` seconds (Label Studio restarting)."""
 
     def __init__(self, cfg: Config, work_dir: str, project: Optional[int] = None,
-                 retrain_every: int = 10):
+                 retrain_every: int = 10, pull_tries: int = 5, pull_wait: float = 2.0):
         if retrain_every < 1:
             raise ValueError(f'--retrain-every must be at least 1, got {retrain_every}')
         self.cfg, self.retrain_every = cfg, retrain_every
+        self.pull_tries, self.pull_wait = pull_tries, pull_wait
         self.loop = ServedLoop(cfg, work_dir)
         self.state_path = osp.join(self.loop.work_dir, STATE_FILE)
         self.state: Dict[str, Any] = dict(project=None, new_annotations=0, requested=0,
@@ -76,7 +127,11 @@ class Backend:
         self.predict_lock = threading.Lock()  # one page through the model at a time
         self.training: Optional[threading.Thread] = None
         self.publishing: Optional[str] = None  # the version being made the project's
+        self.switching: Optional[str] = None  # why it is not the project's yet
+        self.last_page = 0.0  # when /predict last answered (time.monotonic)
         self.predictor: Optional[Predictor] = None
+        self.round: Dict[str, Any] = {}  # the round running or last run, for /health
+        self.errors: Deque[dict] = deque(maxlen=RECENT_ERRORS)
         init_default_scope(cfg.get('default_scope', 'mmdet'))
         self.pool = build_dataset(scoring_dataset_cfg(cfg.train_dataloader.dataset,
                                                       test_pipeline_of(cfg)),
@@ -104,6 +159,7 @@ class Backend:
     def start(self) -> None:
         """Serves what is finished and starts the round loop in the background: round 0 on a
         new work dir, the requested round a kill interrupted, or nothing (it pauses)."""
+        default_signals_in_children()
         self.load_newest()
         with self.lock:
             self._train()
@@ -124,27 +180,43 @@ class Backend:
             self.save()
             self._train()
 
+    def note_error(self, where: str, message: str, status: Optional[int] = None) -> None:
+        """Keeps an error for /health, where a user looks: Label Studio shows a refused
+        request as "not a valid ML backend" at most, and a failed round not at all."""
+        with self.lock:
+            self.errors.append(dict(time=now(), where=where, status=status, error=message))
+
+    def _stage(self, **fields: Any) -> None:
+        with self.lock:
+            self.round.update(fields)
+
     def _round(self, pull: bool) -> None:
         """Pulls the project's export (a requested round), then lets the loop import it, train
-        the next round and score the pool; a failure is one line in the log."""
+        the next round and score the pool; a failure is one line in the log and in /health."""
         with self.lock:
             target = self.state['requested']
+        k = self.loop.finished_round()
+        number = 0 if k is None else k + 1
+        with self.lock:
+            self.round = dict(number=number, stage='pulling' if pull else 'training',
+                              started=now(), ended=None, error=None)
         done = False
         try:
             if pull:
-                k = self.loop.finished_round()
                 if k is None:
                     raise ValueError('round 0 is not finished: nothing to import yet')
-                export = export_json(self.state['project'])
-                atomic_write(self.loop.export_file(k), lambda f: f.write(export), mode='wb')
-                logger.info('round %d: pulled the annotations of project %s', k + 1,
-                            self.state['project'])
+                self.pull(k)
+                self._stage(stage='training', error=None)
             self.loop.run()
             self.load_newest()
             done = True
+            trained = self.loop.finished_round() == number  # else it waits for annotations
+            self._stage(stage='finished' if trained else 'waiting', ended=now())
         except Exception as e:  # noqa: BLE001 - the server outlives a failed round
-            logger.error('training round failed: %s: %s', type(e).__name__,
-                         ' '.join(str(e).split()))
+            error = f'{type(e).__name__}: {" ".join(str(e).split())}'
+            logger.error('round %d failed: %s', number, error)
+            self.note_error(f'round {number}', error)
+            self._stage(stage='failed', ended=now(), error=error)
         finally:
             with self.lock:
                 self.training = None  # a request from now on starts its own round
@@ -153,6 +225,25 @@ class Backend:
                     self.save()
                 if done and self.state['requested'] > target:  # asked again meanwhile
                     self._train()
+
+    def pull(self, k: int) -> None:
+        """Saves the project's export, which round k+1 imports; a failed try is logged, shown
+        by /health and tried again (see the class docstring)."""
+        project = self.state['project']
+        for attempt in range(1, self.pull_tries + 1):
+            try:
+                export = export_json(project)
+                break
+            except ValueError as e:
+                self._stage(failed_pulls=attempt, error=str(e))
+                if attempt == self.pull_tries:
+                    raise ValueError(f'{e} ({attempt} tries)') from None
+                wait = self.pull_wait * 2 ** (attempt - 1)
+                logger.warning('round %d: try %d of %d failed, again in %gs: %s', k + 1,
+                               attempt, self.pull_tries, wait, e)
+                time.sleep(wait)
+        atomic_write(self.loop.export_file(k), lambda f: f.write(export), mode='wb')
+        logger.info('round %d: pulled the annotations of project %s', k + 1, project)
 
     # -- requests ----------------------------------------------------------------------------
     def check_project(self, body: Any, bind: bool = False) -> None:
@@ -173,10 +264,21 @@ class Backend:
                                         f'{self.state["project"]}')
 
     def health(self) -> dict:
+        """Label Studio's check, and where a user looks when a round takes long: ``round``
+        says which round runs or ran last, its stage (pulling, training, finished, failed,
+        or waiting: nothing to train until annotations come), start and end, error, and
+        while it trains mmengine's newest log line; ``switching`` why the newest version is
+        not the project's yet; ``errors`` the newest refused requests and failed rounds."""
         with self.lock:
             training = self.training is not None and self.training.is_alive()
-            return dict(status='UP', model_class='isal_mmdet', model_version=self.version(),
-                        training=training, project=self.state['project'])
+            answer = dict(status='UP', model_class='isal_mmdet', model_version=self.version(),
+                          training=training, project=self.state['project'],
+                          project_model_version=self.state['published'],
+                          switching=self.switching, round=dict(self.round),
+                          errors=list(self.errors))
+        if training and 'number' in answer['round']:
+            answer['round'].update(last_log(self.loop.path(answer['round']['number'], 'train')))
+        return answer
 
     def setup(self, body: Any) -> dict:
         self.check_project(body, bind=True)
@@ -203,35 +305,46 @@ class Backend:
         self.publish(predictor.version)
         return dict(results=results, model_version=predictor.version)
 
-    def publish(self, version: str, tries: int = 60) -> None:
-        """In the background, makes ``version`` the project's model version once Label
-        Studio has saved the page of predictions just answered (it refuses it before)."""
+    def publish(self, version: str) -> None:
+        """Starts :meth:`_publish` for ``version`` unless it is the project's or on its way."""
         with self.lock:
+            self.last_page = time.monotonic()
             if version in (self.state['published'], self.publishing):
                 return
             self.publishing = version
-        project = self.state['project']
+        threading.Thread(target=self._publish, args=(version,), daemon=True).start()
 
-        def run() -> None:
-            error = None
-            for _ in range(tries):
-                time.sleep(0.5)
-                try:
+    def _publish(self, version: str, every: float = 1.0, quiet: float = 30.0) -> None:
+        """Makes ``version`` the project's model version once Label Studio holds one of its
+        predictions for every task: earlier, the Data Manager would sort the tasks it has not
+        scored yet below every scored one. Checked each ``every`` seconds until ``quiet``
+        seconds after the last page it answered. The PATCH waits for a complete count to hold
+        over one check, past Label Studio's own writes of the predictions (SQLite's "database
+        is locked" otherwise), and a failed one is tried again at the next check."""
+        project, seen, done, status = self.state['project'], None, False, ''
+        while not done and time.monotonic() - self.last_page < quiet:
+            time.sleep(every)
+            try:
+                count = scored_tasks(project, version)
+                status = f'{version} predicts {count[1]} of the {count[0]} tasks'
+                if count[1] >= count[0] > 0 and seen == count:
                     set_model_version(project, version)
-                except ValueError as e:
-                    error = e
-                    continue
-                with self.lock:
-                    self.state['published'] = version
-                    self.save()
-                logger.info('project %s now shows %s', project, version)
-                break
-            else:
-                logger.warning('%s', ' '.join(str(error).split()))
+                    done = True
+                seen = count
+            except ValueError as e:
+                status = ' '.join(str(e).split())
             with self.lock:
-                self.publishing = None
-
-        threading.Thread(target=run, daemon=True).start()
+                self.switching = None if done else status
+        with self.lock:
+            self.publishing = None
+            if done:
+                self.state['published'] = version
+                self.save()
+        if done:
+            logger.info('project %s now shows %s', project, version)
+        else:
+            logger.info('%s; project %s keeps %s until Retrieve Predictions on all tasks',
+                        status, project, self.state['published'])
 
     def webhook(self, body: Any) -> dict:
         self.check_project(body)

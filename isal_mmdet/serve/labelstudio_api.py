@@ -1,12 +1,13 @@
-"""Label Studio's REST API, as the backend uses it: the project's JSON export, and the
-project's model version. Its URL and token come from the environment only and are never
-logged."""
+"""Label Studio's REST API, as the backend uses it: the project's JSON export, how many of
+its tasks a model version predicts, and the project's model version. Its URL and token come
+from the environment only and are never logged."""
 from __future__ import annotations
 
 import json
 import os
 import urllib.error
 import urllib.request
+from typing import Tuple
 
 URL_ENV, TOKEN_ENV = 'LABEL_STUDIO_URL', 'LABEL_STUDIO_API_KEY'
 
@@ -53,3 +54,12 @@ def set_model_version(project: int, version: str) -> None:
     that none of its predictions has yet."""
     _request('PATCH', f'/api/projects/{project}', f'setting the model version of project '
              f'{project} to {version}', dict(model_version=version))
+
+
+def scored_tasks(project: int, version: str) -> Tuple[int, int]:
+    """``(tasks in project, predictions of version saved)``: read-only, to tell when every
+    task has one."""
+    tasks = json.loads(_request('GET', f'/api/projects/{project}', f'project {project}'))
+    counts = json.loads(_request('GET', f'/api/projects/{project}/model-versions/',
+                                 f'the model versions of project {project}'))
+    return int(tasks.get('task_number') or 0), int(counts.get(version) or 0)
