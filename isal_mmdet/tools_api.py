@@ -14,7 +14,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 from .al.context import selection_context
-from .al.data import unwrap_subset
+from .al.data import subset_ids, unwrap_subset
 from .al.launch import init_distributed
 from .al.settings import (AL_DEFAULTS, al_settings, budget_of, checked_strategy,
                           strategy_for_tool)
@@ -81,14 +81,11 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str]
     if labelled_file is not None:
         labelled = read_ids(labelled_file)
     else:
-        inner, subset = unwrap_subset(cfg.train_dataloader.dataset)
-        if subset is not None and subset.get('ids') is not None:
-            labelled = list(subset['ids'])
-        elif subset is not None:
-            labelled = read_ids(subset['ids_file'])
-        else:
+        _, subset = unwrap_subset(cfg.train_dataloader.dataset)
+        if subset is None:
             raise ValueError('give --labelled IDS_JSON: the config trains on the whole dataset, '
                              'so there is no unlabelled pool')
+        labelled = subset_ids(subset)
     model = build_model(cfg, checkpoint)
     ctx = selection_context(cfg, model, labelled, reference or al['reference'],
                             batch_size=batch_size or al['batch_size'],

@@ -37,7 +37,8 @@ def parse_args(argv=None):
                    help="default: the config's active_learning.budget_unit (images)")
     p.add_argument('--out', required=True)
     p.add_argument('--labelled', help='JSON list of labelled image ids')
-    p.add_argument('--reference', choices=['val', 'labelled', 'test'])
+    p.add_argument('--reference', help="val, labelled or test (checked with the config's "
+                   "active_learning block); default: the config's")
     p.add_argument('--batch-size', type=int)
     p.add_argument('--seed', type=int)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')

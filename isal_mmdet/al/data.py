@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..datasets.al_subset import ActiveSubset
 from ..labelling.validate import (check_classes, check_coco, check_inside, check_voc_xml,
-                                  read_annotation_json)
+                                  read_annotation_json, read_ids)
 
 logger = logging.getLogger('isal_mmdet')
 _SIZES_CHECKED: set = set()
@@ -33,6 +33,11 @@ def unwrap_subset(ds_cfg: Any) -> Tuple[dict, Optional[dict]]:
         ds_cfg.pop('type')
         return _plain(inner), ds_cfg
     return ds_cfg, None
+
+
+def subset_ids(subset: dict) -> list:
+    """The labelled ids an ``ActiveSubset``'s arguments name: ``ids``, or ``ids_file``'s."""
+    return list(subset['ids']) if subset.get('ids') is not None else read_ids(subset['ids_file'])
 
 
 def with_annotations(pipeline: Sequence[dict]) -> List[dict]:

@@ -10,10 +10,9 @@ from mmdet.registry import HOOKS
 from ..checkpoints import allow_unpickling
 from .arguments import Count, NonNegativeInt, PreannotationThr, TypedArguments
 from .context import selection_context
-from .data import build_dataset, dataset_ids, unwrap_subset
+from .data import build_dataset, dataset_ids, subset_ids, unwrap_subset
 from .selection import Selection, select
 from .settings import REFERENCES, budget_of, checked_strategy
-from .state import read_ids
 
 
 @HOOKS.register_module()
@@ -66,9 +65,7 @@ class ISALSelectionHook(TypedArguments, Hook):
         inner, subset = unwrap_subset(runner.cfg.train_dataloader.dataset)
         if subset is None:
             return dataset_ids(build_dataset(inner, 'train_dataloader.dataset'))
-        if subset.get('ids') is not None:
-            return list(subset['ids'])
-        return read_ids(subset['ids_file'])
+        return subset_ids(subset)
 
     def after_train(self, runner) -> None:
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model

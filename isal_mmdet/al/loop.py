@@ -50,7 +50,7 @@ from .data import (build_dataset, check_disjoint, check_reference, dataset_ids,
 from .launch import cpu_wrapper_cfg, init_distributed
 from .passes import id_index
 from .selection import preannotation_thresholds, select
-from .settings import ORACLES, al_settings, budget_of, check_box_settings
+from .settings import al_settings, budget_of, check_box_settings, check_oracle
 from .state import LabelState, initial_split, read_ids
 from .summary import FinishedRound, primary_metric, summary_rows, write_summary
 
@@ -123,9 +123,7 @@ class ActiveLearningLoop:
         self.box = box_strategy(self.al['strategy'])
         if self.box is not None:  # again: --oracle may have changed it
             check_box_settings(self.al)
-        if self.al['oracle'] not in ORACLES:
-            raise ValueError(f"active_learning.oracle must be one of {list(ORACLES)}, got "
-                             f"{self.al['oracle']!r}")
+        check_oracle(self.al['oracle'])
         if (annotations or allow_missing) and self.al['oracle'] != 'none':
             raise ValueError('--annotations and --allow-missing need --oracle none')
         if annotations is not None and osp.isdir(annotations):

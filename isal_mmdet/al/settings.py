@@ -72,8 +72,7 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
         _fail('labelstudio_image_root', f'must be a URL prefix string or None, got {root!r}')
     if al['reference'] not in REFERENCES:
         _fail('reference', f'must be one of {list(REFERENCES)}, got {al["reference"]!r}')
-    if al['oracle'] not in ORACLES:
-        _fail('oracle', f'must be one of {list(ORACLES)}, got {al["oracle"]!r}')
+    check_oracle(al['oracle'])
     if al['metric'] is not None and not isinstance(al['metric'], str):
         _fail('metric', f'must be a metric name (e.g. "pascal_voc/mAP") or None, '
                         f'got {al["metric"]!r}')
@@ -94,6 +93,12 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
             strategy.check_model(model)
         except ValueError as e:
             raise ValueError(f'active_learning.strategy: {e}') from None
+
+
+def check_oracle(oracle: Any) -> None:
+    """The config's oracle, or ``--oracle``'s that replaces it."""
+    if oracle not in ORACLES:
+        _fail('oracle', f'must be one of {list(ORACLES)}, got {oracle!r}')
 
 
 def check_box_settings(al: Dict[str, Any]) -> None:
