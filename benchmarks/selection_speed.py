@@ -42,7 +42,9 @@ those. Fields:
     python benchmarks/selection_speed.py --parts strategies --model efflite --pool 80
         [--checkpoint CKPT] [--labelled-file IDS.json] [--reference-size 20]
 
-(i) every strategy's whole scoring against plain inference on the same pool, side by side.
+(i) every strategy's whole scoring (its defaults: ISAL's Fisher and exact Woodbury solve)
+against plain inference on the same pool, side by side and alternated --repeats times:
+median, min and max of each ratio.
 
     python benchmarks/selection_speed.py --parts batch --model fruit --pool 2000 --batch 200
         [--checkpoint CKPT] [--labelled-file IDS.json] [--repeats 3]
@@ -508,27 +510,37 @@ def strategy_costs(args) -> dict:
     ctx.reference = ActiveSubset(ctx.reference,
                                  ids=dataset_ids(ctx.reference)[:args.reference_size])
     ctx.pool = ActiveSubset(ctx.pool.dataset, ids=ctx.pool.img_ids()[:args.pool])
-    solver = al['strategy'].get('solver') if isinstance(al['strategy'], dict) else None
-    specs = dict(random='random', entropy='entropy', dcus='dcus', badge='badge',
-                 isal=dict(type='ISAL', solver=solver), esi=dict(type='ESI', solver=solver))
-    _, t_inf = timed(lambda: plain_inference(ctx))
+    specs = dict(random='random', entropy='entropy', least_confidence='least_confidence',
+                 dcus='dcus', coreset='coreset', badge='badge', isal='isal',
+                 grad_similarity='grad_similarity', esi='esi')  # each with its defaults
     classes = tuple(ctx.pool.metainfo['classes'])
-    fixed = dict(per_class={c: 0.5 for c in classes})  # counting's cost, not fitting's
-    rows = {}
-    for name, spec in specs.items():
-        ctx.info = {}
-        with recorded_detections(model) as seen:
-            _, t = timed(lambda: build_strategy(spec).score(ctx))
-        (_, how), t_box = timed(lambda: expected_boxes(ctx, seen, fixed, classes))
-        rows[name] = dict(seconds=t, over_inference=t / t_inf, box_budget_s=t_box,
-                          box_budget_over_inference=t_box / t_inf,
-                          inferred_while_scoring=how['inferred_while_scoring'],
-                          extra_inference=how['extra_inference'])
-    _, t_inf2 = timed(lambda: plain_inference(ctx))  # the same pass again: the noise floor
+    fixed = dict(per_class={c: 0.1 for c in classes})  # counting's cost, not fitting's
+    runs: Dict[str, list] = {name: [] for name in ['inference', *specs]}
+    boxes: Dict[str, list] = {name: [] for name in specs}
+    for _ in range(args.repeats):  # alternated, so a busy spell hits every row alike
+        runs['inference'].append(timed(lambda: plain_inference(ctx))[1])
+        for name, spec in specs.items():
+            ctx.info = {}
+            with recorded_detections(model) as seen:
+                runs[name].append(timed(lambda: build_strategy(spec).score(ctx))[1])
+            (_, how), t_box = timed(lambda: expected_boxes(ctx, seen, fixed, classes))
+            boxes[name].append(dict(seconds=t_box, extra_inference=how['extra_inference']))
+    rows = {name: dict(over_inference=spread([t / i for t, i in zip(runs[name],
+                                                                     runs['inference'])]),
+                       box_budget_over_inference=spread([b['seconds'] / i for b, i in zip(
+                           boxes[name], runs['inference'])]),
+                       extra_inference=boxes[name][0]['extra_inference'])
+            for name in specs}
     return dict(model=args.model, checkpoint=args.checkpoint, device=args.device,
                 torch_threads=torch.get_num_threads(), pool=len(ctx.pool),
-                reference=len(ctx.reference), labelled=len(labelled),
-                inference_s=t_inf, inference_again_s=t_inf2, strategies=rows)
+                reference=len(ctx.reference), labelled=len(labelled), repeats=args.repeats,
+                seconds=runs, strategies=rows)
+
+
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """Median, min and max of repeated ratios."""
+    ordered = sorted(values)
+    return dict(median=ordered[len(ordered) // 2], min=ordered[0], max=ordered[-1])
 
 
 def batch_costs(args) -> dict:
@@ -541,6 +553,8 @@ def batch_costs(args) -> dict:
     from mmengine.registry import init_default_scope
     import isal_mmdet  # noqa: F401
     from isal_mmdet.al.context import selection_context
+    from isal_mmdet.al.data import build_dataset, dataset_ids, scoring_dataset_cfg
+    from isal_mmdet.al.data import test_pipeline_of
     from isal_mmdet.al.settings import al_settings
     from isal_mmdet.al.strategies import build_strategy
     from isal_mmdet.datasets.al_subset import ActiveSubset
@@ -550,8 +564,10 @@ def batch_costs(args) -> dict:
     realsize_data(args, cfg)
     al = al_settings(cfg)
     model = realsize_model(args, cfg)
-    ids = read_json(args.labelled_file) if args.labelled_file else None
-    ctx = selection_context(cfg, model, ids or [], al['reference'], batch_size=al['batch_size'],
+    ids = read_json(args.labelled_file) if args.labelled_file else dataset_ids(
+        build_dataset(scoring_dataset_cfg(cfg.train_dataloader.dataset, test_pipeline_of(cfg)),
+                      'train'))[:args.labelled]
+    ctx = selection_context(cfg, model, ids, al['reference'], batch_size=al['batch_size'],
                             seed=al['seed'], progress=False)
     ctx.pool = ActiveSubset(ctx.pool.dataset, ids=ctx.pool.img_ids()[:args.pool])
     scores = {i: zlib.crc32(f'bench:{i}'.encode()) / 2 ** 32 for i in ctx.pool.img_ids()}
@@ -562,10 +578,7 @@ def batch_costs(args) -> dict:
         for name in stages:
             strategy = build_strategy(dict(type='dcus', batch=name))
             runs[name].append(timed(lambda: strategy.select(scores, args.batch, ctx))[1])
-
-    def summary(times):
-        return dict(median=sorted(times)[len(times) // 2], min=min(times), max=max(times))
-    ratios = {name: summary([t / i for t, i in zip(runs[name], runs['inference'])])
+    ratios = {name: spread([t / i for t, i in zip(runs[name], runs['inference'])])
               for name in stages}
     return dict(model=args.model, checkpoint=args.checkpoint, device=args.device,
                 torch_threads=torch.get_num_threads(), pool=len(ctx.pool),
@@ -650,7 +663,7 @@ def main():
                         "'strategies': only (i), every strategy against inference; 'boxes': "
                         "only (k), per-box ISAL and ESI against image-level ISAL scoring")
     p.add_argument('--repeats', type=int, default=2,
-                   help='boxes, batch: alternated runs of each')
+                   help='boxes, strategies, batch: alternated runs of each')
     p.add_argument('--batch', type=int, default=200, help='batch: images selected')
     p.add_argument('--model', choices=sorted(REALSIZE), default='r50', help='realsize model')
     p.add_argument('--pools', type=int, nargs='+', default=[100, 500, 1000],
