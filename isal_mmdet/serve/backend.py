@@ -318,11 +318,13 @@ class Backend:
         """Makes ``version`` the project's model version once Label Studio holds one of its
         predictions for every task: earlier, the Data Manager would sort the tasks it has not
         scored yet below every scored one. Checked each ``every`` seconds until ``quiet``
-        seconds after the last page it answered. The PATCH waits for a complete count to hold
-        over one check, past Label Studio's own writes of the predictions (SQLite's "database
-        is locked" otherwise), and a failed one is tried again at the next check."""
+        seconds pass with no page answered and no prediction saved (a large project's saving
+        takes a while). The PATCH waits for a complete count to hold over one check, past
+        Label Studio's own writes of the predictions (SQLite's "database is locked"
+        otherwise), and a failed one is tried again at the next check."""
         project, seen, done, status = self.state['project'], None, False, ''
-        while not done and time.monotonic() - self.last_page < quiet:
+        moved = time.monotonic()  # when the count last changed
+        while not done and time.monotonic() - max(self.last_page, moved) < quiet:
             time.sleep(every)
             try:
                 count = scored_tasks(project, version)
@@ -330,7 +332,8 @@ class Backend:
                 if count[1] >= count[0] > 0 and seen == count:
                     set_model_version(project, version)
                     done = True
-                seen = count
+                elif count != seen:
+                    seen, moved = count, time.monotonic()
             except ValueError as e:
                 status = ' '.join(str(e).split())
             with self.lock:
