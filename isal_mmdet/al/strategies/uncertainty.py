@@ -112,7 +112,7 @@ class DCUS(Strategy):
     anchors seen in training. Here it is measured once, after training, on the labelled set:
     each real box's quality is p^ξ·IoU^(1−ξ) of its best-overlapping detection of its class
     (0 when none overlaps it by ``iou_thr``), averaged per class. PPAL's second stage (a
-    diversity pick among 4 × budget candidates) is not part of DCUS.
+    diversity pick among 4 × budget candidates) is the ``class_medoids`` batch stage.
     """
 
     def __init__(self, score_thr: Score = 0.05, class_weight_ub: NonNegative = 0.2,
