@@ -1,16 +1,20 @@
-"""A real Label Studio server (installed by `make test` in its own venv, started on 127.0.0.1,
-stopped by PID) and datumaro's COCO writer: our tasks and config go in through the REST API,
-an annotator's edits are made through it (accept, move, resize, delete, add), and both of its
-exports, JSON and COCO, come back through tools/al_train.py --annotations to the pixel."""
+"""A real Label Studio server (installed by `make test` in its own venv, started on 127.0.0.1
+by the command docs/labelstudio_backend.md gives, stopped by PID) and datumaro's COCO writer:
+our tasks and config go in through the REST API, an annotator's edits are made through it
+(accept, move, resize, delete, add), and both of its exports, JSON and COCO, come back through
+tools/al_train.py --annotations to the pixel."""
+import contextlib
 import io
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -22,19 +26,27 @@ from conftest import ROOT
 from test_annotation_roundtrip import CLASSES, al_train, coco_config  # noqa: F401 (fixture)
 
 TOOLS = osp.join(ROOT, '.venv-tools')
-TOKEN = 'isal-test-token-0123456789'
+DOCS = osp.join(ROOT, 'docs', 'labelstudio_backend.md')
+START = 'tools/labelstudio_start.sh'
+USER, TOKEN = 'annotator@example.com', 'isal-test-token-0123456789'
+# the login the docs have the user choose before the start command
+LOGIN = dict(LABEL_STUDIO_USERNAME=USER, LABEL_STUDIO_PASSWORD='isal-test-pw',
+             LABEL_STUDIO_USER_TOKEN=TOKEN)
 # pre-annotations at any score (the tiny model is barely trained), so every task has boxes
 # to accept, move and delete
 OPTS = ('active_learning.preannotation_thr=0.0', 'model.test_cfg.score_thr=0.0')
 
 
 def tool_python(name):
-    """The tool venv's python, or a skip with the reason `make test` recorded."""
+    """The tool venv's python. A skip only where `make tools` recorded that it could not
+    install the tool: one that installed must work, or the tests fail."""
+    why = osp.join(TOOLS, f'{name}.skipped')
+    if osp.exists(why):
+        pytest.skip(f'{name} could not be installed in {TOOLS}/{name}: '
+                    f'{open(why).read().strip()}')
     python = osp.join(TOOLS, name, 'bin', 'python')
     if not osp.exists(python):
-        why = osp.join(TOOLS, f'{name}.skipped')
-        reason = open(why).read().strip() if osp.exists(why) else 'not installed'
-        pytest.skip(f'{name} is not installed in {TOOLS}/{name}: {reason}')
+        pytest.fail(f'{name} is not installed in {TOOLS}/{name}: run make tools', pytrace=False)
     return python
 
 
@@ -45,53 +57,94 @@ def _port():
 
 
 class Server:
-    def __init__(self, url):
-        self.url = url
+    def __init__(self, url, log, token=TOKEN):
+        self.url, self.log, self.token = url, log, token
 
     def call(self, method, path, body=None, raw=False):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            'Authorization': f'Token {TOKEN}', 'Content-Type': 'application/json'})
+            'Authorization': f'Token {self.token}', 'Content-Type': 'application/json'})
         with urllib.request.urlopen(req, timeout=120) as r:
             payload = r.read()
         return payload if raw else json.loads(payload or b'null')
 
 
-@pytest.fixture(scope='module')
-def label_studio(tmp_path_factory):
-    python = tool_python('labelstudio')
-    data_dir = tmp_path_factory.mktemp('ls_data')
+def docs_start_command():
+    """The docs' block that starts Label Studio, verbatim: the tests run what users run."""
+    blocks = re.findall(r'^ *```bash\n(.*?)^ *```', open(DOCS).read(), re.M | re.S)
+    starts = [textwrap.dedent(b) for b in blocks if b.lstrip().startswith(START)]
+    assert len(starts) == 1, f'{DOCS} should have one bash block that runs {START}'
+    return starts[0]
+
+
+def _failed(what, log):
+    """Fails naming the reason from the server's log (its last error line), with its tail."""
+    lines = [line for line in log.read_text(errors='replace').replace(TOKEN, '<token>')
+             .splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r'^[\w.]*(Error|Exception)\b|\berror:', line)]
+    reason = (errors or lines or ['its log is empty'])[-1]
+    pytest.fail(f'Label Studio {what}: {reason}\n--- the end of {log} ---\n' +
+                '\n'.join(lines[-40:]), pytrace=False)
+
+
+def start_label_studio(data_dir, command, timeout=300):
+    """Runs ``command`` (shell) in the repository root with the docs' login in its environment,
+    on a free port and data folder of its own; yields the server once the API takes the token.
+    Label Studio dying or not answering is an error naming why (from its log), not a bare
+    "Connection refused" in the first test that calls it."""
+    tool_python('labelstudio')
     port = _port()
-    env = dict(os.environ, LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED='true',
-               LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT='/', DJANGO_DEBUG='false')
-    log = open(data_dir / 'server.log', 'w')
-    proc = subprocess.Popen(
-        [osp.join(osp.dirname(python), 'label-studio'), 'start', '--no-browser', '--port',
-         str(port), '--internal-host', '127.0.0.1', '--username', 'annotator@example.com',
-         '--password', 'isal-test-pw', '--user-token', TOKEN, '--enable-legacy-api-token',
-         '--data-dir', str(data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    server = Server(f'http://127.0.0.1:{port}')
+    server = Server(f'http://127.0.0.1:{port}', data_dir / 'server.log')
+    env = dict(os.environ, **LOGIN, LABEL_STUDIO_PORT=str(port),
+               LABEL_STUDIO_BASE_DATA_DIR=str(data_dir))
+    with open(server.log, 'w') as log:
+        proc = subprocess.Popen(['bash', '-c', command], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 300
+        deadline = time.time() + timeout
         while True:
             try:
-                server.call('GET', '/api/projects')
+                server.call('GET', '/api/current-user/whoami')
                 break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if proc.poll() is not None or time.time() > deadline:
-                    log.flush()
-                    tail = open(data_dir / 'server.log').read()[-3000:]
-                    pytest.fail(f'Label Studio did not start:\n{tail}')
-                time.sleep(2)
+            except urllib.error.HTTPError as e:
+                _failed(f'refused the token: {e.code} {e.reason}', server.log)
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None:
+                    _failed(f'exited with {proc.returncode} before it answered', server.log)
+                if time.time() > deadline:
+                    _failed(f'did not answer on port {port} in {timeout} s', server.log)
+                time.sleep(1)
         yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope='module')
+def label_studio(tmp_path_factory):
+    """Label Studio started exactly as docs/labelstudio_backend.md says."""
+    yield from start_label_studio(tmp_path_factory.mktemp('ls_data'), docs_start_command())
+
+
+def test_label_studio_starts_as_the_docs_say(label_studio):
+    """The docs' command creates the user and its legacy token, no browser: the API takes that
+    token and refuses another; the server's log never holds the token."""
+    assert label_studio.call('GET', '/api/current-user/whoami')['email'] == USER
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        Server(label_studio.url, None, token='not-' + TOKEN).call('GET', '/api/projects')
+    assert refused.value.code == 401
+    assert TOKEN not in label_studio.log.read_text()
+
+
+def test_a_failed_start_names_its_reason(tmp_path):
+    """A Label Studio that cannot start fails the test with the reason from its log."""
+    with pytest.raises(pytest.fail.Exception, match="exited with 2 .*invalid int value"):
+        next(start_label_studio(tmp_path, f'{START} --port not-a-port', timeout=120))
 
 
 @pytest.fixture(scope='module')
