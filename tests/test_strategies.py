@@ -187,6 +187,27 @@ def test_labelled_ids_not_in_dataset_are_an_error(synthetic_voc):
         selection_context(cfg, None, [first, 'no_such_image'])
 
 
+def test_a_separate_pool_is_scored_apart_from_the_labelled_training_images(synthetic_voc):
+    """The hook's ``pool=dict(...)``: labelled images come from the training set, the pool is
+    the other dataset less what it shares with them (it used to refuse every labelled id)."""
+    from mmengine.config import Config
+    from conftest import ROOT
+    from mmengine.registry import init_default_scope
+    from isal_mmdet.al.context import selection_context
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(f'{ROOT}/configs/isal_retinanet_demo.py')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key].dataset.data_root = synthetic_voc + '/'
+    train = open(f'{synthetic_voc}/ImageSets/Main/train.txt').read().split()
+    val = open(f'{synthetic_voc}/ImageSets/Main/val.txt').read().split()
+    other = selection_context(cfg, None, train[:5], reference='labelled',
+                              pool=cfg.val_dataloader.dataset.to_dict())
+    assert other.labelled.img_ids() == train[:5] and other.pool.img_ids() == val
+    same = selection_context(cfg, None, train[:5], reference='labelled',
+                             pool=cfg.train_dataloader.dataset.to_dict())
+    assert same.pool.img_ids() == train[5:]
+
+
 def test_reference_test_takes_the_evaluation_split(synthetic_voc):
     """reference='test' (the official protocol, a diagnostic): v's images are the test
     split's, not val's."""

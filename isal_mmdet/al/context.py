@@ -16,7 +16,7 @@ def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashabl
                       reference: str = 'val', pool: Optional[dict] = None,
                       batch_size: int = 4, num_workers: int = 0, seed: int = 0,
                       progress: bool = True) -> SelectionContext:
-    """Pool = the training images (``pool`` if given) minus ``labelled_ids``; labelled = the
+    """Pool = the training images (``pool``'s if given) minus ``labelled_ids``; labelled = the
     training images in ``labelled_ids`` with their boxes (they define the Hessian);
     reference = the val split (``'val'``), the labelled set (``'labelled'``), or the test
     split (``'test'``: the official code's protocol, which leaks the evaluation set into
@@ -25,16 +25,19 @@ def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashabl
         raise ValueError(f'active_learning.reference must be one of {REFERENCES}, '
                          f'got {reference!r}')
     pipeline = test_pipeline_of(cfg)
-    source = scoring_dataset_cfg(pool or cfg.train_dataloader.dataset, pipeline)
-    full = build_dataset(source, 'train_dataloader.dataset')
-    known = set(dataset_ids(full))
+    train = build_dataset(scoring_dataset_cfg(cfg.train_dataloader.dataset, pipeline),
+                          'train_dataloader.dataset')
+    known = set(dataset_ids(train))
     labelled_ids = resolve_ids(list(labelled_ids), known, 'the labelled ids')
     unknown = [i for i in labelled_ids if i not in known]
     if unknown:
         raise ValueError(f'{len(unknown)} labelled id(s) are not in train_dataloader.dataset, '
                          f'e.g. {unknown[:3]}')
-    labelled = ActiveSubset(full, ids=list(labelled_ids))
-    pool_ds = ActiveSubset(full, ids=list(labelled_ids), invert=True)
+    labelled = ActiveSubset(train, ids=list(labelled_ids))
+    # a separate pool (the hook's ``pool``) loses only what it shares with the labelled set
+    source = train if pool is None else build_dataset(scoring_dataset_cfg(pool, pipeline),
+                                                      'ISALSelectionHook.pool')
+    pool_ds = ActiveSubset(source, ids=list(labelled_ids), invert=True)
     if reference in ('val', 'test'):
         split = f'{reference}_dataloader'
         inner, _ = unwrap_subset(cfg[split].dataset)

@@ -10,7 +10,8 @@ from mmdet.registry import HOOKS
 from ..checkpoints import allow_unpickling
 from .arguments import Count, NonNegativeInt, PreannotationThr, TypedArguments
 from .context import selection_context
-from .data import build_dataset, dataset_ids, subset_ids, unwrap_subset
+from .data import (build_dataset, dataset_ids, scoring_dataset_cfg, subset_ids,
+                   test_pipeline_of, unwrap_subset)
 from .selection import Selection, select
 from .settings import REFERENCES, budget_of, checked_strategy
 
@@ -66,6 +67,12 @@ class ISALSelectionHook(TypedArguments, Hook):
         if subset is None:
             return dataset_ids(build_dataset(inner, 'train_dataloader.dataset'))
         return subset_ids(subset)
+
+    def before_train(self, runner) -> None:
+        """A separate ``pool`` is read and checked before training, not after it."""
+        if self.pool is not None:
+            build_dataset(scoring_dataset_cfg(self.pool, test_pipeline_of(runner.cfg)),
+                          'ISALSelectionHook.pool')
 
     def after_train(self, runner) -> None:
         model = runner.model.module if hasattr(runner.model, 'module') else runner.model
