@@ -258,6 +258,7 @@ def test_bad_request_is_one_line_and_the_server_lives(coco_config, tmp_path, cap
         wait_for('the server', lambda: server.started, timeout=60, every=0.05)
         caplog.set_level(logging.WARNING, logger='isal_mmdet.serve')
         bad = [('/predict', b'{"tasks": [', 400), ('/webhook', {'action': 'X'}, 400),
+               ('/predict', b'[' * 100_000 + b']' * 100_000, 400),
                ('/predict', {'project': '2.1', 'tasks': []}, 403),  # nothing connected yet
                ('/setup', {'project': 'two'}, 400)]
         for route, body, status in bad:
@@ -266,15 +267,18 @@ def test_bad_request_is_one_line_and_the_server_lives(coco_config, tmp_path, cap
         assert call(url + '/setup', 'POST', {'project': '2.1'}) == (200, {'model_version': None})
         assert call(url + '/predict', 'POST', {'project': '3.1', 'tasks': []})[0] == 403
         assert call(url + '/predict', 'POST', {'project': '2.1', 'tasks': 'x'})[0] == 400
+        got = call(url + '/predict', 'POST', {'project': '2.1', 'tasks': [{'data': ['x']}]})
+        assert got == (400, {'error': 'tasks[0].data is not an object'})
         assert call(url + '/predict', 'POST', {'project': '2.1', 'tasks': []})[0] == 503
         lines = [r.getMessage() for r in caplog.records if r.name == 'isal_mmdet.serve'
                  and r.levelno >= logging.WARNING]
-        assert len(lines) == len(bad) + 3 and all('\n' not in m for m in lines), lines
+        assert len(lines) == len(bad) + 4 and all('\n' not in m for m in lines), lines
         status, health = call(url + '/health')
         assert status == 200 and [(e['where'], e['status']) for e in health['errors']] == [
             ('POST ' + route, status) for route, _, status in bad] + [
-            ('POST /predict', 403), ('POST /predict', 400), ('POST /predict', 503)]
-        assert 'project 3 refused: this backend serves project 2' in health['errors'][-3]['error']
+            ('POST /predict', 403), ('POST /predict', 400), ('POST /predict', 400),
+            ('POST /predict', 503)]
+        assert 'project 3 refused: this backend serves project 2' in health['errors'][-4]['error']
     finally:
         server.should_exit = True
         thread.join(timeout=30)

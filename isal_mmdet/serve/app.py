@@ -34,6 +34,8 @@ async def _answer(backend: Backend, request: Request, handle: Callable[..., dict
                 args = (json.loads(await request.body()),)
             except (ValueError, UnicodeDecodeError):
                 raise RequestError(400, 'the body is not JSON') from None
+            except RecursionError:
+                raise RequestError(400, 'the body is nested too deeply') from None
         return JSONResponse(await run_in_threadpool(handle, *args))
     except RequestError as e:
         return _error(backend, request, e.status, str(e))

@@ -293,6 +293,9 @@ class Backend:
         tasks = body.get('tasks')
         if not isinstance(tasks, list):
             raise RequestError(400, '"tasks" is not a list of tasks')
+        for t, task in enumerate(tasks):  # the shape first: no model is needed to refuse it
+            if not isinstance(task, dict) or not isinstance(task.get('data'), dict):
+                raise RequestError(400, f'tasks[{t}].data is not an object')
         with self.lock:
             predictor = self.predictor
         if predictor is None:
