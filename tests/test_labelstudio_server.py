@@ -69,10 +69,14 @@ class Server:
         return payload if raw else json.loads(payload or b'null')
 
 
+def docs_blocks():
+    return [textwrap.dedent(b) for b in re.findall(r'^ *```bash\n(.*?)^ *```', open(DOCS).read(),
+                                                   re.M | re.S)]
+
+
 def docs_start_command():
     """The docs' block that starts Label Studio, verbatim: the tests run what users run."""
-    blocks = re.findall(r'^ *```bash\n(.*?)^ *```', open(DOCS).read(), re.M | re.S)
-    starts = [textwrap.dedent(b) for b in blocks if b.lstrip().startswith(START)]
+    starts = [b for b in docs_blocks() if b.startswith(START)]
     assert len(starts) == 1, f'{DOCS} should have one bash block that runs {START}'
     return starts[0]
 
@@ -133,7 +137,11 @@ def label_studio(tmp_path_factory):
 
 def test_label_studio_starts_as_the_docs_say(label_studio):
     """The docs' command creates the user and its legacy token, no browser: the API takes that
-    token and refuses another; the server's log never holds the token."""
+    token and refuses another; the server's log never holds the token. The docs' block before
+    it sets the same login variables as the tests."""
+    blocks = docs_blocks()
+    login = blocks[blocks.index(docs_start_command()) - 1]
+    assert set(re.findall(r'\b(LABEL_STUDIO_\w+)=', login)) == set(LOGIN)
     assert label_studio.call('GET', '/api/current-user/whoami')['email'] == USER
     with pytest.raises(urllib.error.HTTPError) as refused:
         Server(label_studio.url, None, token='not-' + TOKEN).call('GET', '/api/projects')
