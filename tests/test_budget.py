@@ -1,6 +1,7 @@
 """Budgets in images, boxes or seconds: spending never overspends by more than one image,
 expected counts come from the detections the strategy made, and the settings are checked."""
 import pytest
+import torch
 from hypothesis import given, settings, strategies as st
 
 from conftest import build_detector, voc_dataset
@@ -85,6 +86,7 @@ def test_box_budget_spends_the_strategys_order_and_records_the_plan(synthetic_vo
     """random has no inference of its own: one pass infers every pool image; the picks are
     random's own order, cut where the expected boxes reach the budget."""
     model = build_detector('retinanet')
+    torch.nn.init.constant_(model.bbox_head.retina_cls.bias, -1.4)  # sigmoid 0.2: detections
     ctx = _ctx(synthetic_voc, model)
     res = select('random', ctx, Budget(12, 'boxes'), preannotation_thr=0.05)
     plan_ = res.info['budget']

@@ -150,7 +150,7 @@ def test_selection_writes_labelstudio_tasks_and_fitted_thresholds(synthetic_voc,
     assert pre['images'] == len(voc_dataset(synthetic_voc, 'val'))
     assert pre['real_boxes_per_image'] > 0
     tasks = json.load(open(tmp_path / 'preannotations_labelstudio.json'))
-    assert [t['meta']['isal_img_id'] for t in tasks] == [str(i) for i in out['selected']]
+    assert [t['meta']['isal_img_id'] for t in tasks] == [str(i) for i in out.selected]
     coco = json.load(open(tmp_path / 'preannotations_coco.json'))
     thr = [pre['per_class'][c] for c in CLASSES]
     assert all(a['score'] >= thr[a['category_id'] - 1] for a in coco['annotations'])
@@ -160,7 +160,7 @@ def test_selection_writes_labelstudio_tasks_and_fitted_thresholds(synthetic_voc,
     fixed_pre = json.load(open(tmp_path / 'f' / 'selection.json'))['preannotation']
     assert fixed_pre['source'] == 'fixed' and fixed_pre['per_class'] == {c: 0.0 for c in CLASSES}
     assert fixed_pre['selected_boxes_per_image'] >= pre['selected_boxes_per_image']
-    assert fixed['selected'] == out['selected']
+    assert fixed.selected == out.selected
 
 
 def test_coco_labelstudio_export_imports_like_a_coco_one(synthetic_coco, tmp_path):

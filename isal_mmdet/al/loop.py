@@ -348,12 +348,12 @@ class ActiveLearningLoop:
                                     batch_size=self.al['batch_size'],
                                     num_workers=self.al['num_workers'], seed=self.al['seed'])
             if self.box is not None:
-                result = self.select_boxes(k, ctx)
+                seconds = self.select_boxes(k, ctx)['seconds']
             else:
-                result = select(self.al['strategy'], ctx, budget_of(self.al),
-                                self.round_dir(k), self.al['export_coco'],
-                                self.al['preannotation_thr'], self.al['labelstudio_image_root'])
-            seconds = result.seconds
+                seconds = select(self.al['strategy'], ctx, budget_of(self.al),
+                                 self.round_dir(k), self.al['export_coco'],
+                                 self.al['preannotation_thr'],
+                                 self.al['labelstudio_image_root']).seconds
         mAP = primary_metric(metrics, self.al['metric'])
         print_log(f"round {k}: {len(labelled)} labelled images, "
                   f"{self.count_boxes(labelled, ann_file, k):g} boxes, mAP "
