@@ -11,7 +11,7 @@ from conftest import ROOT
 PKG = osp.join(ROOT, 'isal_mmdet')
 # lower number = lower layer; a module may import its own package and lower layers. Labelling
 # formats (exports, their validation) sit below the dataset wrappers that read them.
-LAYERS = {'fileio': 0, 'registry': 0, 'compat': 0, 'checkpoints': 0, 'demo': 1,
+LAYERS = {'fileio': 0, 'dataset_index': 0, 'registry': 0, 'compat': 0, 'checkpoints': 0, 'demo': 1,
           'influence': 1, 'detection': 2, 'labelling': 2, 'datasets': 3, 'al': 4,
           'tools_api': 5, 'study': 5, 'serve': 5, '__init__': 6}
 

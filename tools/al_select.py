@@ -11,7 +11,7 @@ or the config's ``ActiveSubset`` ids, or else the whole training set with ``--po
 import argparse
 import sys
 
-from mmengine.config import DictAction
+from tool_args import add_run_arguments
 
 
 def strategy_names():
@@ -41,13 +41,7 @@ def parse_args(argv=None):
                    "active_learning block); default: the config's")
     p.add_argument('--batch-size', type=int)
     p.add_argument('--seed', type=int)
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
-    p.add_argument('--unsafe-load', action='store_true',
-                   help='load checkpoints with full unpickling, which runs any code in them; '
-                        'only for files you trust (default: as data, see '
-                        'isal_mmdet/checkpoints.py)')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_run_arguments(p)
     return p.parse_args(argv)
 
 

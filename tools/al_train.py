@@ -8,16 +8,13 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
+from tool_args import add_run_arguments
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('config')
     p.add_argument('--work-dir', help='default: work_dirs/<config name>')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                   help='override config fields, e.g. active_learning.budget=50')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     p.add_argument('--oracle', choices=['gt', 'none'],
                    help="'gt': simulate labelling with the dataset's boxes (default); "
                         "'none': stop after each selection for real annotation")
@@ -29,11 +26,7 @@ def parse_args(argv=None):
                         'unlabelled instead of the round waiting for them')
     p.add_argument('--force', action='store_true',
                    help='continue a work dir written with a different config')
-    p.add_argument('--unsafe-load', action='store_true',
-                   help='load checkpoints with full unpickling, which runs any code in them; '
-                        'only for files you trust (default: as data, see '
-                        'isal_mmdet/checkpoints.py)')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_run_arguments(p)
     return p.parse_args(argv)
 
 

@@ -24,7 +24,7 @@ import torch
 from ..detection.recorder import Detections, count_above, recorded_detections
 from ..influence.dist import merge_over_ranks
 from .cost import AnnotationCost
-from .passes import id_index
+from ..dataset_index import id_index
 from .strategies import SelectionContext, Strategy, rank_ids
 
 UNITS = ('images', 'boxes', 'seconds')

@@ -48,7 +48,7 @@ from .context import selection_context
 from .data import (build_dataset, check_disjoint, check_reference, dataset_ids,
                    scoring_dataset_cfg, test_pipeline_of, unwrap_subset)
 from .launch import cpu_wrapper_cfg, init_distributed
-from .passes import id_index
+from ..dataset_index import id_index
 from .selection import preannotation_thresholds, select
 from .settings import al_settings, budget_of, check_box_settings, check_oracle
 from .state import LabelState, initial_split, read_ids

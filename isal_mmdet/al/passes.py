@@ -15,8 +15,3 @@ def per_image(ctx: Any, dataset: Any, fn: Callable[[Any], List[Any]]) -> Dict[Ha
         ids = [ds.metainfo['img_id'] for ds in batch['data_samples']]
         local.update(zip(ids, fn(batch)))
     return merge_over_ranks(local)
-
-
-def id_index(dataset: Any) -> Dict[Hashable, int]:
-    """``{img_id: position}`` of a dataset."""
-    return {dataset.get_data_info(i)['img_id']: i for i in range(len(dataset))}

@@ -17,7 +17,7 @@ from ..labelling.labelstudio import tasks_from_coco
 from ..labelling.report import contact_sheet, optional_artefact
 from ..labelling.thresholds import calibrate_thresholds
 from .budget import Budget, expected_boxes, plan
-from .passes import id_index
+from ..dataset_index import id_index
 from .settings import checked_strategy
 from .strategies import SelectionContext, Strategy, rank_ids
 

@@ -9,6 +9,7 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence, Union
 import torch
 from mmengine.dataset import pseudo_collate
 
+from ..dataset_index import id_index
 from ..fileio import write_json, write_text
 from .labelstudio import labelling_config
 
@@ -42,7 +43,7 @@ def coco_preannotations(model: torch.nn.Module, dataset: Any, ids: Sequence[Hash
     ``iscrowd``. An image the dataset cannot load (None, logged by the dataset) is left
     out."""
     thr = [score_thr[c] if isinstance(score_thr, dict) else score_thr for c in classes]
-    index = {dataset.get_data_info(i)['img_id']: i for i in range(len(dataset))}
+    index = id_index(dataset)
     images, anns = [], []
     model.eval()
     for start in range(0, len(ids), batch_size):

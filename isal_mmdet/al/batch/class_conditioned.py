@@ -20,10 +20,11 @@ from typing import Any, Dict, Hashable, List, Sequence
 import torch
 from torch import Tensor
 
+from ...dataset_index import id_index
 from ...detection.box_features import BoxFeatures, box_features
 from ...registry import BATCH_STAGES
 from ..arguments import Count, Score
-from ..passes import id_index, per_image
+from ..passes import per_image
 from .base import BatchStage, Multiple, candidates_of
 from .geometry import k_center_on, k_medoids
 

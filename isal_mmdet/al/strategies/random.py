@@ -4,7 +4,7 @@ from __future__ import annotations
 import zlib
 
 from ...registry import STRATEGIES
-from ..passes import id_index
+from ...dataset_index import id_index
 from .base import Strategy, rank_ids
 
 
