@@ -14,7 +14,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 
 from .al.context import selection_context
-from .al.data import subset_ids, unwrap_subset
+from .al.data import check_split_overlap, subset_ids, unwrap_subset
 from .al.launch import init_distributed
 from .al.settings import (AL_DEFAULTS, al_settings, budget_of, checked_strategy,
                           strategy_for_tool)
@@ -86,8 +86,12 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str]
             raise ValueError('give --labelled IDS_JSON: the config trains on the whole dataset, '
                              'so there is no unlabelled pool')
         labelled = subset_ids(subset)
+    reference = reference or al['reference']
+    if reference == 'val' and not al['allow_split_overlap']:
+        check_split_overlap(cfg, {'train_dataloader.dataset': cfg.train_dataloader.dataset},
+                            'active_learning')
     model = build_model(cfg, checkpoint)
-    ctx = selection_context(cfg, model, labelled, reference or al['reference'],
+    ctx = selection_context(cfg, model, labelled, reference,
                             batch_size=batch_size or al['batch_size'],
                             num_workers=al['num_workers'], seed=al['seed'] if seed is None
                             else seed)

@@ -291,9 +291,9 @@ train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
                                      dataset=_coco('hook', _train, False)))
 val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
                       dataset=_coco('val', _test))
-test_dataloader = val_dataloader
+test_dataloader = dict(val_dataloader, dataset=_coco('test', _test))
 val_evaluator = dict(ann_file='{data}/annotations/instances_val.json')
-test_evaluator = val_evaluator
+test_evaluator = dict(ann_file='{data}/annotations/instances_test.json')
 train_cfg = dict(max_iters=2)
 '''
 

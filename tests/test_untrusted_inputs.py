@@ -104,6 +104,10 @@ CASES = [
     ('split-overlap', "with reference='val', a test split sharing images with the val split "
      'or the pool, or a val split sharing images with the pool: names both before round 0, '
      'unless active_learning.allow_split_overlap=True'),
+    ('split-overlap-select', "the same overlap in tools/al_select.py (reference 'val') and in "
+     "ISALSelectionHook (reference='val'): names both before a model is loaded or training "
+     'starts, unless allow_split_overlap=True (the active_learning block; the hook\'s '
+     'argument)'),
 ]
 OPTS = {'train_cfg.max_iters': 2, 'active_learning.rounds': 2,
         'active_learning.strategy': 'random', 'active_learning.warm_start': True}
@@ -200,10 +204,13 @@ def select_cases(finished):
         'labelled-not-a-list': [str(finished.checkpoint), '--labelled', str(f.not_list)],
         'labelled-not-utf8': [str(finished.checkpoint), '--labelled', str(f.latin)],
         'checkpoint-real': good,
+        'split-overlap-select': good,
     }
+    overlap = {'test_dataloader.dataset.ann_file': 'ImageSets/Main/val.txt'}
     argv = {name: [DEMO, *args[:1], *(['--out', str(tmp / name)] if '--out' not in args
                                        else []), *args[1:], '--strategy', 'random',
-                   '--cfg-options', *tiny_options(finished.data)]
+                   '--cfg-options', *tiny_options(finished.data, **(
+                       overlap if name == 'split-overlap-select' else {}))]
             for name, args in cases.items()}
     script = '\n'.join([
         'import io, json, sys, traceback',
@@ -239,6 +246,8 @@ def select_cases(finished):
     ('labelled-mixed-ids', ('mixed.json: entry [6] is 5 (int), the ids before it are str',)),
     ('labelled-not-a-list', ('obj.json: expected a JSON list of image ids, got dict',)),
     ('labelled-not-utf8', ('latin.json: not UTF-8 text (byte 0xe9',)),
+    ('split-overlap-select', ('test_dataloader.dataset and val_dataloader.dataset share',
+                              'active_learning.allow_split_overlap=True')),
 ])
 def test_al_select_input_error_is_one_line(select_cases, case, needles):
     assert_one_line_error(select_cases.res[case], *needles)
@@ -682,6 +691,29 @@ def test_split_overlap_runs_when_the_config_allows_it(synthetic_voc, tmp_path):
                          'active_learning.allow_split_overlap': True})
     ActiveLearningLoop(cfg, str(tmp_path / 'w')).setup()
     assert osp.exists(tmp_path / 'w' / 'experiment.json')
+
+
+@pytest.mark.parametrize('allow', [False, True])
+def test_hook_checks_the_split_overlap_before_training(synthetic_voc, allow):
+    """The hook on a config whose test split is its val split (as many mmdet configs are):
+    refused before training naming both, unless its allow_split_overlap says otherwise."""
+    from isal_mmdet.al.hook import ISALSelectionHook
+    from isal_mmdet.fileio import load_config
+    cfg = load_config(DEMO, {f'{s}_dataloader.dataset.data_root': synthetic_voc
+                             for s in ('train', 'val', 'test')})
+    cfg.merge_from_dict({'test_dataloader.dataset.ann_file': 'ImageSets/Main/val.txt'})
+    hook = ISALSelectionHook(strategy='random', budget=2, allow_split_overlap=allow)
+    runner = SimpleNamespace(cfg=cfg)
+    if allow:
+        hook.before_train(runner)
+        return
+    with pytest.raises(ValueError) as e:
+        hook.before_train(runner)
+    assert str(e.value).startswith('test_dataloader.dataset and val_dataloader.dataset share')
+    assert 'ISALSelectionHook.allow_split_overlap=True' in str(e.value)
+    assert '\n' not in str(e.value)
+    cfg.merge_from_dict({'test_dataloader.dataset.ann_file': 'ImageSets/Main/test.txt'})
+    hook.before_train(runner)  # disjoint splits pass
 
 
 def test_warm_start_from_a_deleted_checkpoint_names_it(finished, capsys):

@@ -19,6 +19,7 @@ from ..labelling.validate import (check_classes, check_coco, check_inside, check
 
 logger = logging.getLogger('isal_mmdet')
 _SIZES_CHECKED: set = set()
+EVALUATION_SPLITS = ('val_dataloader.dataset', 'test_dataloader.dataset')
 
 
 def _plain(cfg: Any) -> dict:
@@ -203,22 +204,38 @@ def check_reference(ds: Any, field: str) -> None:
         raise ValueError(f'{field}: the reference set has no image')
 
 
-def check_disjoint(splits: Dict[str, Any]) -> None:
+def check_disjoint(splits: Dict[str, Any], who: str = 'active_learning') -> None:
     """With ``reference='val'`` the splits ``{field: dataset}`` (train pool, val reference,
     test) must not share an image file: the test set would score a model whose selection its
     labels steered, or images it trained on; a val image in the pool could be selected with
-    its labels already read. Many mmdet configs evaluate on their val split."""
+    its labels already read. Many mmdet configs evaluate on their val split. Every pair with
+    a val or test split is compared (a training set and a separate pool may share images).
+    ``who``: where ``reference`` and ``allow_split_overlap`` are set, for the line."""
     paths = {field: {osp.abspath(ds.get_data_info(i)['img_path']) for i in range(len(ds))}
              for field, ds in splits.items()}
     fields = sorted(paths)
     for n, a in enumerate(fields):
         for b in fields[n + 1:]:
             shared = sorted(paths[a] & paths[b])
-            if shared:
+            if shared and {a, b} & set(EVALUATION_SPLITS):
                 raise ValueError(f'{a} and {b} share {len(shared)} images (e.g. {shared[0]}), '
-                                 "and active_learning.reference='val' reads the val labels: "
-                                 'give disjoint splits, or set '
-                                 'active_learning.allow_split_overlap=True to run anyway')
+                                 f"and {who}.reference='val' reads the val labels: "
+                                 f'give disjoint splits, or set {who}.allow_split_overlap=True '
+                                 'to run anyway')
+
+
+def check_split_overlap(cfg: Any, sources: Dict[str, Any], who: str) -> None:
+    """:func:`check_disjoint` of the config's val and test splits and ``sources`` (``{field:
+    dataset config}``: the training data source, a separate pool), each read and checked
+    here: what the hook and tools/al_select.py check before training or loading a model."""
+    pipeline = test_pipeline_of(cfg)
+    fields = dict(sources)
+    for field in EVALUATION_SPLITS:
+        loader = cfg.get(field.split('.')[0])
+        if loader:
+            fields[field] = loader['dataset']
+    check_disjoint({field: build_dataset(scoring_dataset_cfg(ds_cfg, pipeline), field)
+                    for field, ds_cfg in fields.items()}, who)
 
 
 def dataset_ids(ds: Any) -> List[Hashable]:

@@ -10,8 +10,8 @@ from mmdet.registry import HOOKS
 from ..checkpoints import allow_unpickling
 from .arguments import Count, NonNegativeInt, PreannotationThr, TypedArguments
 from .context import selection_context
-from .data import (build_dataset, dataset_ids, scoring_dataset_cfg, subset_ids,
-                   test_pipeline_of, unwrap_subset)
+from .data import (build_dataset, check_split_overlap, dataset_ids, scoring_dataset_cfg,
+                   subset_ids, test_pipeline_of, unwrap_subset)
 from .selection import Selection, select
 from .settings import REFERENCES, budget_of, checked_strategy
 
@@ -33,6 +33,9 @@ class ISALSelectionHook(TypedArguments, Hook):
             block).
         pool: dataset config of the unlabelled images; default: the train data source.
         reference: ``'val'`` (paper), ``'labelled'``, or ``'test'`` (a leakage diagnostic).
+        allow_split_overlap: with ``reference='val'``, run although the val or test split
+            shares images with the training data, the pool or each other (else an error
+            before training).
         out_dir: where exports go; default ``<work_dir>/selection``.
         preannotation_thr, labelstudio_image_root: as in the ``active_learning`` block.
         unsafe_load: load every checkpoint of this run (``load_from``, resume) with full
@@ -47,7 +50,8 @@ class ISALSelectionHook(TypedArguments, Hook):
                  batch_size: Count = 4, num_workers: NonNegativeInt = 0,
                  seed: NonNegativeInt = 0, export_coco: bool = True,
                  preannotation_thr: PreannotationThr = 'auto',
-                 labelstudio_image_root: Optional[str] = None, unsafe_load: bool = False):
+                 labelstudio_image_root: Optional[str] = None, unsafe_load: bool = False,
+                 allow_split_overlap: bool = False):
         checked_strategy(strategy, 'ISALSelectionHook.strategy', images_only=True)
         self.preannotation_thr, self.image_root = preannotation_thr, labelstudio_image_root
         try:
@@ -56,6 +60,7 @@ class ISALSelectionHook(TypedArguments, Hook):
             raise ValueError(str(e).replace('active_learning.', 'ISALSelectionHook.')) from None
         self.strategy, self.pool = strategy, pool
         self.reference, self.out_dir = reference, out_dir
+        self.allow_split_overlap = allow_split_overlap
         self.batch_size, self.num_workers = batch_size, num_workers
         self.seed, self.export_coco = seed, export_coco
         self.result: Optional[Selection] = None
@@ -69,8 +74,13 @@ class ISALSelectionHook(TypedArguments, Hook):
         return subset_ids(subset)
 
     def before_train(self, runner) -> None:
-        """A separate ``pool`` is read and checked before training, not after it."""
-        if self.pool is not None:
+        """A separate ``pool`` and, with ``reference='val'``, the splits' overlap are read and
+        checked before training, not after it."""
+        sources = {} if self.pool is None else {'ISALSelectionHook.pool': self.pool}
+        if self.reference == 'val' and not self.allow_split_overlap:
+            sources['train_dataloader.dataset'] = runner.cfg.train_dataloader.dataset
+            check_split_overlap(runner.cfg, sources, 'ISALSelectionHook')
+        elif sources:
             build_dataset(scoring_dataset_cfg(self.pool, test_pipeline_of(runner.cfg)),
                           'ISALSelectionHook.pool')
 
