@@ -37,6 +37,7 @@ from mmengine.runner import Runner
 from ..checkpoints import UnreadableCheckpoint
 from ..datasets.al_subset import ActiveSubset
 from ..datasets.partial_labels import PartialLabels
+from ..detection.semi import evaluated_model
 from ..fileio import read_json, write_json
 from ..influence.dist import barrier, broadcast_object
 from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
@@ -50,6 +51,7 @@ from .data import (build_dataset, check_disjoint, check_reference, dataset_ids,
 from .launch import cpu_wrapper_cfg, init_distributed
 from ..dataset_index import id_index
 from .selection import preannotation_thresholds, select
+from .semi import semi_round
 from .settings import al_settings, budget_of, check_box_settings, check_oracle
 from .state import LabelState, initial_split, read_ids
 from .summary import FinishedRound, primary_metric, summary_rows, write_summary
@@ -243,6 +245,7 @@ class ActiveLearningLoop:
             enable_ignore_regions(cfg)
         cfg.train_dataloader.dataset = dict(type='ActiveSubset', dataset=inner,
                                             ids_file=self.path(k, 'labeled.json'))
+        semi_round(self, cfg, k)
         # resumed from the checkpoint found here, never from mmengine's own lookup: its
         # pointer file holds an absolute path, the work dir's old place after a move
         cfg.load_from = self.last_checkpoint(k)
@@ -342,7 +345,7 @@ class ActiveLearningLoop:
         seconds = None
         selected = self.agree(lambda: osp.exists(self.path(k, 'selection.json')))
         if k < self.al['rounds'] - 1 and not selected:
-            model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+            model = evaluated_model(runner.model)
             ctx = selection_context(self.with_ann_file(ann_file), model, labelled,
                                     self.al['reference'],
                                     batch_size=self.al['batch_size'],

@@ -10,13 +10,14 @@ from typing import Any, Dict, Optional, Tuple
 from .arguments import PreannotationThr, check_value
 from .budget import Budget
 from .cost import AnnotationCost
+from .semi import semi_settings
 from .strategies import Strategy, build_strategy
 
 AL_DEFAULTS = dict(initial_size=100, budget=100, budget_unit='images', cost=None, rounds=3,
                    strategy='isal', reference='val', allow_split_overlap=False,
                    seed=0, warm_start=False, warm_start_iters=None, oracle='gt', metric=None,
                    batch_size=4, num_workers=0, export_coco=True,
-                   preannotation_thr='auto', labelstudio_image_root=None)
+                   preannotation_thr='auto', labelstudio_image_root=None, semi=None)
 # 'test': the official protocol's v on the evaluation split itself, a leakage diagnostic
 REFERENCES = ('val', 'labelled', 'test')
 ORACLES = ('gt', 'none')
@@ -73,6 +74,7 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
     if al['reference'] not in REFERENCES:
         _fail('reference', f'must be one of {list(REFERENCES)}, got {al["reference"]!r}')
     check_oracle(al['oracle'])
+    semi_settings(al['semi'])
     if al['metric'] is not None and not isinstance(al['metric'], str):
         _fail('metric', f'must be a metric name (e.g. "pascal_voc/mAP") or None, '
                         f'got {al["metric"]!r}')
