@@ -586,4 +586,20 @@ CASES = [(case[0], case[1]) for case in (ANN_FILE_CASES + RAW_FILE_CASES + EXPOR
      'data root'),
     ('zero-size-box', 'a zero-size box (a point or a line) in a dataset\'s VOC XML or COCO '
      'ann_file: loads, named in one warning per file'),
+    ('sub-pixel-box',
+     'a COCO ann_file box under one pixel wide or high, or marked ignore: left out as '
+     'mmdet leaves it out, named in one warning per file; its area must still be a '
+     'number (mmdet compares it)'),
+    ('voc-fractional-coordinates',
+     'VOC coordinates with fractions: read as mmdet reads them (whole pixels, from 0);'
+     ' a box that this makes a point or a line is named as zero-size'),
+    ('normal-form',
+     'every accepted COCO, VOC or Label Studio form (categories out of class order, '
+     'string ids, crowd and difficult boxes, an XML without <size>, EXIF orientation '
+     "3): what the check returns is what mmdet's dataset holds "
+     '(tests/test_normal_form.py)'),
+    ('random-mutations',
+     'random mutations of a valid VOC XML and COCO file: each is refused in one line '
+     'naming the file, or read by mmdet exactly as checked, within seconds '
+     '(tests/test_normal_form.py)'),
 ]

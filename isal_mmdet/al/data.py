@@ -1,6 +1,7 @@
 """Datasets for selection, derived from an ordinary mmdet config."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os.path as osp
@@ -14,8 +15,8 @@ from mmdet.registry import DATASETS
 from PIL import Image
 
 from ..datasets.al_subset import ActiveSubset
-from ..labelling.validate import (check_classes, check_coco, check_inside, check_voc_xml,
-                                  read_annotation_json, read_ids)
+from ..labelling.validate import (Seen, check_classes, check_coco, check_inside,
+                                  check_voc_xml, read_annotation_json, read_ids)
 
 logger = logging.getLogger('isal_mmdet')
 _SIZES_CHECKED: set = set()
@@ -90,24 +91,28 @@ def build_dataset(ds_cfg: dict, field: str) -> Any:
     return ds
 
 
-def check_annotations(ds: Any, field: str) -> None:
+def check_annotations(ds: Any, field: str) -> Seen:
     """One pass over a COCO or VOC dataset's annotation files (:mod:`..labelling.validate`),
     before mmdet reads them: it would drop boxes of a class not in ``metainfo.classes``
     silently, and fail on a malformed entry with a traceback naming no file. Such boxes are
     an error unless their class is in ``metainfo.skip_classes``; then they are counted and
-    logged. No image is read."""
+    logged. Returns what the check accepted, as mmdet will read it (``Seen``; a VOC image
+    without ``<size>`` measured as mmcv decodes it); empty for another dataset type."""
     classes = tuple(ds.metainfo.get('classes') or ())
     skip = tuple(ds.metainfo.get('skip_classes') or ())
+    seen: Seen = {}
+    skipped: Counter = Counter()
     if isinstance(ds, CocoDataset):
         data = read_annotation_json(ds.ann_file)
-        check_coco(data, ds.ann_file, dataset=True)
+        seen = check_coco(data, ds.ann_file, dataset=True)
         folder = ds.data_prefix.get('img', '')
         for i, img in enumerate(data['images']):
             check_inside(img['file_name'], folder,
                          f'{ds.ann_file}: images[{i}].file_name {img["file_name"]!r}')
         skipped = check_classes(data, ds.ann_file, classes, skip, field)
+        for img in seen.values():
+            img['boxes'] = [box for box in img['boxes'] if box[0] in classes]
     elif isinstance(ds, XMLDataset):
-        skipped = Counter()
         lines: Dict[str, int] = {}
         for n, img_id in enumerate(list_from_file(ds.ann_file)):
             if img_id in lines:
@@ -118,13 +123,17 @@ def check_annotations(ds: Any, field: str) -> None:
             for sub, ext in ((ds.img_subdir, 'jpg'), (ds.ann_subdir, 'xml')):
                 check_inside(osp.join(sub, f'{img_id}.{ext}'), ds.sub_data_root,
                              f'{ds.ann_file}: line {n + 1} {img_id!r}')
-            skipped += check_voc_xml(osp.join(ds.sub_data_root, ds.ann_subdir, f'{img_id}.xml'),
-                                     classes, skip, field)
-    else:
-        return
+            count, seen[img_id] = check_voc_xml(
+                osp.join(ds.sub_data_root, ds.ann_subdir, f'{img_id}.xml'), classes, skip, field)
+            skipped += count
+            if seen[img_id]['width'] is None:  # mmdet reads the image for its size
+                image = osp.join(ds.sub_data_root, ds.img_subdir, f'{img_id}.jpg')
+                with contextlib.suppress(OSError):  # unreadable: ActiveSubset logs, skips it
+                    seen[img_id].update(zip(('width', 'height'), decoded_size(image)[:2]))
     for name, count in sorted(skipped.items()):
         logger.warning('%s: %d boxes of %r left out (%s.metainfo.skip_classes)', ds.ann_file,
                        count, name, field)
+    return seen
 
 
 def decoded_size(path: str) -> Tuple[int, int, int]:

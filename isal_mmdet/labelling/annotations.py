@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from .labelstudio import export_to_coco
-from .validate import check_coco, field_list, outside, place, read_annotation_json
+from .validate import Seen, check_coco, field_list, outside, place, read_annotation_json
 
 EXPORT_FILE = 'annotations_coco.json'   # W/round_<k>/: the finished export of round k
 MERGED_FILE = 'train_annotations.json'  # W/round_<k+1>/: what round k+1 trains on
@@ -37,6 +37,7 @@ class Imported:
     clipped: int = 0
     dropped: int = 0
     ignored: List[str] = field(default_factory=list)
+    seen: Seen = field(default_factory=dict)  # each imported image as mmdet will read it
 
 
 def base_name(file_name: str) -> str:
@@ -136,7 +137,9 @@ def import_export(export_path: str, base_path: str, selected: Sequence[Hashable]
     new: Dict[Hashable, List[dict]] = {ref['id']: [] for ref in matched.values() if ref}
     found = {base_name(ref['file_name']) for ref in matched.values() if ref}
     result = Imported(coco={}, labelled=list(new), ignored=ignored,
-                      missing=sorted(set(wanted) - found))
+                      missing=sorted(set(wanted) - found),
+                      seen={ref['id']: dict(width=ref['width'], height=ref['height'], boxes=[])
+                            for ref in matched.values() if ref})
     unknown: Dict[str, str] = {}  # class name -> the first box of it
     for i, ann in enumerate(export['annotations']):
         ref = matched[ann['image_id']]
@@ -157,6 +160,8 @@ def import_export(export_path: str, base_path: str, selected: Sequence[Hashable]
             continue
         new[ref['id']].append(dict(image_id=ref['id'], category_id=known[name], bbox=box,
                                    area=box[2] * box[3], iscrowd=int(bool(ann.get('iscrowd')))))
+        result.seen[ref['id']]['boxes'].append(
+            (name, [box[0], box[1], box[0] + box[2], box[1] + box[3]], bool(ann.get('iscrowd'))))
     if unknown:
         raise ValueError(f'{export_path}: {next(iter(unknown.values()))}: unknown class name(s) '
                          f'{sorted(unknown)}; the dataset has {list(classes)}')

@@ -5,6 +5,10 @@ as it appears in the file (``annotations[6]``, ``object[2]``) and the field. No 
 
 Converted inputs (Label Studio tasks read as COCO) carry where each entry and field came from
 in ``isal_source``, so that these lines name the original entry, not the converted one.
+
+What a check of a dataset's file accepts it also returns in the form mmdet reads it (``Seen``:
+image id -> size and boxes by class name, ``[x1, y1, x2, y2]`` as mmdet's loader computes
+them, crowd or difficult boxes flagged): the tests compare it with what mmdet's dataset holds.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import math
 import os.path as osp
 import xml.etree.ElementTree as ET
 from collections import Counter
-from typing import Any, Dict, Hashable, List, Optional, Sequence
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from ..fileio import read_json
 
@@ -21,6 +25,8 @@ logger = logging.getLogger('isal_mmdet')
 
 SOURCE = 'isal_source'  # key of a converted entry: where it was in the original file
 ID = (int, str)
+Box = Tuple[str, List[float], bool]  # class name, [x1, y1, x2, y2], ignored (crowd, difficult)
+Seen = Dict[Hashable, dict]  # image id -> dict(width=, height=, boxes=[Box, ...])
 
 
 def read_annotation_json(path: str) -> Any:
@@ -135,7 +141,8 @@ def warn_zero_size(path: str, places: List[str]) -> None:
     the whole set would be worse."""
     if places:
         logger.warning('%s: %d zero-size box(es), a point or a line with nothing to learn '
-                       'from, e.g. %s', path, len(places), places[0])
+                       'from (in a COCO file, under one pixel wide or high: mmdet leaves it '
+                       'out), e.g. %s', path, len(places), places[0])
 
 
 def outside(bbox: Sequence[float], width: float, height: float) -> bool:
@@ -195,14 +202,20 @@ def check_images(data: Any, path: str, dataset: bool) -> Dict[Hashable, dict]:
     return images
 
 
-def check_coco(data: Any, path: str, dataset: bool = False) -> None:
+def check_coco(data: Any, path: str, dataset: bool = False) -> Seen:
     """Every structural defect of a COCO file that would lose, merge or corrupt a box.
     ``dataset``: a file mmdet reads as it is (image sizes, annotation ids and areas
-    required, no box wholly outside its image); an export is matched and clipped later."""
+    required, no box wholly outside its image); an export is matched and clipped later.
+    Returns what a dataset's file holds as mmdet reads it (``Seen``; empty for an export):
+    a box under one pixel wide or high, or marked ``ignore``, is left out as mmdet leaves it
+    out, and named in a warning."""
     cats = check_categories(data, path, dataset)
     images = check_images(data, path, dataset)
+    seen: Seen = {i: dict(width=img.get('width'), height=img.get('height'), boxes=[])
+                  for i, img in images.items()} if dataset else {}
     ann_ids: Dict[Any, str] = {}
     zero: List[str] = []
+    marked: List[str] = []
     for i, ann in enumerate(field_list(data, path, 'annotations')):
         at = f'annotations[{i}]'
         img_id = get(ann, path, at, 'image_id')
@@ -219,16 +232,26 @@ def check_coco(data: Any, path: str, dataset: bool = False) -> None:
         if ann_id in ann_ids:
             raise ValueError(f'{path}: {at}.id {ann_id!r} is used twice (also {ann_ids[ann_id]})')
         ann_ids[ann_id] = at
-        if bbox[2] == 0 or bbox[3] == 0:
+        area = ann.get('area')  # mmdet compares it for every box, even one it leaves out
+        if not is_number(area) or (area <= 0 and bbox[2] >= 1 and bbox[3] >= 1):
+            raise ValueError(f'{path}: {at}.area {area!r} is not a positive number')
+        if bbox[2] < 1 or bbox[3] < 1:
             zero.append(f'{at}.bbox {bbox}')
             continue
-        if not (is_number(ann.get('area')) and ann['area'] > 0):
-            raise ValueError(f'{path}: {at}.area {ann.get("area")!r} is not a positive number')
         img = images[img_id]
         if outside(bbox, img['width'], img['height']):
             raise ValueError(f'{path}: {at}.bbox {bbox} lies outside its image '
                              f'{img["file_name"]!r} ({img["width"]}x{img["height"]})')
+        if ann.get('ignore'):
+            marked.append(f'{at}.ignore')
+            continue
+        x, y, w, h = bbox
+        seen[img_id]['boxes'].append((cats[cid], [x, y, x + w, y + h], bool(ann.get('iscrowd'))))
     warn_zero_size(path, zero)
+    if marked:
+        logger.warning('%s: %d box(es) marked "ignore", which mmdet leaves out, e.g. %s', path,
+                       len(marked), marked[0])
+    return seen
 
 
 def check_classes(data: dict, path: str, classes: Sequence[str], skip: Sequence[str],
@@ -269,10 +292,13 @@ def check_inside(path: str, folder: str, where: str) -> None:
 
 
 def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
-                  field: str) -> Counter:
-    """Boxes per skipped class name in one VOC XML, every field mmdet's XML loader reads
-    checked (it fails on a cut file, a missing ``<bndbox>`` or a ``12,5`` with a traceback
-    that names no file, and drops an unknown name silently)."""
+                  field: str) -> Tuple[Counter, dict]:
+    """``(boxes per skipped class name, the image as mmdet reads it)`` of one VOC XML (its
+    ``Seen`` entry; ``width``/``height`` None without ``<size>``, where mmdet reads the image),
+    every field mmdet's XML loader reads checked (it fails on a cut file, a missing
+    ``<bndbox>`` or a ``12,5`` with a traceback that names no file, and drops an unknown name
+    silently). mmdet truncates coordinates to whole pixels and makes them 0-based: a box
+    that truncation makes a point or a line is named as zero-size."""
     try:
         root = ET.parse(xml).getroot()
     except ET.ParseError as e:
@@ -289,6 +315,7 @@ def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
         dims.append(int(text))
     skipped: Counter = Counter()
     zero: List[str] = []
+    seen = dict(width=dims[0] if dims else None, height=dims[1] if dims else None, boxes=[])
     for i, obj in enumerate(root.findall('object')):
         at = f'{xml}: object[{i}]'
         name = obj.findtext('name')
@@ -318,12 +345,13 @@ def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
             if values[hi] < values[lo]:
                 raise ValueError(f'{at}.bndbox.{hi} {values[hi]:g} is below {lo} '
                                  f'{values[lo]:g} (a negative size is no box)')
-        x, y = values['xmin'], values['ymin']
-        w, h = values['xmax'] - x, values['ymax'] - y
-        if w == 0 or h == 0:
+        x1, y1, x2, y2 = (int(values[k]) - 1 for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+        if x2 == x1 or y2 == y1:
             zero.append(f'object[{i}].bndbox')
-        elif dims and outside((x, y, w, h), *dims):
-            raise ValueError(f'{at}.bndbox ({x:g}, {y:g}, {values["xmax"]:g}, '
-                             f'{values["ymax"]:g}) lies outside its image ({dims[0]}x{dims[1]})')
+        elif dims and outside((x1 + 1, y1 + 1, x2 - x1, y2 - y1), *dims):
+            raise ValueError(f'{at}.bndbox ({values["xmin"]:g}, {values["ymin"]:g}, '
+                             f'{values["xmax"]:g}, {values["ymax"]:g}) lies outside its image '
+                             f'({dims[0]}x{dims[1]})')
+        seen['boxes'].append((name, [x1, y1, x2, y2], bool(int(difficult or 0))))
     warn_zero_size(xml, zero)
-    return skipped
+    return skipped, seen
