@@ -1,0 +1,223 @@
+"""Semi-supervised rounds (``active_learning.semi``): the round's data, the EMA teacher, no
+ground truth from unlabelled images, and the plain teacher checkpoint through the loop."""
+import argparse
+import csv
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from test_loop import DEMO, _kill_when, al_train, tiny_options
+
+SEMI = dict(momentum=0.25, cls_pseudo_thr=0.5, unsup_weight=1.0, unlabelled_per_labelled=1)
+
+
+def split_ids(root, name):
+    with open(osp.join(root, 'ImageSets', 'Main', f'{name}.txt')) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+@pytest.fixture(scope='module')
+def overlapping_pool(synthetic_voc, tmp_path_factory):
+    """A pool that holds every image, the val and test ones too (allow_split_overlap)."""
+    pool = tmp_path_factory.mktemp('pool') / 'all.txt'
+    ids = [i for s in ('train', 'val', 'test') for i in split_ids(synthetic_voc, s)]
+    pool.write_text('\n'.join(ids) + '\n')
+    return str(pool)
+
+
+def round_cfg(synthetic_voc, work_dir, pool=None):
+    """Round 0's training config as the loop builds it, and the loop."""
+    from mmengine.config import DictAction
+    from isal_mmdet.al.loop import ActiveLearningLoop
+    from isal_mmdet.fileio import load_config
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--options', nargs='+', action=DictAction)
+    cfg = load_config(DEMO, parser.parse_args(['--options', *tiny_options(synthetic_voc)]).options)
+    cfg.active_learning.semi = dict(SEMI)
+    cfg.active_learning.allow_split_overlap = pool is not None
+    if pool is not None:
+        cfg.train_dataloader.dataset.ann_file = pool
+    loop = ActiveLearningLoop(cfg, str(work_dir))
+    loop.setup()
+    loop.labelled_for(0)
+    return loop.runner_cfg(0), loop
+
+
+def test_unlabelled_images_are_the_pool_less_labelled_val_and_test(
+        synthetic_voc, overlapping_pool, tmp_path):
+    from mmengine.runner import Runner
+    cfg, loop = round_cfg(synthetic_voc, tmp_path / 'w', pool=overlapping_pool)
+    labelled = set(json.load(open(tmp_path / 'w' / 'round_0' / 'labeled.json')))
+    held_out = set(split_ids(synthetic_voc, 'val')) | set(split_ids(synthetic_voc, 'test'))
+    expected = set(split_ids(synthetic_voc, 'train')) - labelled
+    assert held_out and labelled and expected
+    assert set(json.load(open(tmp_path / 'w' / 'round_0' / 'unlabelled.json'))) == expected
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    sup, unsup = loader.dataset.datasets
+    assert set(sup.img_ids()) == labelled
+    assert set(unsup.img_ids()) == expected
+    seen = {'sup': set(), 'unsup_teacher': set(), 'unsup_student': set()}
+    for _, batch in zip(range(6), loader):
+        for branch, samples in batch['data_samples'].items():
+            seen[branch] |= {s.img_id for s in samples if s is not None}
+    assert seen['sup'] and seen['sup'] <= labelled
+    assert seen['unsup_teacher'] and seen['unsup_teacher'] == seen['unsup_student']
+    assert seen['unsup_teacher'] <= expected
+
+
+def batch_and_model(cfg):
+    from mmengine.registry import MODELS
+    from mmengine.runner import Runner
+    loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    return next(iter(loader)), model
+
+
+def boxes_reaching_the_student(model, batch, monkeypatch):
+    """The boxes of each ``student.loss`` call, the teacher replaced by one that hands every
+    box an unlabelled sample carries on as a confident pseudo box."""
+    calls = []
+    student_loss = model.student.loss
+
+    def spy(inputs, samples):
+        calls.append(sum(len(s.gt_instances) for s in samples))
+        return student_loss(inputs, samples)
+
+    def identity_teacher(inputs, samples):
+        for s in samples:
+            s.gt_instances.scores = torch.ones(len(s.gt_instances))
+        return samples, {}
+
+    monkeypatch.setattr(model.student, 'loss', spy)
+    monkeypatch.setattr(model, 'get_pseudo_instances', identity_teacher)
+    data = model.data_preprocessor(batch, True)
+    model.loss(data['inputs'], data['data_samples'])
+    return calls
+
+
+def test_unlabelled_images_carry_no_ground_truth_into_the_loss(synthetic_voc, tmp_path,
+                                                               monkeypatch):
+    cfg, _ = round_cfg(synthetic_voc, tmp_path / 'w')
+    batch, model = batch_and_model(cfg)
+    sup, unsup = boxes_reaching_the_student(model, batch, monkeypatch)
+    assert sup > 0 and unsup == 0
+    # the same check sees boxes when the unlabelled pipeline loads the annotations
+    leaky = cfg.train_dataloader.dataset.datasets[1].dataset.pipeline
+    leaky[1] = dict(type='LoadAnnotations', with_bbox=True)
+    batch, model = batch_and_model(cfg)
+    assert boxes_reaching_the_student(model, batch, monkeypatch)[1] > 0
+
+
+def test_teacher_is_the_ema_of_the_student_over_two_steps(synthetic_voc, tmp_path):
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    cfg, _ = round_cfg(synthetic_voc, tmp_path / 'w')
+    cfg.train_cfg.max_iters = 2
+    m = SEMI['momentum']
+
+    class Record(Hook):
+        priority = 'LOWEST'  # after MeanTeacherHook's start: teacher = student
+
+        def __init__(self):
+            self.student, self.teacher0 = [], None
+
+        def before_train(self, runner):
+            self.teacher0 = {k: v.clone() for k, v in runner.model.teacher.state_dict().items()}
+            self.student.append(self.state(runner))
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.student.append(self.state(runner))
+
+        @staticmethod
+        def state(runner):
+            return {k: v.clone() for k, v in runner.model.student.state_dict().items()}
+
+    record = Record()
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(record)
+    runner.train()
+    s0, s1, s2 = record.student
+    teacher = runner.model.teacher.state_dict()
+    saved = torch.load(osp.join(cfg.work_dir, 'teacher.pth'), map_location='cpu',
+                       weights_only=False)['state_dict']
+    floats = [k for k, v in s0.items() if v.dtype.is_floating_point]
+    assert any('running_mean' in k for k in floats)  # BatchNorm statistics are averaged too
+    moved = 0
+    for k in floats:
+        assert torch.equal(record.teacher0[k], s0[k]), k
+        want = (1 - m) ** 2 * s0[k] + m * (1 - m) * s1[k] + m * s2[k]
+        torch.testing.assert_close(teacher[k], want, rtol=1e-5, atol=1e-6, msg=k)
+        assert torch.equal(saved[k], teacher[k]), k
+        moved += not torch.allclose(teacher[k], s2[k])
+    assert moved > len(floats) // 2
+
+
+SEMI_OPTS = {'active_learning.rounds': 2, 'active_learning.warm_start': True,
+             'train_cfg.max_iters': 6, 'default_hooks.checkpoint.interval': 2,
+             **{f'active_learning.semi.{k}': v for k, v in SEMI.items()}}
+
+
+@pytest.fixture(scope='module')
+def semi_run(synthetic_voc, tmp_path_factory):
+    work = tmp_path_factory.mktemp('semi') / 'w'
+    res = al_train(work, synthetic_voc, **SEMI_OPTS)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return work
+
+
+def teacher_weights(work, k):
+    folder = work / f'round_{k}' / 'train'
+    name = osp.basename((folder / 'last_checkpoint').read_text().strip())
+    assert name == 'teacher.pth'
+    return torch.load(folder / name, map_location='cpu', weights_only=False)['state_dict']
+
+
+def test_semi_round_writes_a_plain_teacher_that_scores_and_warm_starts(semi_run, synthetic_voc,
+                                                                       tmp_path):
+    from conftest import build_detector
+    plain = build_detector('retinanet').state_dict()
+    weights = teacher_weights(semi_run, 0)
+    assert sorted(weights) == sorted(plain)
+    logs = ''.join(p.read_text() for p in (semi_run / 'round_1' / 'train').glob('*/*.log'))
+    assert 'Load checkpoint from' in logs and osp.join('round_0', 'train', 'teacher.pth') in logs
+    assert 'unsup_loss_cls' in logs
+    # the loop's selection scored the teacher: the same as al_select.py on teacher.pth
+    out = tmp_path / 'sel'
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'al_select.py'), DEMO,
+           str(semi_run / 'round_0' / 'train' / 'teacher.pth'), '--out', str(out),
+           '--labelled', str(semi_run / 'round_0' / 'labeled.json'), '--budget', '3',
+           '--cfg-options', *tiny_options(synthetic_voc)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def scores(folder):
+        with open(folder / 'scores.csv', newline='') as f:
+            return {r['img_id']: float(r['score']) for r in csv.DictReader(f)}
+
+    want, got = scores(semi_run / 'round_0'), scores(out)
+    assert sorted(got) == sorted(want)
+    for img_id, score in want.items():
+        assert got[img_id] == pytest.approx(score, rel=1e-4, abs=1e-6)
+
+
+def test_semi_round_resumes_after_sigkill_to_the_same_weights(semi_run, synthetic_voc,
+                                                              tmp_path):
+    work = tmp_path / 'w'
+    # killed in round 0's training, once its iteration-2 checkpoint is written
+    _kill_when(al_train(work, synthetic_voc, wait=False, **SEMI_OPTS),
+               work / 'round_0' / 'train' / 'last_checkpoint')
+    assert not osp.exists(work / 'round_0' / 'train' / 'teacher.pth')
+    res = al_train(work, synthetic_voc, **SEMI_OPTS)
+    assert res.returncode == 0, res.stderr[-3000:]
+    logs = ''.join(p.read_text() for p in (work / 'round_0' / 'train').glob('*/*.log'))
+    assert 'Resumed' in logs or 'resumed' in logs.lower()
+    for k in range(2):
+        want, got = teacher_weights(semi_run, k), teacher_weights(work, k)
+        for name, value in want.items():
+            torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
