@@ -2,9 +2,9 @@
 (COCO files, VOC XML, a Label Studio export imported into a COCO file; EXIF-tagged images),
 the boxes, class names, image ids and sizes the check returns (``Seen``) are compared with
 what mmdet's dataset holds after reading the same files, and the image size with what mmcv
-decodes. Then random mutations of a valid VOC XML and COCO file (hypothesis): each one is
-refused in one line naming the file, or accepted and read by mmdet exactly as the check
-reported; none takes more than a few seconds."""
+decodes. Then random mutations of a valid VOC XML, COCO file and Label Studio export
+(hypothesis): each one is refused in one line naming the file, or accepted and read by mmdet
+exactly as the check reported; none takes more than a few seconds."""
 import contextlib
 import copy
 import json
@@ -311,3 +311,56 @@ def test_mutated_coco_file_is_refused_in_one_line_or_read_as_checked(folder, edi
     path = folder / 'ann.json'
     path.write_text(json.dumps(data))
     refused_or_read_as_checked(folder, 'coco', path)
+
+
+def ls_paths(tasks):
+    """Every field of a Label Studio export a mutation may change."""
+    paths = [(t, 'data', 'image') for t in range(len(tasks))]
+    paths += [(t, 'ann', 'was_cancelled') for t in range(len(tasks))]
+    for t, task in enumerate(tasks):
+        for r, res in enumerate(task['annotations'][0]['result']):
+            paths += [(t, r, key) for key in ('original_width', 'original_height', 'type')]
+            paths += [(t, r, f'value.{key}') for key in res['value']]
+    return paths
+
+
+DRAWN = {'a': [('square', 2, 3, 20, 30), ('circle', 50, 10, 70, 30)],
+         'b': [('triangle', 1.5, 2.25, 33.75, 50)]}
+TASKS = [labelstudio_task(stem, w, h, DRAWN[stem]) for stem, w, h, _ in IMAGES if stem in DRAWN]
+
+
+@SETTINGS
+@given(edits=st.lists(st.tuples(st.sampled_from(ls_paths(TASKS)), st.sampled_from(
+    VALUES + TEXTS), st.booleans()), min_size=1, max_size=3))
+def test_mutated_labelstudio_export_is_refused_in_one_line_or_imported_as_read(folder, edits):
+    """Imported: what the import reports is what mmdet reads from the merged file, and
+    every rectangle of an imported task is a box or counted as dropped (under a pixel)."""
+    from isal_mmdet.labelling.annotations import import_export
+    tasks = copy.deepcopy(TASKS)
+    for (t, r, key), value, delete in edits:
+        if r == 'data' or r == 'ann':
+            entry = tasks[t]['data'] if r == 'data' else tasks[t]['annotations'][0]
+        else:
+            entry = tasks[t]['annotations'][0]['result'][r]
+            if key.startswith('value.'):
+                entry, key = entry['value'], key[6:]
+        if delete:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+    path = folder / 'export.json'
+    path.write_text(json.dumps(tasks))
+    (folder / 'ann.json').write_text(json.dumps(BASE))
+    with time_limit(20):
+        try:
+            imported = import_export(str(path), str(folder / 'ann.json'), [100, 101], CLASSES)
+        except ValueError as e:
+            assert '\n' not in str(e) and str(path) in str(e), str(e)
+            return
+        (folder / 'merged.json').write_text(json.dumps(imported.coco))
+        seen, read = checked_and_read(folder, 'coco', 'merged.json')
+    assert seen == read
+    assert normal(imported.seen) == {k: seen[k] for k in imported.seen}
+    drawn = sum(res.get('type') == 'rectanglelabels' for t, img_id in zip(tasks, (100, 101))
+                if img_id in imported.seen for res in t['annotations'][0]['result'])
+    assert sum(len(v['boxes']) for v in imported.seen.values()) + imported.dropped == drawn

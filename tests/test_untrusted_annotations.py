@@ -599,7 +599,8 @@ CASES = [(case[0], case[1]) for case in (ANN_FILE_CASES + RAW_FILE_CASES + EXPOR
      "3): what the check returns is what mmdet's dataset holds "
      '(tests/test_normal_form.py)'),
     ('random-mutations',
-     'random mutations of a valid VOC XML and COCO file: each is refused in one line '
-     'naming the file, or read by mmdet exactly as checked, within seconds '
+     'random mutations of a valid VOC XML, COCO file and Label Studio export: each is '
+     'refused in one line naming the file, or read by mmdet exactly as checked (every '
+     'rectangle of an imported task a box, or counted as under a pixel), within seconds '
      '(tests/test_normal_form.py)'),
 ]

@@ -136,8 +136,15 @@ def _rectangle(res: dict, at: str) -> Tuple[float, float, float, float, float, f
         if not math.isfinite(value) or (low is not None and value <= low):
             raise ValueError(f'{at}.{key} {value!r} is not a finite'
                              f'{"" if low is None else " positive"} number')
-    if float(v.get('rotation') or 0) != 0:
-        raise ValueError(f'{at}.value.rotation is {v["rotation"]}: rotated boxes cannot be '
+    rotation = v.get('rotation') or 0
+    if isinstance(rotation, bool) or not isinstance(rotation, (int, float, str)):
+        raise ValueError(f'{at}.value.rotation {rotation!r} is not a number')
+    try:
+        turned = float(rotation) != 0
+    except ValueError:
+        raise ValueError(f'{at}.value.rotation {rotation!r} is not a number') from None
+    if turned:
+        raise ValueError(f'{at}.value.rotation is {rotation}: rotated boxes cannot be '
                          'imported')
     return ow, oh, x, y, w, h, label
 
