@@ -221,3 +221,71 @@ def test_semi_round_resumes_after_sigkill_to_the_same_weights(semi_run, syntheti
         want, got = teacher_weights(semi_run, k), teacher_weights(work, k)
         for name, value in want.items():
             torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_semi_lever_of_the_study_tool():
+    from isal_mmdet.study.variants import strategy_cfg
+    assert strategy_cfg('isal', 'random+semi') == dict(strategy='random', semi={})
+    assert strategy_cfg('isal', 'dcus+clusters+semi', None, dict(momentum=0.1)) == dict(
+        strategy=dict(type='dcus', batch=dict(type='clusters')), semi=dict(momentum=0.1))
+    assert 'semi' not in strategy_cfg('isal', 'dcus+clusters')
+    with pytest.raises(ValueError, match="or 'semi'"):
+        strategy_cfg('isal', 'dcus+semo')
+
+
+def test_study_shares_round_0_within_a_training_regime_only(tmp_path):
+    from isal_mmdet.study.run import shared_rounds0
+    for name, semi in (('dcus+semi', {}), ('random', None), ('random+semi', {})):
+        run = tmp_path / name / 'seed0'
+        (run / 'round_0').mkdir(parents=True)
+        (run / 'round_0' / 'metrics.json').write_text('{}')
+        (run / 'experiment.json').write_text(json.dumps(dict(active_learning=dict(semi=semi))))
+    assert shared_rounds0(str(tmp_path), 0) == {
+        True: str(tmp_path / 'dcus+semi' / 'seed0' / 'round_0'),
+        False: str(tmp_path / 'random' / 'seed0' / 'round_0')}
+    assert shared_rounds0(str(tmp_path), 1) == {}
+
+
+@pytest.mark.parametrize('semi, message', [
+    (0.5, 'active_learning.semi must be None or dict('),
+    (dict(momentum=1.0), 'active_learning.semi.momentum must be a number in (0, 1), got 1.0'),
+    (dict(cls_pseudo_thr=1.5), 'active_learning.semi.cls_pseudo_thr must be a number in [0, 1]'),
+    (dict(unsup_weight=-1), 'active_learning.semi.unsup_weight must be a number >= 0'),
+    (dict(unlabelled_per_labelled=0), 'active_learning.semi.unlabelled_per_labelled must be '
+                                      'an integer >= 1'),
+    (dict(ratio=2), "active_learning.semi has no field 'ratio'"),
+])
+def test_bad_semi_settings_are_one_line_naming_the_field(semi, message):
+    from mmengine.config import Config
+    from isal_mmdet.al.settings import al_settings
+    cfg = Config.fromfile(DEMO)
+    cfg.active_learning.semi = semi
+    with pytest.raises(ValueError) as e:
+        al_settings(cfg)
+    assert str(e.value).startswith(message) and '\n' not in str(e.value)
+
+
+def test_hook_in_a_mean_teacher_config_selects_with_the_teacher(synthetic_voc, tmp_path):
+    """A mean-teacher config (as the loop writes one) with ISALSelectionHook: the labelled
+    images are the first dataset's, and the scores are those of teacher.pth as a plain
+    detector."""
+    from mmengine.runner import Runner
+    from isal_mmdet.tools_api import select_from_checkpoint
+    cfg, loop = round_cfg(synthetic_voc, tmp_path / 'w')
+    cfg.train_cfg.max_iters = 2
+    hook = dict(type='ISALSelectionHook', strategy='entropy', budget=3,
+                out_dir=str(tmp_path / 'hook'))
+    cfg.custom_hooks = list(cfg.custom_hooks) + [hook]
+    Runner.from_cfg(cfg).train()
+    labelled = tmp_path / 'w' / 'round_0' / 'labeled.json'
+    select_from_checkpoint(loop.with_ann_file(None), osp.join(cfg.work_dir, 'teacher.pth'),
+                           'entropy', str(tmp_path / 'plain'), budget=3,
+                           labelled_file=str(labelled))
+
+    def scores(folder):
+        with open(folder / 'scores.csv', newline='') as f:
+            return {r['img_id']: float(r['score']) for r in csv.DictReader(f)}
+
+    want, got = scores(tmp_path / 'plain'), scores(tmp_path / 'hook')
+    assert len(got) == len(split_ids(synthetic_voc, 'train')) - len(json.load(open(labelled)))
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-7)

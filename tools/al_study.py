@@ -8,7 +8,9 @@
 A strategy is a registered name (random, entropy, dcus, isal, ...), ``isal`` (the config's
 ISAL settings), a research variant of ISAL or ESI (``isal-cg-thr0.5``, ``esi-mean``), or a box
 strategy with levers (``entropy_box-image``; isal_mmdet/study/variants.py; ``--help`` lists
-them all). Each seed's strategies start from one shared round 0.
+them all); ``+semi`` after any of them trains semi-supervised rounds (``random+semi``).
+Each seed's strategies start from one shared round 0 (one for the supervised strategies, one
+for the semi-supervised ones).
 Rerun the same command to resume; more ``--rounds`` or ``--seeds`` extend a study.
 
 Writes W/<report>.json, .md and .png: mAP per round, AUC and the cost to reach random's final
@@ -25,14 +27,15 @@ def strategies_help() -> str:
     cannot drift from them."""
     from isal_mmdet.al.strategies import STRATEGIES
     from isal_mmdet.registry import BATCH_STAGES
-    from isal_mmdet.study.variants import BOX_LEVERS, ESI_LEVERS, LEVERS
+    from isal_mmdet.study.variants import BOX_LEVERS, ESI_LEVERS, LEVERS, SEMI_LEVER
     names = sorted(k for k in STRATEGIES.module_dict if k.islower())
     stages = sorted(k for k in BATCH_STAGES.module_dict if k.islower())
     return (f"registered: {', '.join(names)}; ISAL variants isal-LEVER[-LEVER...], levers: "
             f"{', '.join(LEVERS)}; ESI variants esi-LEVER..., levers: {', '.join(ESI_LEVERS)}; "
             f"box strategies NAME_box-LEVER..., levers: {', '.join(BOX_LEVERS)}; "
             f"any of them with a batch stage NAME+STAGE, stages: {', '.join(stages)}; "
-            "default: random entropy dcus isal")
+            f"and any of them +{SEMI_LEVER} (random+semi, dcus+clusters+semi): semi-supervised "
+            "rounds, active_learning.semi; default: random entropy dcus isal")
 
 
 def parse_args(argv=None):

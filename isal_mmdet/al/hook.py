@@ -8,6 +8,7 @@ from mmengine.hooks import Hook
 from mmdet.registry import HOOKS
 
 from ..checkpoints import allow_unpickling
+from ..detection.semi import evaluated_model, labelled_view
 from .arguments import Count, NonNegativeInt, PreannotationThr, TypedArguments
 from .context import selection_context
 from .data import (build_dataset, check_split_overlap, dataset_ids, scoring_dataset_cfg,
@@ -22,8 +23,9 @@ class ISALSelectionHook(TypedArguments, Hook):
 
     Defaults come from the runner: the labelled set is the train dataloader's images
     (an ``ActiveSubset``'s ids, or the whole train dataset), the pool is the rest of its
-    data source (or ``pool``, a dataset config), the reference set is the val split. The
-    arguments are checked against their annotations when the runner builds its hooks, before
+    data source (or ``pool``, a dataset config), the reference set is the val split. In a
+    mean teacher's config (mmdet's ``SemiBaseDetector``) the labelled images are its
+    ``ConcatDataset``'s first dataset and the teacher selects. The arguments are checked against their annotations when the runner builds its hooks, before
     any training or checkpoint.
 
     Args:
@@ -67,8 +69,8 @@ class ISALSelectionHook(TypedArguments, Hook):
         if unsafe_load:
             allow_unpickling()
 
-    def labelled_ids(self, runner) -> list:
-        inner, subset = unwrap_subset(runner.cfg.train_dataloader.dataset)
+    def labelled_ids(self, cfg) -> list:
+        inner, subset = unwrap_subset(cfg.train_dataloader.dataset)
         if subset is None:
             return dataset_ids(build_dataset(inner, 'train_dataloader.dataset'))
         return subset_ids(subset)
@@ -78,16 +80,18 @@ class ISALSelectionHook(TypedArguments, Hook):
         checked before training, not after it."""
         sources = {} if self.pool is None else {'ISALSelectionHook.pool': self.pool}
         if self.reference == 'val' and not self.allow_split_overlap:
-            sources['train_dataloader.dataset'] = runner.cfg.train_dataloader.dataset
-            check_split_overlap(runner.cfg, sources, 'ISALSelectionHook')
+            cfg = labelled_view(runner.cfg)
+            sources['train_dataloader.dataset'] = cfg.train_dataloader.dataset
+            check_split_overlap(cfg, sources, 'ISALSelectionHook')
         elif sources:
             build_dataset(scoring_dataset_cfg(self.pool, test_pipeline_of(runner.cfg)),
                           'ISALSelectionHook.pool')
 
     def after_train(self, runner) -> None:
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-        ctx = selection_context(runner.cfg, model, self.labelled_ids(runner), self.reference,
-                                self.pool, self.batch_size, self.num_workers, self.seed)
+        cfg = labelled_view(runner.cfg)
+        ctx = selection_context(cfg, evaluated_model(runner.model), self.labelled_ids(cfg),
+                                self.reference, self.pool, self.batch_size, self.num_workers,
+                                self.seed)
         out_dir = self.out_dir or osp.join(runner.work_dir, 'selection')
         self.result = select(self.strategy, ctx, self.budget, out_dir, self.export_coco,
                              self.preannotation_thr, self.image_root)

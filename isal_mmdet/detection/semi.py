@@ -17,7 +17,7 @@ from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import weights_to_cpu
 from mmengine.utils import apply_to
 from mmdet.models.detectors.semi_base import SemiBaseDetector
-from mmdet.registry import HOOKS
+from mmdet.registry import HOOKS, MODELS
 from torch import nn
 
 from ..fileio import atomic_write, write_text
@@ -172,3 +172,18 @@ class TeacherCheckpointHook(Hook):
         state = teacher_checkpoint(runner)
         atomic_write(path, lambda f: torch.save(state, f), mode='wb')
         write_text(osp.join(runner.work_dir, 'last_checkpoint'), path)
+
+
+def labelled_view(cfg: Any) -> Any:
+    """``cfg`` as a supervised config: a mean teacher's (``SemiBaseDetector`` or a subclass,
+    as mmdet's semi-supervised configs build it) train dataset is replaced by its labelled
+    source, the first of its ``ConcatDataset``; any other config is returned as it is."""
+    model_type = (cfg.get('model') or {}).get('type')
+    model_cls = MODELS.get(model_type) if isinstance(model_type, str) else model_type
+    dataset = cfg.train_dataloader.dataset
+    if not (isinstance(model_cls, type) and issubclass(model_cls, SemiBaseDetector)) or \
+            dataset.get('type') != 'ConcatDataset':
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg.train_dataloader.dataset = dataset.datasets[0]
+    return cfg

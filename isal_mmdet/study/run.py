@@ -51,7 +51,26 @@ def _config(setup: StudySetup, seed: int, changes: Dict[str, Any]):
 def strategy_config(setup: StudySetup, strategy: str, seed: int):
     """The config of one strategy × seed of the study."""
     al = load_config(setup.config, setup.cfg_options).get('active_learning') or {}
-    return _config(setup, seed, strategy_cfg(al.get('strategy'), strategy, al.get('cost')))
+    return _config(setup, seed, strategy_cfg(al.get('strategy'), strategy, al.get('cost'),
+                                             al.get('semi')))
+
+
+def trains_semi(work_dir: str) -> bool:
+    """Whether the run in ``work_dir`` trains semi-supervised rounds (its experiment.json)."""
+    marker = osp.join(work_dir, 'experiment.json')
+    al = read_json(marker).get('active_learning', {}) if osp.exists(marker) else {}
+    return al.get('semi') is not None
+
+
+def shared_rounds0(work_dir: str, seed: int) -> Dict[bool, str]:
+    """Seed ``seed``'s finished round 0 to share, one per training regime (supervised, semi-
+    supervised): a semi-supervised round 0 is another model, and trained on other data."""
+    out: Dict[bool, str] = {}
+    for done in sorted(glob.glob(osp.join(work_dir, '*', f'seed{seed}', 'round_0',
+                                          'metrics.json'))):
+        round0 = osp.dirname(done)
+        out.setdefault(trains_semi(osp.dirname(round0)), round0)
+    return out
 
 
 def check_setup(setup: StudySetup, train: bool) -> None:
@@ -111,7 +130,10 @@ def training_noise(setup: StudySetup, work_dir: str, image_seed: int,
                         raise ValueError(f'--noise-round {round_k}: {src} has no finished '
                                          'run to start from; run the study first')
                     shutil.copytree(src, osp.join(wd, f'round_{j}'), ignore=keep)
-            cfg = _config(setup, image_seed, dict(rounds=round_k + 1))
+            semi = strategy_config(setup, setup.strategies[0], image_seed).active_learning.get(
+                'semi')  # the first strategy's regime, which supplies the earlier rounds
+            cfg = _config(setup, image_seed, dict(rounds=round_k + 1) if semi is None else
+                          dict(rounds=round_k + 1, semi=semi))
             cfg.randomness = dict(seed=t)
             ActiveLearningLoop(cfg, wd).run()
         maps.append(read_json(osp.join(wd, 'summary.json'))[round_k]['mAP'])
@@ -138,16 +160,15 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
     curves: Dict[str, Dict[int, list]] = {s: {} for s in setup.strategies}
     box_curves: Dict[str, Dict[int, list]] = {s: {} for s in setup.strategies}
     for seed in setup.seeds:
-        done = sorted(glob.glob(osp.join(work_dir, '*', f'seed{seed}', 'round_0',
-                                         'metrics.json')))
-        first = osp.dirname(done[0]) if done else None
+        firsts = shared_rounds0(work_dir, seed)
         for s in setup.strategies:
             wd = osp.join(work_dir, s, f'seed{seed}')
+            semi = strategy_config(setup, s, seed).active_learning.get('semi') is not None
             if analyse_only:
                 rows = read_json(osp.join(wd, 'summary.json'))[:setup.rounds]
             else:
-                rows = run_one(setup, wd, s, seed, shared_round0=first)
-            first = first or osp.join(wd, 'round_0')
+                rows = run_one(setup, wd, s, seed, shared_round0=firsts.get(semi))
+            firsts.setdefault(semi, osp.join(wd, 'round_0'))
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
             box_curves[s][seed] = [(r['num_boxes'], r['mAP']) for r in rows]
     comp: Dict[str, Any] = {}

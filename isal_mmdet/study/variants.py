@@ -49,6 +49,8 @@ BOX_LEVERS = {
     'band0': (dict(band_precision=0.0), {}),  # every detection below the threshold
     'free': ({}, dict(per_check=0.0)),
 }
+# '+semi' after any name: the round loop's semi-supervised rounds (mean teacher)
+SEMI_LEVER = 'semi'
 # ESI variants: 'esi' (the config's ISAL solver, defaults otherwise) + levers joined by '-'
 ESI_LEVERS = {
     'mean': dict(mean_term=True),
@@ -105,18 +107,25 @@ def box_cfg(name: str, config_cost: Optional[Dict[str, Any]] = None) -> Dict[str
 
 
 def strategy_cfg(config_strategy: Any, name: str,
-                 config_cost: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                 config_cost: Optional[Dict[str, Any]] = None,
+                 config_semi: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The ``active_learning`` changes that make ``name`` the experiment's strategy: a
     registered name, ``isal`` (the config's ISAL settings), or a variant of ISAL, ESI or a box
     strategy (``config_cost``: the config's cost, which a box lever may change), each with an
-    optional batch stage after a ``+`` (``dcus+clusters``: DCUS, batch by clusters)."""
-    scored, *stages = name.split('+')
+    optional batch stage after a ``+`` (``dcus+clusters``: DCUS, batch by clusters) and
+    ``+semi``: semi-supervised rounds (the config's ``active_learning.semi``,
+    ``config_semi``, or its defaults)."""
+    scored, *rest = name.split('+')
+    stages = [s for s in rest if s != SEMI_LEVER]
     out = scored_cfg(config_strategy, scored, config_cost)
+    if len(stages) < len(rest):
+        out['semi'] = dict(config_semi or {})
     if not stages:
         return out
     known = sorted(k for k in BATCH_STAGES.module_dict if k.islower())
     if len(stages) > 1 or stages[0] not in known:
-        raise ValueError(f'unknown batch stage {"+".join(stages)!r} in {name!r}; one of {known}')
+        raise ValueError(f'unknown batch stage {"+".join(stages)!r} in {name!r}; one of {known} '
+                         f'(or {SEMI_LEVER!r}: semi-supervised rounds)')
     spec = out['strategy']
     spec = dict(type=spec) if isinstance(spec, str) else dict(spec)
     return dict(out, strategy=dict(spec, batch=dict(type=stages[0])))
