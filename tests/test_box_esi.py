@@ -9,10 +9,12 @@ from conftest import ROOT, TINY, build_detector, voc_dataset
 from test_box_influence import (MAX_BOXES, _ignoring, _objective, _own_normaliser,  # noqa: F401
                                 reassigned, setup)
 from toy import TensorObjective
-from isal_mmdet.al.strategies import ESIBox, SelectionContext, build_strategy
+from isal_mmdet.al.strategies import SelectionContext, build_strategy
 from isal_mmdet.datasets.al_subset import ActiveSubset
-from isal_mmdet.detection import DetectionObjective, detector_param_groups
+from isal_mmdet.detection import detector_param_groups
 from isal_mmdet.influence import influence_mode, part_esi_scores, summed_gradient
+from isal_mmdet.study.box import ESIBox
+from isal_mmdet.study.objective import ResearchObjective
 
 
 @pytest.fixture(scope='module')
@@ -138,7 +140,7 @@ def test_box_esi_does_not_depend_on_batch_size(unsure):
 
 def test_images_without_pseudo_boxes_have_no_answers(unsure):
     model, groups, items, s = unsure
-    obj = DetectionObjective(score_thr=2.0)  # no prediction reaches it
+    obj = ResearchObjective(score_thr=2.0)  # no prediction reaches it
     assert part_esi_scores(obj, model, groups, s, [pseudo_collate(items)]) == {}
     assert obj.pseudo_boxes == [0, 0, 0] and obj.parts == {}
 
@@ -160,8 +162,8 @@ def test_esi_box_scores_isal_box_detections_along_the_same_s(unsure, synthetic_v
     assert dets == isal_dets and scores.keys() == isal.keys()
     assert sorted(scores) == sorted((i, j) for i, boxes in dets.items()
                                     for j in range(len(boxes)))
-    s = summed_gradient(DetectionObjective(), model, groups, ctx.loader(ctx.reference))
-    want = part_esi_scores(DetectionObjective(0.005, 3), model, groups, s, ctx.loader(ctx.pool))
+    s = summed_gradient(ResearchObjective(), model, groups, ctx.loader(ctx.reference))
+    want = part_esi_scores(ResearchObjective(0.005, 3), model, groups, s, ctx.loader(ctx.pool))
     assert scores == pytest.approx(want, rel=1e-6)
 
 

@@ -10,9 +10,10 @@ from mmengine.dataset import Compose, pseudo_collate
 
 from conftest import TEST_PIPELINE, build_detector, voc_dataset
 from toy import TensorObjective
-from isal_mmdet.detection import (DetectionObjective, box_loss_head, detection_candidates,
-                                  detector_param_groups)
+from isal_mmdet.detection import detector_param_groups
 from isal_mmdet.influence import influence_mode, part_influence_scores
+from isal_mmdet.study.box.losses import box_loss_head
+from isal_mmdet.study.objective import ResearchObjective, detection_candidates
 
 MAX_BOXES = 6
 
@@ -33,7 +34,7 @@ def setup(synthetic_voc):
 
 def _objective(**kw):
     # an untrained head scores every location ~0.01: threshold 0 keeps the best MAX_BOXES
-    return DetectionObjective(score_thr=0.0, max_per_img=MAX_BOXES, **kw)
+    return ResearchObjective(score_thr=0.0, max_per_img=MAX_BOXES, **kw)
 
 
 @contextmanager
@@ -63,7 +64,7 @@ def _ignoring(head, box=None):
 
 
 def _image_loss(model, item, norm, box=None, ignore=False, pseudo=True):
-    """mmdet's image loss (DetectionObjective.per_sample_loss) with the fixed normaliser
+    """mmdet's image loss (ResearchObjective.per_sample_loss) with the fixed normaliser
     ``norm``, box ``box``'s anchors (all boxes' with ``ignore``) ignored."""
     obj = _objective(avg_factor=norm)
     if box is None and not ignore:
@@ -177,7 +178,7 @@ def test_candidates_are_the_scored_boxes_in_original_coordinates(setup):
 
 def test_images_without_pseudo_boxes_have_no_parts(setup):
     model, groups, items, s = setup
-    obj = DetectionObjective(score_thr=2.0)  # no prediction reaches it
+    obj = ResearchObjective(score_thr=2.0)  # no prediction reaches it
     assert part_influence_scores(obj, model, groups, s, [pseudo_collate(items)]) == {}
     assert obj.pseudo_boxes == [0, 0, 0] and obj.parts == {}
 

@@ -9,15 +9,25 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from isal_mmdet.al.box_oracle import Annotator
-from isal_mmdet.al.box_selection import (band_of, check_band, image_order, select_boxes,
-                                         spend_queries)
 from isal_mmdet.al.budget import Budget
 from isal_mmdet.al.cost import AnnotationCost
 from isal_mmdet.al.strategies import SelectionContext
-from isal_mmdet.al.strategies.box import RandomBox
+from isal_mmdet.study.box.oracle import Annotator
+from isal_mmdet.study.box.selection import (band_of, check_band, image_order, select_boxes,
+                                            spend_queries)
+from isal_mmdet.study.box.strategies import RandomBox
 from isal_mmdet.labelling.thresholds import band_floor
-from test_loop import al_train
+from test_loop import DEMO, al_train as demo_train
+
+def al_train(work_dir, data_root, *args, **extra):
+    """tools/al_train.py on the demo config with the research package imported, where the
+    box strategies register."""
+    config = osp.join(osp.dirname(str(work_dir)), 'box_demo.py')
+    with open(config, 'w') as f:
+        f.write(f"_base_ = {DEMO!r}\ncustom_imports = dict(imports=['isal_mmdet', "
+                "'isal_mmdet.study'], allow_failed_imports=False)\n")
+    return demo_train(work_dir, data_root, *args, config=config, **extra)
+
 
 BOX = {'active_learning.strategy.type': 'ISALBox', 'active_learning.strategy.score_thr': 0.005,
        'active_learning.budget_unit': 'boxes', 'active_learning.budget': 5,

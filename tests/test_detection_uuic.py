@@ -12,6 +12,7 @@ from isal_mmdet.detection import (DetectionObjective, detector_family, detector_
 from isal_mmdet.detection.losses import image_seeded_rng, per_image_normalisation
 from isal_mmdet.detection.pseudo_labels import presence_draw
 from isal_mmdet.influence import influence_scores, loss_grad, summed_gradient
+from isal_mmdet.study.objective import ResearchObjective
 
 FAMILIES = ['retinanet', 'fcos', 'faster_rcnn']
 
@@ -107,7 +108,7 @@ def test_soft_labels_are_the_expected_focal_loss_per_image(family, synthetic_voc
     model = build_detector(family)
     groups = detector_param_groups(model)
     items = _items(voc_dataset(synthetic_voc), 4, with_boxes=False)
-    obj = DetectionObjective(soft=True)
+    obj = ResearchObjective(soft=True)
     with torch.no_grad():
         batched = obj.per_sample_loss(model, pseudo_collate(items), pseudo=True)
         for item, got in zip(items, batched):
@@ -136,7 +137,7 @@ def test_soft_labels_refuse_likelihood_heads(synthetic_voc):
     model = build_detector('faster_rcnn')
     items = _items(voc_dataset(synthetic_voc), 1)
     with pytest.raises(ValueError, match="pseudo='soft' needs a single-stage"):
-        DetectionObjective(soft=True).per_sample_loss(model, pseudo_collate(items), pseudo=True)
+        ResearchObjective(soft=True).per_sample_loss(model, pseudo_collate(items), pseudo=True)
 
 
 def test_pseudo_labels_threshold_cap_and_degenerate_boxes():

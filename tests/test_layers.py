@@ -64,3 +64,15 @@ def test_only_fileio_writes_atomically():
     for path, rel in modules():
         if rel != 'fileio.py':
             assert 'os.replace(' not in open(path).read(), rel
+
+
+RESEARCH = 'study'
+
+
+def test_the_product_never_imports_the_research_package():
+    """Box queries and the studies' levers live in isal_mmdet/study, beside the product: no
+    module outside it imports it, at any depth (a function-level import counts too)."""
+    for path, rel in modules():
+        if rel.split('/')[0] != RESEARCH:
+            assert RESEARCH not in set(imported(path, rel)), \
+                f'{rel} imports isal_mmdet.{RESEARCH}, the research package'

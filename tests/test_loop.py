@@ -33,8 +33,8 @@ def tiny_options(data_root, **extra):
     return [f'{k}={v}' for k, v in opts.items()]
 
 
-def al_train(work_dir, data_root, *args, wait=True, **extra):
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'al_train.py'), DEMO, '--work-dir',
+def al_train(work_dir, data_root, *args, wait=True, config=DEMO, **extra):
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'al_train.py'), config, '--work-dir',
            str(work_dir), '--cfg-options', *tiny_options(data_root, **extra), *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -244,13 +244,17 @@ STUDY_STRATEGIES = {
                  "dict(_delete_=True, type='ISALResearch', diversity=dict(pool_factor=2), "
                  "solver=dict(type='cg', max_iter=2))"),
     'research, not imported': ('', "dict(_delete_=True, type='ISALResearch')"),
+    'box queries': ("custom_imports = dict(imports=['isal_mmdet.study'])\n",
+                    "dict(_delete_=True, type='isal_box', score_thr=0.005), budget_unit='boxes', "
+                    "preannotation_thr=0.9"),
+    'box queries, not imported': ('', "dict(_delete_=True, type='isal_box'), budget_unit='boxes'"),
 }
 
 
 @pytest.mark.parametrize('case', list(STUDY_STRATEGIES))
 def test_a_study_config_runs_through_al_train(case, synthetic_voc, tmp_path):
     """A study's config (a research strategy registered by custom_imports) takes the path a
-    user's config takes; without the import, one line says what to add. (Box strategies run
+    user's config takes; without the import, one line says what to add. (More box queries
     through it in test_box_queries.py.)"""
     imports, strategy = STUDY_STRATEGIES[case]
     cfg = tmp_path / 'study.py'
@@ -260,11 +264,14 @@ def test_a_study_config_runs_through_al_train(case, synthetic_voc, tmp_path):
     res = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'al_train.py'), str(cfg),
                           '--work-dir', str(tmp_path / 'w'), '--cfg-options', *options],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if case == 'research, not imported':
+    if case.endswith('not imported'):
         assert res.returncode == 2 and "add custom_imports=dict(imports=['isal_mmdet.study'])" \
             in res.stderr and not (tmp_path / 'w' / 'round_0').exists()
         return
     assert res.returncode == 0, res.stderr[-3000:]
     sel = json.load(open(tmp_path / 'w' / 'round_0' / 'selection.json'))
-    assert sel['strategy'] == 'ISALResearch'
+    assert sel['strategy'] == ('ISALBox' if case == 'box queries' else 'ISALResearch')
+    if case == 'box queries':  # round 1 trained on round 0's answered queries
+        assert sel['query'] == 'boxes' and osp.exists(tmp_path / 'w' / 'round_1' /
+                                                       'box_labels.json')
     assert osp.exists(tmp_path / 'w' / 'round_1' / 'metrics.json')

@@ -9,11 +9,11 @@ from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 from mmengine.dataset import pseudo_collate
 
 from conftest import ROOT, TINY, build_detector, coco_dataset, voc_dataset
-from isal_mmdet.al.box_oracle import answer, merge_labels, partial_labels
 from isal_mmdet.datasets.al_subset import ActiveSubset
-from isal_mmdet.datasets.partial_labels import PartialLabels, read_labels
 from isal_mmdet.detection import sum_losses
 from isal_mmdet.fileio import write_json
+from isal_mmdet.study.box.oracle import answer, merge_labels, partial_labels
+from isal_mmdet.study.box.partial_labels import PartialLabels, read_labels
 
 
 def human(bbox, label=0):

@@ -14,6 +14,7 @@ from isal_mmdet.datasets.al_subset import ActiveSubset
 from isal_mmdet.detection import DetectionObjective, detector_param_groups
 from isal_mmdet.influence import loss_grad
 from isal_mmdet.study import research_strategies  # noqa: F401  (registers the research classes)
+from isal_mmdet.study.objective import ResearchObjective
 
 
 def test_entropy_ranks_uniform_prediction_above_confident_one():
@@ -238,7 +239,7 @@ def test_isal_fixed_normaliser_divides_every_image_by_one_count(synthetic_voc):
     runs = [select(cfg, _ctx(synthetic_voc, model, batch_size=b), 3) for b in (1, 4)]
     assert runs[0].scores == pytest.approx(runs[1].scores, rel=1e-4, abs=1e-7)
     ctx = _ctx(synthetic_voc, model)
-    obj = DetectionObjective(avg_factor=1.0)
+    obj = ResearchObjective(avg_factor=1.0)
     from mmengine.dataset import pseudo_collate
     with torch.no_grad():
         obj.per_sample_loss(model, pseudo_collate([ctx.reference[i]
@@ -348,7 +349,7 @@ def test_isal_foreground_reference_keeps_only_the_terms_of_assigned_anchors(synt
     ctx = _ctx(synthetic_voc, model)
     groups = detector_param_groups(model)
     batch = pseudo_collate([ctx.reference[i] for i in range(4)])
-    full, fg = (loss_grad(DetectionObjective(foreground_only=f), model, groups, batch)
+    full, fg = (loss_grad(ResearchObjective(foreground_only=f), model, groups, batch)
                 for f in (False, True))
     reg, cls = [g for g in groups.names() if 'reg' in g], [g for g in groups.names()
                                                            if 'cls' in g]
@@ -362,10 +363,10 @@ def test_isal_foreground_reference_keeps_only_the_terms_of_assigned_anchors(synt
     gt = empty['data_samples'][0].gt_instances
     empty['data_samples'][0].gt_instances = gt[gt.labels < 0]
     with torch.no_grad():
-        assert float(DetectionObjective(foreground_only=True).per_sample_loss(
+        assert float(ResearchObjective(foreground_only=True).per_sample_loss(
             model, empty).sum()) == 0.0
         assert float(DetectionObjective().per_sample_loss(model, empty).sum()) > 0
-        pseudo = [DetectionObjective(score_thr=0.0, max_per_img=20, foreground_only=f)
+        pseudo = [ResearchObjective(score_thr=0.0, max_per_img=20, foreground_only=f)
                   .per_sample_loss(model, pseudo_collate([ctx.pool[0]]), pseudo=True)
                   for f in (False, True)]
     assert torch.equal(pseudo[0], pseudo[1])
@@ -393,7 +394,7 @@ def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc
     assert len(set(labels.tolist())) == 3
 
     def grad(w):
-        obj = DetectionObjective(class_weights=None if w is None else torch.tensor(w))
+        obj = ResearchObjective(class_weights=None if w is None else torch.tensor(w))
         g = loss_grad(obj, model, groups, batch)
         return {n: torch.cat([t.flatten() for t in g[n]]) for n in groups.names()}
     plain, ones = grad(None), grad([1.0, 1.0, 1.0])
@@ -407,7 +408,7 @@ def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc
     cls_bias = head.retina_cls.bias
 
     def bias_grad(w):
-        obj = DetectionObjective(class_weights=None if w is None else torch.tensor(w))
+        obj = ResearchObjective(class_weights=None if w is None else torch.tensor(w))
         loss = obj.per_sample_loss(model, pseudo_collate(
             [ctx.reference[i] for i in range(4)])).sum()
         return torch.autograd.grad(loss, cls_bias)[0]
@@ -431,7 +432,7 @@ def test_balanced_reference_weighs_each_class_column_and_its_boxes(synthetic_voc
     one['data_samples'][0].gt_instances = gt[gt.labels == gt.labels[0]]
     other = [0.0, 0.0, 0.0]
     other[(int(gt.labels[0]) + 1) % 3] = 1.0
-    g = loss_grad(DetectionObjective(class_weights=torch.tensor(other)), model, groups, one)
+    g = loss_grad(ResearchObjective(class_weights=torch.tensor(other)), model, groups, one)
     assert all(float(t.abs().sum()) == 0.0 for n in reg for t in g[n])
     # the weights: the reference set's box counts, every class present weighing the same
     counts = class_counts(ctx.reference, 3)

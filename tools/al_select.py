@@ -15,11 +15,10 @@ from tool_args import add_run_arguments
 
 
 def strategy_names():
-    """The registered image strategies, so that the help cannot drift from the registry
-    (box strategies need the round loop's oracle)."""
+    """The registered product strategies, so that the help cannot drift from the registry
+    (research strategies register only with isal_mmdet.study)."""
     from isal_mmdet.al.strategies import STRATEGIES
-    return sorted(k for k, cls in STRATEGIES.module_dict.items()
-                  if k.islower() and getattr(cls, 'query', 'images') != 'boxes')
+    return sorted(k for k in STRATEGIES.module_dict if k.islower())
 
 
 def parse_args(argv=None):

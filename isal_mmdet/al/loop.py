@@ -35,24 +35,19 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from ..checkpoints import UnreadableCheckpoint
-from ..datasets.al_subset import ActiveSubset
-from ..datasets.partial_labels import PartialLabels
 from ..detection.semi import evaluated_model
 from ..fileio import read_json, write_json
 from ..influence.dist import barrier, broadcast_object
 from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
-from .box_oracle import Annotator
-from .box_rounds import (answer_round, box_strategy, enable_ignore_regions, latest_labels,
-                         queries_by_image, real_instances, with_partial_labels)
-from .box_selection import select_boxes
 from .context import selection_context
 from .data import (build_dataset, check_disjoint, check_reference, dataset_ids,
                    scoring_dataset_cfg, test_pipeline_of, unwrap_subset)
 from .launch import cpu_wrapper_cfg, init_distributed
 from ..dataset_index import id_index
-from .selection import preannotation_thresholds, select
+from .extension import RoundExtension
+from .selection import select
 from .semi import semi_round
-from .settings import al_settings, budget_of, check_box_settings, check_oracle
+from .settings import al_settings, budget_of, check_oracle, checked_strategy
 from .state import LabelState, initial_split, read_ids
 from .summary import FinishedRound, primary_metric, summary_rows, write_summary
 
@@ -122,9 +117,10 @@ class ActiveLearningLoop:
         self.al = al_settings(cfg)
         if oracle is not None:
             self.al['oracle'] = oracle
-        self.box = box_strategy(self.al['strategy'])
-        if self.box is not None:  # again: --oracle may have changed it
-            check_box_settings(self.al)
+        strategy = checked_strategy(self.al['strategy'])
+        strategy.check_settings(self.al)  # again: --oracle may have changed it
+        # what the strategy changes in each round (a research package may), else nothing
+        self.extension = strategy.round_extension() or RoundExtension()
         check_oracle(self.al['oracle'])
         if (annotations or allow_missing) and self.al['oracle'] != 'none':
             raise ValueError('--annotations and --allow-missing need --oracle none')
@@ -239,10 +235,7 @@ class ActiveLearningLoop:
         cfg.pop('active_learning', None)
         cfg.work_dir = self.path(k, 'train')
         inner, _ = unwrap_subset(cfg.train_dataloader.dataset)
-        labels = latest_labels(self.path, k)
-        if labels is not None:
-            inner = with_partial_labels(inner, labels)
-            enable_ignore_regions(cfg)
+        inner = self.extension.train_dataset(self, k, inner, cfg)
         cfg.train_dataloader.dataset = dict(type='ActiveSubset', dataset=inner,
                                             ids_file=self.path(k, 'labeled.json'))
         semi_round(self, cfg, k)
@@ -270,8 +263,8 @@ class ActiveLearningLoop:
     def count_boxes(self, ids: List[Hashable], ann_file: Optional[str] = None,
                     k: Optional[int] = None) -> float:
         """The boxes labelling ``ids`` cost: every real box of a fully labelled image, what
-        the queries of a partly labelled one were charged (round ``k``'s answers)."""
-        partial = queries_by_image(latest_labels(self.path, k)) if k is not None else {}
+        what a partly labelled one was charged up to round ``k`` (:class:`RoundExtension`)."""
+        partial = self.extension.charged(self, k) if k is not None else {}
         source = self.source
         if ann_file is not None:
             if ann_file not in self.sources:
@@ -326,9 +319,8 @@ class ActiveLearningLoop:
         if self.al['warm_start'] and k > 0 and self.last_checkpoint(k) is None:
             self.warm_start_checkpoint(k)  # missing: an error before round k writes a file
         labelled = self.labelled_for(k)
-        if self.box is not None and k > 0 and self.is_rank0():
-            answer_round(self.path, k, self.source, self.box.pseudo,
-                         budget_of(self.al).cost.check_boxes)
+        if self.is_rank0():
+            self.extension.before_training(self, k)
         barrier()
         ann_file = self.agree(lambda: self.merged_ann_file(k))
         runner = Runner.from_cfg(self.runner_cfg(k, ann_file))
@@ -350,9 +342,8 @@ class ActiveLearningLoop:
                                     self.al['reference'],
                                     batch_size=self.al['batch_size'],
                                     num_workers=self.al['num_workers'], seed=self.al['seed'])
-            if self.box is not None:
-                seconds = self.select_boxes(k, ctx)['seconds']
-            else:
+            seconds = self.extension.select(self, k, ctx)
+            if seconds is None:
                 seconds = select(self.al['strategy'], ctx, budget_of(self.al),
                                  self.round_dir(k), self.al['export_coco'],
                                  self.al['preannotation_thr'],
@@ -365,22 +356,6 @@ class ActiveLearningLoop:
                   logger='current')
         del runner
         gc.collect()
-
-    def select_boxes(self, k: int, ctx: Any) -> Dict[str, Any]:
-        """Round k's box queries; the labelled set the Hessian sees is what was answered,
-        never the unasked boxes of a partly labelled image."""
-        labels = latest_labels(self.path, k)
-        if labels is not None:
-            ctx.labelled = ActiveSubset(PartialLabels(ctx.labelled.dataset, labels_file=labels),
-                                        ids=list(ctx.labelled.wanted_ids()))
-        classes = tuple(ctx.pool.metainfo.get('classes', ()))
-        thr = preannotation_thresholds(ctx, self.al['preannotation_thr'], classes,
-                                       band_precision=self.box.band_precision)
-        budget = budget_of(self.al)
-        # checks priced apart are charged as answered: the simulated person answers in turn
-        person = Annotator(real_instances(self.source)) \
-            if budget.cost.per_check is not None else None
-        return select_boxes(self.box, ctx, budget, thr, self.round_dir(k), person)
 
     def run(self) -> Optional[str]:
         """Runs every round not yet done; returns None, or a message when paused."""

@@ -30,14 +30,15 @@ def _fail(key: str, msg: str) -> None:
 def checked_strategy(spec: Any, field: str = 'active_learning.strategy',
                      images_only: bool = False) -> Strategy:
     """The strategy built from ``spec``; a bad name or argument is one line naming ``field``.
-    ``images_only``: a box strategy is refused (it needs the round loop's oracle)."""
+    ``images_only``: a strategy that changes the round loop's rounds
+    (:meth:`Strategy.round_extension`, e.g. box queries) is refused."""
     try:
         strategy = build_strategy(spec)
     except (ValueError, TypeError) as e:
         raise ValueError(f'{field}: {e}') from None
-    if images_only and getattr(strategy, 'query', 'images') == 'boxes':
-        raise ValueError(f'{field}: {type(strategy).__name__} queries boxes, which only the '
-                         'round loop answers (tools/al_train.py, tools/al_study.py)')
+    if images_only and strategy.round_extension() is not None:
+        raise ValueError(f'{field}: {type(strategy).__name__} runs only in the round loop '
+                         '(tools/al_train.py, tools/al_study.py)')
     return strategy
 
 
@@ -88,8 +89,7 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
             _fail('warm_start_iters', f'needs train_cfg.type=IterBasedTrainLoop, got '
                                       f'{train_loop!r}')
     strategy = checked_strategy(al['strategy'])
-    if getattr(strategy, 'query', 'images') == 'boxes':
-        check_box_settings(al)
+    strategy.check_settings(al)
     if model:
         try:
             strategy.check_model(model)
@@ -101,17 +101,6 @@ def check_oracle(oracle: Any) -> None:
     """The config's oracle, or ``--oracle``'s that replaces it."""
     if oracle not in ORACLES:
         _fail('oracle', f'must be one of {list(ORACLES)}, got {oracle!r}')
-
-
-def check_box_settings(al: Dict[str, Any]) -> None:
-    """A box strategy spends boxes or seconds, and only the simulated oracle answers box
-    queries for now."""
-    name = al['strategy'] if isinstance(al['strategy'], str) else al['strategy'].get('type')
-    if al.get('budget_unit', 'images') == 'images':
-        _fail('budget_unit', f'must be boxes or seconds for the box strategy {name!r}')
-    if al.get('oracle', 'gt') != 'gt':
-        _fail('oracle', f"must be 'gt' for the box strategy {name!r}: only the simulated "
-                        'oracle answers box queries')
 
 
 def al_settings(cfg: Any) -> Dict[str, Any]:

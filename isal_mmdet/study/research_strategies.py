@@ -25,6 +25,7 @@ from ..influence import (GroupVector, ParamGroups, influence_scores, inverse_hvp
                          summed_gradient)
 from ..influence.dist import broadcast_object, gather_objects
 from ..registry import STRATEGIES
+from .objective import ResearchObjective
 
 
 def class_balance(counts: Sequence[int]) -> torch.Tensor:
@@ -124,6 +125,7 @@ class ISALResearch(ISAL):
             reference loss most, i.e. where those predictions are most wrong.
         normaliser, reference_terms: see :class:`ReferenceOptions`.
     """
+    objective_type = ResearchObjective
 
     def __init__(self, solver: SolverSpec = None, score_thr: Score = 0.1,
                  max_per_img: Count = 100, param_groups: ParamGroupsSpec = None,
@@ -197,6 +199,7 @@ class ESIResearch(ESI):
         top_k: ``None``: sum over every anchor (the expectation itself); an integer: over the
             ``top_k`` anchors with the largest terms.
     """
+    objective_type = ResearchObjective
 
     def __init__(self, solver: SolverSpec = None, curvature: Curvature = 'fisher',
                  param_groups: ParamGroupsSpec = None, reference_size: Optional[Count] = None,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Hashable, Iterator, List
+from typing import Any, Dict, Hashable, Iterator, List, Optional
 
 import torch
 from mmengine.dataset import pseudo_collate
@@ -12,6 +12,7 @@ from torch import nn
 from ...influence.dist import rank_and_world
 from ..arguments import TypedArguments
 from ..batch.base import BatchStage, TopK
+from ..extension import RoundExtension
 from ..passes import per_image
 from ..state import sort_ids
 
@@ -81,6 +82,15 @@ class Strategy(TypedArguments):
 
     def check_model(self, model_cfg: Dict[str, Any]) -> None:
         """Raises ValueError, before any training, if the model config cannot be scored."""
+
+    def check_settings(self, al: Dict[str, Any]) -> None:
+        """Raises ValueError, before any training, if the ``active_learning`` settings
+        (defaults merged in) cannot run this strategy."""
+
+    def round_extension(self) -> Optional[RoundExtension]:
+        """What this strategy changes in the round loop's rounds; None: nothing, and then it
+        also selects from a checkpoint (tools/al_select.py, the hook)."""
+        return None
 
     def select(self, scores: Dict[Hashable, float], budget: int,
                ctx: SelectionContext) -> List[Hashable]:

@@ -55,7 +55,11 @@ class InfluenceStrategy(Strategy):
             seeded subset of that many reference images. v costs about one scoring pass per
             reference image, so a reference set larger than the pool (VOC2007 val: 2,510
             images) would cost more than scoring the pool.
+
+    ``objective_type``: the losses v, H and the scores are taken of (the studies' variants
+    use one with more options).
     """
+    objective_type = DetectionObjective
 
     def __init__(self, solver: SolverSpec = None, curvature: Curvature = 'fisher',
                  param_groups: ParamGroupsSpec = None, reference_size: Optional[Count] = None):
@@ -74,8 +78,8 @@ class InfluenceStrategy(Strategy):
         self.reference_size = reference_size
 
     def objective(self, ctx: SelectionContext, **options: Any) -> DetectionObjective:
-        """The detection losses for v and H (``options``: :class:`DetectionObjective`'s)."""
-        return DetectionObjective(seed=ctx.seed, **options)
+        """The detection losses for v and H (``options``: :attr:`objective_type`'s)."""
+        return self.objective_type(seed=ctx.seed, **options)
 
     def reference(self, ctx: SelectionContext) -> Any:
         """The reference set, or its seeded subset of ``reference_size`` images."""

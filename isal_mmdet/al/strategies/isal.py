@@ -54,7 +54,7 @@ class ISAL(InfluenceStrategy):
         self.score_thr, self.max_per_img = score_thr, max_per_img
 
     def objective(self, ctx: SelectionContext, **options: Any) -> DetectionObjective:
-        return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
+        return self.objective_type(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
 
     def score(self, ctx):
         groups = detector_param_groups(ctx.model, self.param_groups)

@@ -1,10 +1,11 @@
-"""What a round of box queries adds to the round loop: the answers become the partly
-labelled images the next round trains on.
+"""What a round of box queries adds to the round loop (:class:`BoxRounds`, the loop's
+:class:`~isal_mmdet.al.extension.RoundExtension`): the answers become the partly labelled
+images the next round trains on.
 
 ``W/round_<k>/box_queries.json`` (round k's selection) is answered by the simulated oracle
-(:mod:`.box_oracle`) against the dataset's real boxes, merged with the earlier answers into
+(:mod:`.oracle`) against the dataset's real boxes, merged with the earlier answers into
 ``W/round_<k+1>/box_labels.json``, and round k+1 trains on its images through
-:class:`~isal_mmdet.datasets.PartialLabels`, with the assigner's ignore regions switched on
+:class:`~.partial_labels.PartialLabels`, with the assigner's ignore regions switched on
 (``ignore_iof_thr``: an anchor mostly inside an unasked uncertain detection is neither
 positive nor negative). Detections below the band's floor are left out: mostly duplicates
 and background, their regions train as background, as any unlabelled region does. An image
@@ -17,20 +18,62 @@ import copy
 import os.path as osp
 from typing import Any, Callable, Dict, Hashable, List, Optional
 
-from ..fileio import read_json, write_json
-from .box_oracle import merge_labels, partial_labels
-from .box_selection import QUERIES_FILE, queried_images
-from .strategies import build_strategy
-from .strategies.box import BoxStrategy
+from ...al.extension import RoundExtension
+from ...al.selection import preannotation_thresholds
+from ...al.settings import budget_of
+from ...datasets.al_subset import ActiveSubset
+from ...fileio import read_json, write_json
+from .oracle import Annotator, merge_labels, partial_labels
+from .partial_labels import PartialLabels
+from .selection import QUERIES_FILE, queried_images, select_boxes
 
 LABELS_FILE = 'box_labels.json'
 IGNORE_IOF_THR = 0.5
 
 
-def box_strategy(spec: Any) -> Optional[BoxStrategy]:
-    """The strategy of ``spec`` if it queries boxes, else None."""
-    strategy = build_strategy(spec)
-    return strategy if isinstance(strategy, BoxStrategy) else None
+class BoxRounds(RoundExtension):
+    """A box strategy's rounds: round k>0 first answers round k-1's queries, trains on the
+    partly labelled images with ignore regions, and selects boxes, not images; a partly
+    labelled image costs what its queries were charged.
+
+    Args:
+        strategy (BoxStrategy): the round loop's strategy.
+    """
+
+    def __init__(self, strategy: Any):
+        self.strategy = strategy
+
+    def before_training(self, loop: Any, k: int) -> None:
+        if k > 0:
+            answer_round(loop.path, k, loop.source, self.strategy.pseudo,
+                         budget_of(loop.al).cost.check_boxes)
+
+    def train_dataset(self, loop: Any, k: int, dataset: dict, cfg: Any) -> dict:
+        labels = latest_labels(loop.path, k)
+        if labels is None:
+            return dataset
+        enable_ignore_regions(cfg)
+        return with_partial_labels(dataset, labels)
+
+    def select(self, loop: Any, k: int, ctx: Any) -> Optional[float]:
+        """Round k's box queries; the labelled set the Hessian sees is what was answered,
+        never the unasked boxes of a partly labelled image."""
+        labels = latest_labels(loop.path, k)
+        if labels is not None:
+            ctx.labelled = ActiveSubset(PartialLabels(ctx.labelled.dataset, labels_file=labels),
+                                        ids=list(ctx.labelled.wanted_ids()))
+        classes = tuple(ctx.pool.metainfo.get('classes', ()))
+        thr = preannotation_thresholds(ctx, loop.al['preannotation_thr'], classes,
+                                       band_precision=self.strategy.band_precision)
+        budget = budget_of(loop.al)
+        # checks priced apart are charged as answered: the simulated person answers in turn
+        person = Annotator(real_instances(loop.source)) \
+            if budget.cost.per_check is not None else None
+        return select_boxes(self.strategy, ctx, budget, thr, loop.round_dir(k),
+                            person)['seconds']
+
+    def charged(self, loop: Any, k: int) -> Dict[Hashable, float]:
+        return queries_by_image(latest_labels(loop.path, k))
 
 
 def latest_labels(path: Callable[[int, str], str], k: int) -> Optional[str]:
@@ -79,7 +122,7 @@ def with_partial_labels(ds_cfg: dict, labels_file: Optional[str]) -> dict:
 
 def enable_ignore_regions(cfg: Any) -> None:
     """Turns on the assigner's ignore regions (mmdet leaves them off for RetinaNet), with
-    :class:`~isal_mmdet.detection.IgnoringMaxIoUAssigner` so that they hold in an image
+    :class:`~.assigners.IgnoringMaxIoUAssigner` so that they hold in an image
     whose queries found no object."""
     assigner = cfg.model.train_cfg.assigner
     assigner['type'] = 'IgnoringMaxIoUAssigner'

@@ -28,12 +28,12 @@ import os.path as osp
 import time
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
-from ..fileio import read_json, write_json
-from ..influence.dist import barrier, rank_and_world
-from .box_oracle import Annotator
-from .budget import Budget
-from .strategies import SelectionContext, rank_ids
-from .strategies.box import BoxKey, BoxStrategy
+from ...al.budget import Budget
+from ...al.strategies import SelectionContext, rank_ids
+from ...fileio import read_json, write_json
+from ...influence.dist import barrier, rank_and_world
+from .oracle import Annotator
+from .strategies import BoxKey, BoxStrategy
 
 QUERIES_FILE = 'box_queries.json'
 logger = logging.getLogger('isal_mmdet')

@@ -20,7 +20,7 @@ from mmdet.structures.bbox import cat_boxes, get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from .box_losses import answer_head
+from .losses import answer_head
 
 # A detection's box is its anchor's decoded box, recomputed here by the same operations:
 # any gap beyond rounding (pixels at network input scale) means it is not.

@@ -4,7 +4,8 @@ on its own (Box-Level Active Detection, Lyu et al. 2023, counts the budget in bo
 Every strategy here sees the same detections: the UUIC pseudo boxes ISAL scores (score >=
 ``score_thr``, best first, at most ``max_per_img`` per image), in original image
 coordinates. They only score; which detections are candidates (the uncertainty band) and
-how many are asked is the same for all of them (:mod:`..box_selection`).
+how many are asked is the same for all of them (:mod:`.selection`); the round loop runs
+them through :class:`.rounds.BoxRounds`.
 """
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ from typing import Any, Dict, Hashable, List, Literal, Optional, Tuple
 
 import torch
 
-from ...detection import (DetectionObjective, box_loss_head, detection_candidates,
-                          detector_param_groups)
+from ...al.arguments import Count, Curvature, Fraction, ParamGroupsSpec, Score, SolverSpec
+from ...al.extension import RoundExtension
+from ...al.strategies.base import SelectionContext, Strategy
+from ...al.strategies.influence_base import InfluenceStrategy, flag_uninformative
+from ...al.strategies.uncertainty import binary_entropy
+from ...detection import detector_param_groups
 from ...influence import GroupVector, ParamGroups, part_esi_scores, part_influence_scores
 from ...influence.dist import merge_over_ranks
 from ...registry import STRATEGIES
-from ..arguments import Count, Curvature, Fraction, ParamGroupsSpec, Score, SolverSpec
-from .base import SelectionContext, Strategy
-from .influence_base import InfluenceStrategy, flag_uninformative
-from .uncertainty import binary_entropy
+from ..objective import ResearchObjective, detection_candidates
+from .losses import box_loss_head
 
 BoxKey = Tuple[Hashable, int]
 Detections = Dict[Hashable, List[Dict[str, Any]]]
@@ -43,7 +46,7 @@ class BoxStrategy(Strategy):
             pre-annotation threshold are candidates down to the score where, on the
             reference set, they are right this often (:func:`isal_mmdet.labelling.thresholds.band_floor`);
             0 asks about every detection below the threshold. A round whose band is empty
-            fails in one line (:func:`isal_mmdet.al.box_selection.check_band`).
+            fails in one line (:func:`isal_mmdet.study.box.selection.check_band`).
         ask: ``'detection'``: one candidate per query, best first across the pool, so an
             opened image keeps its unasked candidates as ignored regions. ``'image'``: every
             candidate of an opened image is asked, images in the order of their best
@@ -52,6 +55,7 @@ class BoxStrategy(Strategy):
     """
 
     query = 'boxes'
+    sets_batch = True  # the band and the budget pick the queries, never a batch stage
 
     def __init__(self, score_thr: Fraction = 0.1, max_per_img: Count = 100,
                  pseudo: Pseudo = 'confident', band_precision: Score = 0.1,
@@ -67,6 +71,21 @@ class BoxStrategy(Strategy):
             raise ValueError(f'{type(self).__name__} trains on partly labelled images, which '
                              'needs a single-stage detector with model.train_cfg.assigner of '
                              f'type MaxIoUAssigner, not {assigner!r}')
+
+    def check_settings(self, al: Dict[str, Any]) -> None:
+        """A box strategy spends boxes or seconds, and only the simulated oracle answers box
+        queries for now."""
+        name = al['strategy'] if isinstance(al['strategy'], str) else al['strategy'].get('type')
+        if al.get('budget_unit', 'images') == 'images':
+            raise ValueError(f'active_learning.budget_unit must be boxes or seconds for the box '
+                             f'strategy {name!r}')
+        if al.get('oracle', 'gt') != 'gt':
+            raise ValueError(f"active_learning.oracle must be 'gt' for the box strategy "
+                             f"{name!r}: only the simulated oracle answers box queries")
+
+    def round_extension(self) -> RoundExtension:
+        from .rounds import BoxRounds  # rounds reads this module's strategies
+        return BoxRounds(self)
 
     def detections(self, ctx: SelectionContext) -> Detections:
         local: Detections = {}
@@ -126,10 +145,10 @@ class InfluenceBox(InfluenceStrategy, BoxStrategy):
         InfluenceStrategy.__init__(self, solver, curvature, param_groups, reference_size)
         BoxStrategy.__init__(self, score_thr, max_per_img, pseudo, band_precision, ask)
 
-    def objective(self, ctx: SelectionContext, **options: Any) -> DetectionObjective:
-        return DetectionObjective(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
+    def objective(self, ctx: SelectionContext, **options: Any) -> ResearchObjective:
+        return ResearchObjective(self.score_thr, self.max_per_img, seed=ctx.seed, **options)
 
-    def part_scores(self, ctx: SelectionContext, scorer: DetectionObjective,
+    def part_scores(self, ctx: SelectionContext, scorer: ResearchObjective,
                     groups: ParamGroups, s: GroupVector) -> Dict[BoxKey, float]:
         """Every pool detection's score along ``s``; ``scorer`` records the detections."""
         raise NotImplementedError

@@ -32,7 +32,7 @@ from mmdet.models.utils import unpack_gt_instances
 from mmdet.structures.bbox import cat_boxes, get_box_tensor
 from torch import Tensor, nn
 
-from .losses import image_seeded_rng, per_image_normalisation
+from ...detection.losses import image_seeded_rng, per_image_normalisation
 
 # The AnchorHead methods whose targets and loss this module reproduces per box.
 _ANCHOR_LOSS = ('loss_by_feat', 'loss_by_feat_single', 'get_targets', '_get_targets_single')

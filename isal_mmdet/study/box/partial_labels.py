@@ -32,7 +32,7 @@ from typing import Any, Dict, Hashable, List, Sequence, Union
 import numpy as np
 from mmdet.registry import DATASETS
 
-from ..labelling.validate import get, is_number, read_annotation_json
+from ...labelling.validate import get, is_number, read_annotation_json
 
 logger = logging.getLogger('isal_mmdet')
 
