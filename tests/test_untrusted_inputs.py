@@ -108,6 +108,10 @@ CASES = [
      "ISALSelectionHook (reference='val'): names both before a model is loaded or training "
      'starts, unless allow_split_overlap=True (the active_learning block; the hook\'s '
      'argument)'),
+    ('semi-settings', 'active_learning.semi neither None nor a dict, a field it does not know, or '
+     'a value out of its range (momentum outside (0, 1), cls_pseudo_thr outside [0, 1], '
+     'unsup_weight below 0, unlabelled_per_labelled below 1): names '
+     'active_learning.semi.<field> before round 0 (tests/test_semi.py)'),
 ]
 OPTS = {'train_cfg.max_iters': 2, 'active_learning.rounds': 2,
         'active_learning.strategy': 'random', 'active_learning.warm_start': True}
