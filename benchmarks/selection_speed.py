@@ -595,6 +595,7 @@ def box_scoring(args, ctx) -> dict:
     from isal_mmdet.detection import DetectionObjective, detector_param_groups
     from isal_mmdet.influence import (influence_scores, part_esi_scores, part_influence_scores,
                                       summed_gradient)
+    from isal_mmdet.study.objective import ResearchObjective  # per-box losses
     groups = detector_param_groups(ctx.model)
     ctx.reference = ActiveSubset(ctx.reference,
                                  ids=dataset_ids(ctx.reference)[:args.ref_subset])
@@ -603,14 +604,14 @@ def box_scoring(args, ctx) -> dict:
     _, t_plain = timed(lambda: plain_inference(ctx))
     times = dict(image=[], box=[], esi_box=[])
     for _ in range(args.repeats):
-        image_obj, box_obj = DetectionObjective(seed=0), DetectionObjective(seed=0)
+        image_obj, box_obj = DetectionObjective(seed=0), ResearchObjective(seed=0)
         images, t = timed(lambda: influence_scores(image_obj, ctx.model, groups, s,
                                                    ctx.loader(ctx.pool)))
         times['image'].append(t)
         boxes, t = timed(lambda: part_influence_scores(box_obj, ctx.model, groups, s,
                                                        ctx.loader(ctx.pool)))
         times['box'].append(t)
-        _, t = timed(lambda: part_esi_scores(DetectionObjective(seed=0), ctx.model, groups, s,
+        _, t = timed(lambda: part_esi_scores(ResearchObjective(seed=0), ctx.model, groups, s,
                                              ctx.loader(ctx.pool)))
         times['esi_box'].append(t)
     counts = box_obj.pseudo_boxes
