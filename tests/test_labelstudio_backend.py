@@ -2,15 +2,19 @@
 and Local Storage of the pool connects the backend; the Data Manager's order by prediction
 score is the strategy's ranking; annotations made through the API trigger (by webhook) a
 round that a kill -9 interrupts and a restart finishes, and the new model_version predicts
-differently, switching the project only once it has scored every task. Rounds on a VOCMetric
-config never hang; deleted and edited annotations apply in the next round; a failed pull is
-tried again and shown by /health. And, without Label Studio, a bad request is one log line,
-an error and an entry of /health."""
+differently, switching the project only once it has scored every task; the project is made
+and the backend started by docs/labelstudio_backend.md's own commands. Rounds on a VOCMetric
+config never hang; deleted and edited annotations apply in the next round; a pull while Label
+Studio is stopped is tried again, shown by /health, and succeeds once it is back. And,
+without Label Studio, a bad request is one log line, an error and an entry of /health."""
+import argparse
 import csv
 import json
 import logging
 import os
 import os.path as osp
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,7 +29,8 @@ import pytest
 
 from conftest import ROOT
 from test_annotation_roundtrip import CLASSES, coco_config  # noqa: F401 (fixture)
-from test_labelstudio_server import TOKEN, _port, label_studio  # noqa: F401 (fixture)
+from test_labelstudio_server import (DOCS, TOKEN, _port, docs_blocks,  # noqa: F401
+                                     label_studio)
 from test_loop import tiny_options
 
 # boxes at any score (the tiny model is barely trained), ten per image at most
@@ -96,14 +101,53 @@ class BackendProcess:
                 self.proc.wait()
 
 
+def docs_backend_command():
+    """The docs' block that starts the backend (step 4), verbatim."""
+    blocks = [b for b in docs_blocks() if 'tools/labelstudio_backend.py' in b]
+    assert len(blocks) == 1, f'{DOCS} should have one bash block that starts the backend'
+    return blocks[0].strip()
+
+
+def docs_labelling_config(classes):
+    """The labelling config from the docs' command (step 3), run with ``classes``."""
+    command = re.search(r'`python -c "(from isal_mmdet[^"]*)"`', open(DOCS).read()).group(1)
+    assert "['cat', 'dog']" in command
+    res = subprocess.run([sys.executable, '-c', command.replace("['cat', 'dog']",
+                                                                repr(list(classes)))],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
+
+
 @pytest.fixture(scope='module')
 def backend(label_studio, coco_config, tmp_path_factory):
+    """docs/labelstudio_backend.md from step 3 on, as written: the project with the docs'
+    labelling config and Local Storage of the training images (the API calls behind the
+    steps' clicks), then the backend started by the docs' own command, its placeholders
+    filled (Label Studio's URL and token, the config, the work dir, the project), a free
+    --port and the tests' tiny --cfg-options appended."""
+    path, root = coco_config
     work = tmp_path_factory.mktemp('backend') / 'w'
+    project = label_studio.call('POST', '/api/projects', dict(
+        title='isal backend', label_config=docs_labelling_config(CLASSES)))['id']
+    storage = label_studio.call('POST', '/api/storages/localfiles', dict(
+        project=project, path=osp.join(root, 'images'), use_blob_urls=True,
+        regex_filter=r'.*\.jpg', title='pool'))
+    label_studio.call('POST', f"/api/storages/localfiles/{storage['id']}/sync")
     log = open(work.parent / 'backend.log', 'w')
     proc = BackendProcess(coco_config, work, label_studio.url, log)
+    command = docs_backend_command()
+    for placeholder, value in (('http://localhost:8080', label_studio.url), ('<token>', TOKEN),
+                               ('CONFIG', path), (' W ', f' {work} '), ('<id>', str(project)),
+                               ('python ', f'{sys.executable} ')):
+        assert placeholder in command, placeholder
+        command = command.replace(placeholder, value, 1)
+    proc.cmd = ['bash', '-c', ' '.join([command, '--port', str(proc.port), '--cfg-options',
+                                        *map(shlex.quote, [*tiny_options(root), *OPTS])])]
+    proc.retrain_every = int(re.search(r'--retrain-every (\d+)', command).group(1))
     proc.start()
     try:
-        yield proc, work
+        yield proc, work, project
     finally:
         proc.stop()
         log.close()
@@ -173,17 +217,11 @@ def predictions(studio, tasks, version):
 
 
 def test_active_learning_inside_label_studio(label_studio, backend, coco_config):
-    proc, work = backend
+    """The docs' steps, from a project to a ranked one and the next round (the backend
+    fixture: steps 3 and 4)."""
+    proc, work, project = backend
     root = coco_config[1]
     wait_for('round 0', lambda: proc.health()['model_version'] == 'round_0')
-
-    from isal_mmdet.labelling.labelstudio import labelling_config
-    project = label_studio.call('POST', '/api/projects', dict(
-        title='isal backend', label_config=labelling_config(CLASSES)))['id']
-    storage = label_studio.call('POST', '/api/storages/localfiles', dict(
-        project=project, path=osp.join(root, 'images'), use_blob_urls=True,
-        regex_filter=r'.*\.jpg', title='pool'))
-    label_studio.call('POST', f"/api/storages/localfiles/{storage['id']}/sync")
     tasks = by_score(label_studio, project)
     assert len(tasks) == len(os.listdir(osp.join(root, 'images')))
     label_studio.call('POST', '/api/ml', dict(project=project, url=proc.url, title='isal'))
@@ -201,7 +239,7 @@ def test_active_learning_inside_label_studio(label_studio, backend, coco_config)
           f'(ratio {direct / plain:.2f})')
 
     # the annotator takes the top tasks: accepts two predicted boxes each
-    for task in ordered[:RETRAIN_EVERY]:
+    for task in ordered[:proc.retrain_every]:
         result = [dict(r) for r in before[osp.basename(task['data']['image'])][1][:2]]
         for r in result:
             r.pop('score', None)
@@ -219,7 +257,7 @@ def test_active_learning_inside_label_studio(label_studio, backend, coco_config)
                                  not h['training'])(proc.health()))
     labelled = json.load(open(work / 'round_1' / 'labeled.json'))
     assert len(labelled) == len(json.load(open(work / 'round_0' / 'labeled.json'))) + \
-        RETRAIN_EVERY
+        proc.retrain_every
     assert json.load(open(work / 'labelstudio_backend.json'))['finished'] == 1
 
     # predictions for a few tasks only: the project keeps round_0, or it would sort the tasks
@@ -362,26 +400,45 @@ def test_voc_metric_rounds_never_hang(label_studio, voc_backend, coco_config):
         assert done['started'] <= done['ended']
 
 
-def test_a_failed_pull_is_tried_again_and_shown(voc_backend, monkeypatch, tmp_path):
-    """Label Studio down: the pull is tried again after a wait, then the round fails, and
-    /health says so (the round, its error, the tries) rather than "training: false"."""
-    import isal_mmdet  # noqa: F401
-    from mmengine.config import Config
+def test_a_failed_pull_is_tried_again_and_shown(label_studio, voc_backend, coco_config,
+                                                monkeypatch, tmp_path, caplog):
+    """Label Studio stopped (by its PID) when a round pulls the export: each failed try is
+    logged and shown by /health (the round pulling, its error, the tries) rather than
+    "training: false"; started again on the same port and data, the next try gets the
+    export and the round trains, as docs/labelstudio_backend.md says."""
+    from mmengine.config import DictAction
+    from isal_mmdet.fileio import load_config
     from isal_mmdet.serve.backend import Backend
     proc, work, project, _ = voc_backend
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    options = parser.parse_args(['--cfg-options', *tiny_options(coco_config[1]), *OPTS])
     copy = tmp_path / 'w'
     shutil.copytree(work, copy)
-    monkeypatch.setenv('LABEL_STUDIO_URL', f'http://127.0.0.1:{_port()}')  # nothing listens
+    monkeypatch.setenv('LABEL_STUDIO_URL', label_studio.url)
     monkeypatch.setenv('LABEL_STUDIO_API_KEY', TOKEN)
-    backend = Backend(Config.fromfile(str(work.parent / 'voc.py')), str(copy), project,
-                      pull_tries=2, pull_wait=0.1)
+    # waits of 2, 4, ... 64 s: over two minutes for Label Studio to start again
+    cfg = load_config(str(work.parent / 'voc.py'), options.cfg_options)  # as the tool's
+    backend = Backend(cfg, str(copy), project, pull_tries=7, pull_wait=2.0)
+    caplog.set_level(logging.WARNING, logger='isal_mmdet.serve')
+    label_studio.stop()
+    assert label_studio.proc.poll() is not None
     backend.request_round()
-    wait_for('the failed round', lambda: backend.health()['round'].get('stage') == 'failed',
+    wait_for('a failed pull', lambda: backend.health()['round'].get('failed_pulls'),
              timeout=60, every=0.05)
     health = backend.health()
-    assert not health['training'] and health['round']['failed_pulls'] == 2, health
+    assert health['training'] and health['round']['stage'] == 'pulling', health
     assert 'Connection refused' in health['round']['error'] and TOKEN not in str(health)
-    assert health['round']['number'] == 3
+    label_studio.start()
+    wait_for('the round after the pull', lambda: backend.health()['round']['stage'] in (
+        'finished', 'failed'), timeout=400, every=0.2)
+    health = backend.health()
+    done = health['round']
+    assert (done['number'], done['stage'], done['error']) == (3, 'finished', None), health
+    assert 1 <= done['failed_pulls'] < 7 and not health['training']
+    tries = [r.getMessage() for r in caplog.records if 'failed, again in' in r.getMessage()]
+    assert tries and tries[0].startswith('round 3: try 1 of 7 failed, again in 2s'), tries
+    assert osp.exists(copy / 'round_3' / 'selection.json')
 
 
 def test_deleted_and_edited_annotations_apply(label_studio, voc_backend, coco_config):
@@ -419,7 +476,7 @@ def test_deleted_and_edited_annotations_apply(label_studio, voc_backend, coco_co
 
 def test_backend_log_never_holds_the_token(backend):
     """After every request, round and restart above, the backend's own log has no token."""
-    proc, work = backend
+    proc, work, _ = backend
     proc.log.flush()
     text = open(work.parent / 'backend.log').read()
     assert text and TOKEN not in text

@@ -59,6 +59,7 @@ def _port():
 class Server:
     def __init__(self, url, log, token=TOKEN):
         self.url, self.log, self.token = url, log, token
+        self.proc = None
 
     def call(self, method, path, body=None, raw=False):
         data = None if body is None else json.dumps(body).encode()
@@ -95,38 +96,50 @@ def start_label_studio(data_dir, command, timeout=300):
     """Runs ``command`` (shell) in the repository root with the docs' login in its environment,
     on a free port and data folder of its own; yields the server once the API takes the token.
     Label Studio dying or not answering is an error naming why (from its log), not a bare
-    "Connection refused" in the first test that calls it."""
+    "Connection refused" in the first test that calls it. ``server.stop()`` ends it by its
+    process group's id, ``server.start()`` starts it again on the same port and data."""
     tool_python('labelstudio')
     port = _port()
     server = Server(f'http://127.0.0.1:{port}', data_dir / 'server.log')
     env = dict(os.environ, **LOGIN, LABEL_STUDIO_PORT=str(port),
                LABEL_STUDIO_BASE_DATA_DIR=str(data_dir))
-    with open(server.log, 'w') as log:
-        proc = subprocess.Popen(['bash', '-c', command], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+
+    def start():
+        with open(server.log, 'a') as log:
+            server.proc = subprocess.Popen(['bash', '-c', command], cwd=ROOT, env=env,
+                                           stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
         deadline = time.time() + timeout
         while True:
             try:
                 server.call('GET', '/api/current-user/whoami')
-                break
+                return
             except urllib.error.HTTPError as e:
                 _failed(f'refused the token: {e.code} {e.reason}', server.log)
             except (urllib.error.URLError, OSError):
-                if proc.poll() is not None:
-                    _failed(f'exited with {proc.returncode} before it answered', server.log)
+                if server.proc.poll() is not None:
+                    _failed(f'exited with {server.proc.returncode} before it answered',
+                            server.log)
                 if time.time() > deadline:
                     _failed(f'did not answer on port {port} in {timeout} s', server.log)
                 time.sleep(1)
+
+    def stop():
+        with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
+            os.killpg(server.proc.pid, signal.SIGTERM)
+            try:
+                server.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.proc.pid, signal.SIGKILL)
+                server.proc.wait()
+
+    server.start, server.stop = start, stop
+    try:
+        start()
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if server.proc is not None:
+            stop()
 
 
 @pytest.fixture(scope='module')
