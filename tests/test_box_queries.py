@@ -335,3 +335,20 @@ def test_a_band_smaller_than_the_budget_is_spent_to_its_end_with_a_warning(tmp_p
         select_boxes(_FixedDetections({'x': dets['x'][:1], 'y': dets['x'][3:]}), ctx, budget,
                      thr, str(tmp_path / 'none'))
     assert not (tmp_path / 'none').exists()
+
+
+def test_only_research_strategies_change_the_rounds_and_box_ones_need_the_loop():
+    """The round loop's one seam: every product strategy leaves the rounds as they are, a box
+    strategy brings its rounds, and is refused where no round loop answers its queries."""
+    from isal_mmdet.al.settings import checked_strategy
+    from isal_mmdet.al.strategies import STRATEGIES, build_strategy
+    from isal_mmdet.study.box import BoxRounds
+    names = [k for k, cls in STRATEGIES.module_dict.items() if k.islower()]
+    product = [k for k in names if not STRATEGIES.module_dict[k].__module__.startswith(
+        'isal_mmdet.study')]
+    assert 'dcus' in product and 'isal_box' not in product
+    assert all(build_strategy(k).round_extension() is None for k in product)
+    for k in sorted(set(names) - set(product)):
+        assert isinstance(build_strategy(k).round_extension(), BoxRounds), k
+        with pytest.raises(ValueError, match=r'--strategy: \w+Box runs only in the round loop'):
+            checked_strategy(k, '--strategy', images_only=True)
