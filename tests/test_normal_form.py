@@ -9,6 +9,7 @@ import contextlib
 import copy
 import json
 import signal
+from datetime import timedelta
 from xml.sax.saxutils import escape
 
 import pytest
@@ -254,7 +255,8 @@ def refused_or_read_as_checked(root, kind, path):
     assert seen == read
 
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+# a generous deadline (a loaded machine is slow), and the alarm for a check that never ends
+SETTINGS = settings(max_examples=40, deadline=timedelta(seconds=15), derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
