@@ -3,6 +3,7 @@ ground truth from unlabelled images, and the plain teacher checkpoint through th
 import argparse
 import csv
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -221,6 +222,17 @@ def test_semi_round_resumes_after_sigkill_to_the_same_weights(semi_run, syntheti
         want, got = teacher_weights(semi_run, k), teacher_weights(work, k)
         for name, value in want.items():
             torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    # killed after teacher.pth, before the test: resumed from teacher.pth, nothing trained
+    metrics = work / 'round_1' / 'metrics.json'
+    tested = json.loads(metrics.read_text())
+    metrics.unlink()
+    assert al_train(work, synthetic_voc, **SEMI_OPTS).returncode == 0
+    assert json.loads(metrics.read_text()) == pytest.approx(tested)
+    newest = max((work / 'round_1' / 'train').glob('*/*.log'), key=os.path.getmtime)
+    assert 'teacher.pth' in newest.read_text() and 'Iter(train)' not in newest.read_text()
+    assert teacher_weights(work, 1).keys() == want.keys()
+    for name, value in teacher_weights(semi_run, 1).items():
+        torch.testing.assert_close(teacher_weights(work, 1)[name], value, rtol=1e-5, atol=1e-6)
 
 
 def test_semi_lever_of_the_study_tool():
