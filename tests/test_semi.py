@@ -301,3 +301,26 @@ def test_hook_in_a_mean_teacher_config_selects_with_the_teacher(synthetic_voc, t
     want, got = scores(tmp_path / 'plain'), scores(tmp_path / 'hook')
     assert len(got) == len(split_ids(synthetic_voc, 'train')) - len(json.load(open(labelled)))
     assert got == pytest.approx(want, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize('family', ['fcos', 'faster_rcnn'])
+def test_other_detector_families_train_on_the_teachers_boxes(family, synthetic_voc, tmp_path):
+    """RetinaNet runs through the tests above; FCOS and Faster R-CNN (whose RPN takes the
+    pseudo boxes too) as a mean teacher: with every detection a pseudo box, the unlabelled
+    images give every loss the labelled ones give."""
+    from mmengine.config import Config
+    from conftest import TINY
+    cfg, _ = round_cfg(synthetic_voc, tmp_path / 'w')
+    detector = Config.fromfile(osp.join(ROOT, TINY[family])).model.to_dict()
+    cfg.model.detector = detector
+    cfg.model.data_preprocessor.data_preprocessor = detector['data_preprocessor']
+    cfg.model.semi_train_cfg.cls_pseudo_thr = 0.0
+    batch, model = batch_and_model(cfg)
+    model.train()
+    data = model.data_preprocessor(batch, True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    sup = {k[len('sup_'):] for k in losses if k.startswith('sup_loss')}
+    assert sup and {k[len('unsup_'):] for k in losses if k.startswith('unsup_loss')} == sup
+    for k in sup:  # the RPN's losses are lists, one per feature level
+        value = losses[f'unsup_{k}']
+        assert float(sum(value) if isinstance(value, list) else value) > 0, k
