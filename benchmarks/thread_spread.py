@@ -37,7 +37,7 @@ def main():
     for threads in args.threads:
         torch.set_num_threads(threads)
         with tempfile.TemporaryDirectory() as tmp:
-            runs[threads] = select_from_checkpoint(cfg, ckpt, None, tmp, budget=args.budget,
+            runs[threads] = select_from_checkpoint(cfg, ckpt, tmp, dict(budget=args.budget),
                                                    labelled_file=osp.join(rd, 'labeled.json'))
     base = runs[args.threads[0]]
     out = dict(config=args.config, round=args.round, pool=len(base.scores), rows=[])

@@ -58,22 +58,30 @@ def check_fits(model: torch.nn.Module, state: Dict[str, Any], checkpoint: str) -
                          f'missing, {len(other)} of another shape ({example})')
 
 
-def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str], out_dir: str,
-                           budget: Optional[float] = None, labelled_file: Optional[str] = None,
-                           reference: Optional[str] = None, batch_size: Optional[int] = None,
-                           seed: Optional[int] = None, launcher: str = 'none',
-                           budget_unit: Optional[str] = None) -> Selection:
-    """Selects with ``checkpoint``'s model. ``strategy=None`` takes the config's
-    ``active_learning.strategy``; a name that is the config strategy's type keeps its
-    arguments (:func:`strategy_for_tool`). Every input is checked before the model is
-    loaded and the pool scored."""
+# the active_learning fields a command line may set for one selection
+TOOL_OVERRIDES = ('strategy', 'budget', 'budget_unit', 'reference', 'batch_size', 'seed')
+
+
+def select_from_checkpoint(cfg: Config, checkpoint: str, out_dir: str,
+                           overrides: Optional[Dict[str, Any]] = None,
+                           labelled_file: Optional[str] = None,
+                           launcher: str = 'none') -> Selection:
+    """Selects with ``checkpoint``'s model. ``overrides`` are ``active_learning`` fields set
+    for this selection (:data:`TOOL_OVERRIDES`; None leaves the config's); a strategy name
+    that is the config strategy's type keeps its arguments (:func:`strategy_for_tool`).
+    Every input is checked before the model is loaded and the pool scored."""
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(over) - set(TOOL_OVERRIDES))
+    if unknown:
+        raise ValueError(f'select_from_checkpoint: unknown override {unknown[0]!r}; '
+                         f'one of {TOOL_OVERRIDES}')
+    strategy, budget = over.pop('strategy', None), over.get('budget')
     if budget is not None and budget <= 0:
         raise ValueError(f'--budget must be a positive integer, got {budget}')
     check_writable_dir(out_dir, '--out')
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    al = al_settings(cfg) if 'active_learning' in cfg else dict(AL_DEFAULTS)
-    spent = budget_of(dict(al, budget=al['budget'] if budget is None else budget,
-                           budget_unit=budget_unit or al['budget_unit']))
+    al = dict(al_settings(cfg) if 'active_learning' in cfg else AL_DEFAULTS, **over)
+    spent = budget_of(al)
     spec, how = strategy_for_tool(al['strategy'], strategy)
     checked_strategy(spec, '--strategy', images_only=True)
     print_log(f'strategy: {spec} ({how})', logger='current')
@@ -86,14 +94,13 @@ def select_from_checkpoint(cfg: Config, checkpoint: str, strategy: Optional[str]
             raise ValueError('give --labelled IDS_JSON: the config trains on the whole dataset, '
                              'so there is no unlabelled pool')
         labelled = subset_ids(subset)
-    reference = reference or al['reference']
+    reference = al['reference']
     if reference == 'val' and not al['allow_split_overlap']:
         check_split_overlap(cfg, {'train_dataloader.dataset': cfg.train_dataloader.dataset},
                             'active_learning')
     model = build_model(cfg, checkpoint)
     ctx = selection_context(cfg, model, labelled, reference,
-                            batch_size=batch_size or al['batch_size'],
-                            num_workers=al['num_workers'], seed=al['seed'] if seed is None
-                            else seed)
+                            batch_size=al['batch_size'], num_workers=al['num_workers'],
+                            seed=al['seed'])
     return select(spec, ctx, spent, out_dir, al['export_coco'],
                   al['preannotation_thr'], al['labelstudio_image_root'])

@@ -47,6 +47,7 @@ def main():
 
         strategies.ISAL.score = fail
     sys.argv = [tool] + args
+    sys.path.insert(0, osp.join(ROOT, 'tools'))  # as `python tools/<tool>` puts it first
     try:
         runpy.run_path(osp.join(ROOT, 'tools', tool), run_name='__main__')
     except SystemExit as e:

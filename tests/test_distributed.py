@@ -147,8 +147,8 @@ def test_selection_same_with_one_and_two_threads(dist_loop, synthetic_voc):
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            runs.append(select_from_checkpoint(cfg, ckpt, None, str(tmp / f't{threads}'),
-                                               budget=3, labelled_file=labelled))
+            runs.append(select_from_checkpoint(cfg, ckpt, str(tmp / f't{threads}'),
+                                               dict(budget=3), labelled_file=labelled))
     finally:
         torch.set_num_threads(before)
     a, b = runs

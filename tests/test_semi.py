@@ -291,7 +291,7 @@ def test_hook_in_a_mean_teacher_config_selects_with_the_teacher(synthetic_voc, t
     Runner.from_cfg(cfg).train()
     labelled = tmp_path / 'w' / 'round_0' / 'labeled.json'
     select_from_checkpoint(loop.with_ann_file(None), osp.join(cfg.work_dir, 'teacher.pth'),
-                           'entropy', str(tmp_path / 'plain'), budget=3,
+                           str(tmp_path / 'plain'), dict(strategy='entropy', budget=3),
                            labelled_file=str(labelled))
 
     def scores(folder):

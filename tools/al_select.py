@@ -50,18 +50,16 @@ def main(argv=None) -> int:
     from isal_mmdet.al.launch import end_distributed
     from isal_mmdet.checkpoints import allow_unpickling
     from isal_mmdet.fileio import load_config
-    from isal_mmdet.tools_api import select_from_checkpoint
+    from isal_mmdet.tools_api import TOOL_OVERRIDES, select_from_checkpoint
 
     if args.unsafe_load:
         allow_unpickling()
 
     try:
         cfg = load_config(args.config, args.cfg_options)
-        result = select_from_checkpoint(cfg, args.checkpoint, args.strategy, args.out,
-                                        budget=args.budget, budget_unit=args.budget_unit,
-                                        labelled_file=args.labelled,
-                                        reference=args.reference, batch_size=args.batch_size,
-                                        seed=args.seed, launcher=args.launcher)
+        overrides = {k: getattr(args, k) for k in TOOL_OVERRIDES}
+        result = select_from_checkpoint(cfg, args.checkpoint, args.out, overrides,
+                                        labelled_file=args.labelled, launcher=args.launcher)
     except (ValueError, OSError) as e:  # input errors: one line, no traceback
         print(f'error: {e}', file=sys.stderr)
         return 2
