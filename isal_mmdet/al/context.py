@@ -20,7 +20,8 @@ def selection_context(cfg: Any, model: nn.Module, labelled_ids: Sequence[Hashabl
     training images in ``labelled_ids`` with their boxes (they define the Hessian);
     reference = the val split (``'val'``), the labelled set (``'labelled'``), or the test
     split (``'test'``: the official code's protocol, which leaks the evaluation set into
-    selection; a diagnostic, never for real use)."""
+    selection; a diagnostic, never for real use). The loop, the hook and the tools each hold
+    the ``active_learning`` fields it takes in their own form, hence nine arguments."""
     if reference not in REFERENCES:
         raise ValueError(f'active_learning.reference must be one of {REFERENCES}, '
                          f'got {reference!r}')

@@ -54,6 +54,8 @@ class ISALSelectionHook(TypedArguments, Hook):
                  preannotation_thr: PreannotationThr = 'auto',
                  labelstudio_image_root: Optional[str] = None, unsafe_load: bool = False,
                  allow_split_overlap: bool = False):
+        """One argument per config key of the hook (the class docstring), as mmengine builds
+        hooks from dicts."""
         checked_strategy(strategy, 'ISALSelectionHook.strategy', images_only=True)
         self.preannotation_thr, self.image_root = preannotation_thr, labelstudio_image_root
         try:

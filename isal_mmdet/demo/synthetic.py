@@ -62,7 +62,8 @@ def render_sample(seed: int, index: int, shapes: Sequence[str],
                   class_probs: Sequence[float] | None = None
                   ) -> tuple[np.ndarray, list[tuple[int, tuple[int, ...]]]]:
     """Render image ``index`` of a dataset; exposed so tests can recompute
-    ground truth without parsing files.
+    ground truth without parsing files. It takes :func:`make_synthetic`'s drawing
+    arguments one by one, hence eight.
 
     Args:
         seed: dataset seed.
@@ -236,6 +237,8 @@ def _check_args(num_images: int, seed: int, fmt: str, classes: list[str],
                 img_size: tuple[int, int], empty_fraction: float,
                 splits: dict[str, float], voc2012: bool, objects: object,
                 obj_size: object, class_weights: object) -> None:
+    """Every argument of :func:`make_synthetic` checked before a file is written: one
+    check per argument, hence its length and arity."""
     if not isinstance(num_images, numbers.Integral) or num_images < 1:
         raise ValueError(f'num_images must be an int >= 1, got {num_images!r}')
     if not isinstance(seed, numbers.Integral) or seed < 0:
@@ -387,6 +390,111 @@ def _remove_own_files(out_dir: str) -> None:
                     os.remove(os.path.join(ann, name))
 
 
+def _non_default(objects: tuple[int, int], obj_size: tuple[int, int],
+                 weights: list[float] | None) -> dict:
+    """The marker's record of these arguments, only where they differ from the default, so
+    that default files (marker included) and the markers of older sets stay unchanged."""
+    out = {}
+    for key, value, default in (
+            ('objects', list(objects), [1, MAX_OBJECTS]),
+            ('obj_size', list(obj_size), [MIN_OBJ_SIZE, MAX_OBJ_SIZE]),
+            ('class_weights', weights, None)):
+        if value != default:
+            out[key] = value
+    return out
+
+
+def _finished(marker_path: str, args: dict) -> dict | None:
+    """The summary of a finished run with the same arguments, or None (and a stale marker
+    removed)."""
+    if not os.path.isfile(marker_path):
+        return None
+    try:
+        with open(marker_path, encoding='utf-8') as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        marker = None
+    if isinstance(marker, dict) and marker.get('args') == args:
+        return marker['summary']
+    os.remove(marker_path)
+    return None
+
+
+def _make_folders(out_dir: str, fmt: str, voc2012: bool) -> str:
+    """Creates the layout's folders; returns the dataset root."""
+    if fmt == 'voc':
+        root = (os.path.join(out_dir, 'VOCdevkit', 'VOC2012')
+                if voc2012 else out_dir)
+        for sub in ('Annotations', 'JPEGImages',
+                    os.path.join('ImageSets', 'Main')):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+        return root
+    os.makedirs(os.path.join(out_dir, 'images'), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, 'annotations'), exist_ok=True)
+    return out_dir
+
+
+def _write_voc_image(root: str, folder: str, index: int, img: np.ndarray,
+                     named: list[tuple[str, tuple[int, ...]]]) -> None:
+    """JPEGImages/<stem>.jpg and Annotations/<stem>.xml."""
+    stem = image_stem(index)
+    height, width = img.shape[:2]
+    _write(os.path.join(root, 'JPEGImages', f'{stem}.jpg'), _jpeg_bytes(img))
+    _write(os.path.join(root, 'Annotations', f'{stem}.xml'),
+           _voc_xml(stem, folder, width, height, named))
+
+
+def _write_coco_image(root: str, index: int, img: np.ndarray, drawn: list,
+                      coco_images: list[dict], coco_anns: list[dict]) -> None:
+    """images/<stem>.jpg; its COCO image and annotation entries appended."""
+    stem = image_stem(index)
+    height, width = img.shape[:2]
+    _write(os.path.join(root, 'images', f'{stem}.jpg'), _jpeg_bytes(img))
+    coco_images.append({'id': index + 1, 'file_name': f'{stem}.jpg',
+                        'width': width, 'height': height})
+    for label, (x1, y1, x2, y2) in drawn:
+        coco_anns.append({
+            'id': len(coco_anns) + 1, 'image_id': index + 1,
+            'category_id': label + 1,
+            'bbox': [x1, y1, x2 - x1, y2 - y1],
+            'area': (x2 - x1) * (y2 - y1), 'iscrowd': 0
+        })
+
+
+def _write_voc_splits(root: str, assigned: dict[str, list[int]]) -> dict:
+    """ImageSets/Main/<split>.txt (and trainval = train + val); returns split -> stems."""
+    summary_splits = {k: [image_stem(i) for i in v]
+                      for k, v in assigned.items()}
+    if 'train' in assigned and 'val' in assigned:
+        trainval = sorted(assigned['train'] + assigned['val'])
+        summary_splits['trainval'] = [image_stem(i) for i in trainval]
+    for name, stems in summary_splits.items():
+        _write(os.path.join(root, 'ImageSets', 'Main', f'{name}.txt'),
+               ''.join(f'{s}\n' for s in stems).encode('utf-8'))
+    return summary_splits
+
+
+def _write_coco_splits(root: str, assigned: dict[str, list[int]], classes: list[str],
+                       coco_images: list[dict], coco_anns: list[dict]) -> dict:
+    """annotations/instances_<split>.json; returns split -> COCO image ids."""
+    categories = [{'id': k + 1, 'name': c, 'supercategory': 'shape'}
+                  for k, c in enumerate(classes)]
+    summary_splits = {k: [i + 1 for i in v] for k, v in assigned.items()}
+    for name, ids in summary_splits.items():
+        keep = set(ids)
+        data = {
+            'info': {'description': 'isal_mmdet synthetic shapes'},
+            'licenses': [],
+            'images': [im for im in coco_images if im['id'] in keep],
+            'annotations': [a for a in coco_anns
+                            if a['image_id'] in keep],
+            'categories': categories
+        }
+        _write(os.path.join(root, 'annotations', f'instances_{name}.json'),
+               json.dumps(data, indent=1).encode('utf-8'))
+    return summary_splits
+
+
 def make_synthetic(out_dir: str,
                    num_images: int = 200,
                    seed: int = 0,
@@ -399,7 +507,8 @@ def make_synthetic(out_dir: str,
                    objects: tuple[int, int] = (1, MAX_OBJECTS),
                    obj_size: tuple[int, int] = (MIN_OBJ_SIZE, MAX_OBJ_SIZE),
                    class_weights: Sequence[float] | None = None) -> dict:
-    """Write a deterministic shape-detection dataset and return its summary.
+    """Write a deterministic shape-detection dataset and return its summary. One argument
+    per property of the set the tests and studies vary, hence more than seven.
 
     Class ``i`` is drawn as ``SHAPES[i]``, unless every class name is a shape
     name, in which case each class is drawn as the shape it names.
@@ -456,96 +565,37 @@ def make_synthetic(out_dir: str,
         'fmt': fmt, 'classes': classes, 'img_size': list(img_size),
         'empty_fraction': float(empty_fraction),
         'splits': [[k, float(v)] for k, v in splits.items()],
-        'voc2012': bool(voc2012)
+        'voc2012': bool(voc2012), **_non_default(objects, obj_size, weights)
     }
-    # Recorded only where they differ from the default, so that default
-    # files (marker included) and the markers of older sets stay unchanged.
-    for key, value, default in (
-            ('objects', list(objects), [1, MAX_OBJECTS]),
-            ('obj_size', list(obj_size), [MIN_OBJ_SIZE, MAX_OBJ_SIZE]),
-            ('class_weights', weights, None)):
-        if value != default:
-            args[key] = value
     marker_path = os.path.join(out_dir, MARKER)
-    if os.path.isfile(marker_path):
-        try:
-            with open(marker_path, encoding='utf-8') as f:
-                marker = json.load(f)
-        except (OSError, ValueError):
-            marker = None
-        if isinstance(marker, dict) and marker.get('args') == args:
-            return {'out_dir': out_dir, **marker['summary']}
-        os.remove(marker_path)
+    done = _finished(marker_path, args)
+    if done is not None:
+        return {'out_dir': out_dir, **done}
     if os.path.isdir(out_dir):
         _remove_own_files(out_dir)
 
     shapes = classes if set(classes) <= set(SHAPES) else SHAPES[:len(classes)]
-    width, height = img_size
     assigned, empty = _layout(num_images, seed, empty_fraction, splits)
-    if fmt == 'voc':
-        root = (os.path.join(out_dir, 'VOCdevkit', 'VOC2012')
-                if voc2012 else out_dir)
-        folder = 'VOC2012' if voc2012 else 'synthetic'
-        for sub in ('Annotations', 'JPEGImages',
-                    os.path.join('ImageSets', 'Main')):
-            os.makedirs(os.path.join(root, sub), exist_ok=True)
-    else:
-        root = out_dir
-        os.makedirs(os.path.join(root, 'images'), exist_ok=True)
-        os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
-
-    coco_images, coco_anns = [], []
+    root = _make_folders(out_dir, fmt, voc2012)
+    coco_images: list[dict] = []
+    coco_anns: list[dict] = []
     num_boxes = 0
     for index in range(num_images):
         img, drawn = render_sample(seed, index, shapes, img_size,
                                    index in empty, objects=objects,
                                    obj_size=obj_size, class_probs=probs)
-        stem = image_stem(index)
         num_boxes += len(drawn)
         if fmt == 'voc':
-            _write(os.path.join(root, 'JPEGImages', f'{stem}.jpg'),
-                   _jpeg_bytes(img))
-            named = [(classes[label], box) for label, box in drawn]
-            _write(os.path.join(root, 'Annotations', f'{stem}.xml'),
-                   _voc_xml(stem, folder, width, height, named))
-            continue
-        _write(os.path.join(root, 'images', f'{stem}.jpg'), _jpeg_bytes(img))
-        coco_images.append({'id': index + 1, 'file_name': f'{stem}.jpg',
-                            'width': width, 'height': height})
-        for label, (x1, y1, x2, y2) in drawn:
-            coco_anns.append({
-                'id': len(coco_anns) + 1, 'image_id': index + 1,
-                'category_id': label + 1,
-                'bbox': [x1, y1, x2 - x1, y2 - y1],
-                'area': (x2 - x1) * (y2 - y1), 'iscrowd': 0
-            })
+            _write_voc_image(root, 'VOC2012' if voc2012 else 'synthetic', index, img,
+                             [(classes[label], box) for label, box in drawn])
+        else:
+            _write_coco_image(root, index, img, drawn, coco_images, coco_anns)
 
     if fmt == 'voc':
-        summary_splits = {k: [image_stem(i) for i in v]
-                          for k, v in assigned.items()}
-        if 'train' in assigned and 'val' in assigned:
-            trainval = sorted(assigned['train'] + assigned['val'])
-            summary_splits['trainval'] = [image_stem(i) for i in trainval]
-        for name, stems in summary_splits.items():
-            _write(os.path.join(root, 'ImageSets', 'Main', f'{name}.txt'),
-                   ''.join(f'{s}\n' for s in stems).encode('utf-8'))
+        summary_splits = _write_voc_splits(root, assigned)
     else:
-        categories = [{'id': k + 1, 'name': c, 'supercategory': 'shape'}
-                      for k, c in enumerate(classes)]
-        summary_splits = {k: [i + 1 for i in v] for k, v in assigned.items()}
-        for name, ids in summary_splits.items():
-            keep = set(ids)
-            data = {
-                'info': {'description': 'isal_mmdet synthetic shapes'},
-                'licenses': [],
-                'images': [im for im in coco_images if im['id'] in keep],
-                'annotations': [a for a in coco_anns
-                                if a['image_id'] in keep],
-                'categories': categories
-            }
-            _write(os.path.join(root, 'annotations', f'instances_{name}.json'),
-                   json.dumps(data, indent=1).encode('utf-8'))
-
+        summary_splits = _write_coco_splits(root, assigned, classes, coco_images,
+                                            coco_anns)
     summary = {'classes': classes, 'num_images': num_images,
                'num_boxes': num_boxes, 'splits': summary_splits}
     _write(marker_path, json.dumps({'args': args, 'summary': summary},

@@ -278,7 +278,8 @@ def per_image_losses(model: nn.Module, x: Tuple[Tensor, ...], outs: tuple, data_
                      class_weights: Optional[Tensor] = None) -> Tensor:
     """``[L_1..L_B]``, each image's training loss as if it were alone (see module doc);
     ``avg_factor``/``positives``/``foreground_only``/``class_weights``: see
-    :func:`per_image_normalisation`."""
+    :func:`per_image_normalisation`. Nine arguments: mmdet's ``loss_by_feat`` inputs, a seed and
+    the normaliser's four, passed through unchanged."""
     norm = dict(avg_factor=avg_factor, positives=positives, foreground_only=foreground_only,
                 class_weights=class_weights)
     if isinstance(model, TwoStageDetector):

@@ -119,6 +119,7 @@ class LiSSA(InverseHVP):
                  depth: int = 1000, num_chains: int = 1, batch_size: int = 1, seed: int = 0,
                  divide_by_scale: bool = False, margin: float = 1.5,
                  power_iters: int = 20, power_samples: int = 64):
+        """The paper's knobs and the power iteration's, each settable from a config dict."""
         if depth < 1 or num_chains < 1 or batch_size < 1:
             raise ValueError('lissa: depth, num_chains and batch_size must be >= 1')
         if not 0.0 <= damp < 1.0:

@@ -37,7 +37,8 @@ def stest(objective: Objective, model: nn.Module, groups: ParamGroups,
           reference: Iterable[Any], labelled: Sequence[Any], solver: SolverSpec,
           curvature: str = 'fisher', curvature_objective: Optional[Objective] = None) -> STest:
     """s = H⁻¹v, v the summed loss gradient of ``objective`` over the ``reference`` batches,
-    H the curvature of ``curvature_objective`` (default: ``objective``) on ``labelled``."""
+    H the curvature of ``curvature_objective`` (default: ``objective``) on ``labelled``.
+    Eight arguments: the two compositions' (v and H⁻¹) inputs, kept flat as torch-influence's."""
     v = summed_gradient(objective, model, groups, reference)
     s, info = inverse_hvp(v, curvature_objective or objective, model, groups, labelled, solver,
                           curvature)

@@ -77,7 +77,7 @@ def export_selection(out_dir: str, strategy: str, selected: List[Hashable],
                      classes: Sequence[str] = (), palette: Optional[Sequence] = None,
                      **extra: Any) -> Dict[str, str]:
     """Writes every export atomically (Label Studio's ``tasks`` with their labelling config
-    when given); returns ``{kind: path}``."""
+    when given); returns ``{kind: path}``. One argument per export's content, hence nine."""
     paths = dict(selection=os.path.join(out_dir, 'selection.json'),
                  ids=os.path.join(out_dir, 'selected_ids.json'),
                  voc_txt=os.path.join(out_dir, 'selected.txt'),

@@ -94,7 +94,8 @@ def contact_sheet(path: str, preannotations: dict, dataset: Any, order: Sequence
     of ``dataset``) on a grid under a class legend, each with its pre-annotation boxes
     (``preannotations``, as :func:`~isal_mmdet.labelling.export.coco_preannotations` writes them)
     and ``#rank  top p%  id`` as title, p its place in ``pool_ranking``. A tile that cannot be
-    drawn is logged with its image named and left blank. Returns the number of tiles."""
+    drawn is logged with its image named and left blank. Returns the number of tiles.
+    Nine arguments: what is drawn (five) and the grid's layout (four, with defaults)."""
     from mmdet.visualization import DetLocalVisualizer
     by_image = {img['isal_img_id']: img['id'] for img in preannotations['images']}
     shown = [i for i in order if i in by_image][:max_tiles]  # images it could not read: none

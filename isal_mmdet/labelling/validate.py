@@ -291,6 +291,28 @@ def check_inside(path: str, folder: str, where: str) -> None:
         raise ValueError(f'{where} reaches outside {folder}')
 
 
+def voc_bndbox(obj: ET.Element, name: str, at: str) -> Dict[str, float]:
+    """One ``<object>``'s ``<bndbox>`` as numbers, each named where it is missing, not a
+    number or of negative size."""
+    box = obj.find('bndbox')
+    if box is None:
+        raise ValueError(f'{at} ({name!r}) has no <bndbox>')
+    values = {}
+    for key in ('xmin', 'ymin', 'xmax', 'ymax'):
+        text = box.findtext(key)
+        try:
+            values[key] = float(text)
+        except (TypeError, ValueError):
+            values[key] = math.nan
+        if not math.isfinite(values[key]):
+            raise ValueError(f'{at}.bndbox.{key} {text!r} is not a number')
+    for lo, hi in (('xmin', 'xmax'), ('ymin', 'ymax')):
+        if values[hi] < values[lo]:
+            raise ValueError(f'{at}.bndbox.{hi} {values[hi]:g} is below {lo} '
+                             f'{values[lo]:g} (a negative size is no box)')
+    return values
+
+
 def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
                   field: str) -> Tuple[Counter, dict]:
     """``(boxes per skipped class name, the image as mmdet reads it)`` of one VOC XML (its
@@ -329,22 +351,7 @@ def check_voc_xml(xml: str, classes: Sequence[str], skip: Sequence[str],
         difficult = obj.findtext('difficult')
         if difficult is not None and not difficult.strip().lstrip('-').isdigit():
             raise ValueError(f'{at}.difficult {difficult!r} is not an integer')
-        box = obj.find('bndbox')
-        if box is None:
-            raise ValueError(f'{at} ({name!r}) has no <bndbox>')
-        values = {}
-        for key in ('xmin', 'ymin', 'xmax', 'ymax'):
-            text = box.findtext(key)
-            try:
-                values[key] = float(text)
-            except (TypeError, ValueError):
-                values[key] = math.nan
-            if not math.isfinite(values[key]):
-                raise ValueError(f'{at}.bndbox.{key} {text!r} is not a number')
-        for lo, hi in (('xmin', 'xmax'), ('ymin', 'ymax')):
-            if values[hi] < values[lo]:
-                raise ValueError(f'{at}.bndbox.{hi} {values[hi]:g} is below {lo} '
-                                 f'{values[lo]:g} (a negative size is no box)')
+        values = voc_bndbox(obj, name, at)
         x1, y1, x2, y2 = (int(values[k]) - 1 for k in ('xmin', 'ymin', 'xmax', 'ymax'))
         if x2 == x1 or y2 == y1:
             zero.append(f'object[{i}].bndbox')
