@@ -160,4 +160,7 @@ def test_loop_with_a_box_budget_charges_the_real_boxes(synthetic_voc, tmp_path):
     assert charged == dict(images=len(picks), boxes=real, seconds=2.0 * len(picks) + real)
     assert rows[1]['selection_cost']['planned'] == planned
     assert rows[1]['num_seconds'] == 2.0 * rows[1]['num_labelled'] + rows[1]['num_boxes']
-    assert 'planned_boxes' in open(tmp_path / 'w' / 'summary.csv').readline()
+    header = open(tmp_path / 'w' / 'summary.csv').readline()
+    assert 'planned_boxes' in header and 'training_seconds' in header
+    trained = json.load(open(tmp_path / 'w' / 'round_1' / 'training.json'))
+    assert trained['iters'] > 0 and rows[1]['training_seconds'] == trained['seconds'] > 0

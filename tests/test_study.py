@@ -11,7 +11,8 @@ from isal_mmdet.study.check_price import break_even, check_prices, free_check_ga
 from isal_mmdet.study.merge import check_prior, merge_prior
 from isal_mmdet.study.metrics import auc, interp, labels_to_reach
 from isal_mmdet.study.picks import busyness_correlation, composition
-from isal_mmdet.study.report import check_price_lines, report
+from isal_mmdet.study.report import check_price_lines, cpu_lines, report
+from isal_mmdet.study.run import cpu_per_round
 from isal_mmdet.study.variants import LEVERS, strategy_cfg
 
 sys.path.insert(0, osp.join(ROOT, 'studies'))
@@ -248,6 +249,9 @@ def test_study_shares_round_0_and_measures_the_training_noise(tmp_path, syntheti
     assert noise['image_seed'] == 3 and noise['train_seeds'] == [5, 6]
     assert 'Training noise (seed 3' in res.stdout
     assert '| entropy − random |' in res.stdout and '| per second |' in res.stdout
+    cpu = json.load(open(tmp_path / 'results.json'))['cpu_per_round']
+    assert cpu['random']['training_s'][0] == cpu['entropy']['training_s'][0] > 0  # shared
+    assert '| CPU seconds per round' in res.stdout
     rounds0 = [tmp_path / s / 'seed3' / 'round_0' for s in ('random', 'entropy')]
     assert [json.load(open(r / 'metrics.json')) for r in rounds0].count(
         json.load(open(rounds0[0] / 'metrics.json'))) == 2
@@ -360,3 +364,17 @@ def test_the_noise_floor_of_a_later_round_retrains_only_that_round(tmp_path, syn
         dumped = open(next((run / 'round_1' / 'train').glob('*.py'))).read()
         assert f'randomness=dict(seed={t})' in dumped.replace(' ', '')
         assert f"load_from='{run / 'round_0' / 'train'}" in dumped.replace(' ', '')
+
+
+def test_cpu_per_round_is_the_mean_over_the_seeds_that_recorded_it():
+    """Seconds per round by hand: a seed without a record (an older run) is left out of the
+    mean, a round none recorded is '-', and a report of old runs has no table."""
+    cpu = {'random': [[(10.0, None), (20.0, 1.0)], [(30.0, None), (None, 3.0)]],
+           'random+semi': [[(50.0, None), (70.0, 5.0)]]}
+    got = cpu_per_round(cpu)
+    assert got['random'] == dict(training_s=[20.0, 20.0], selection_s=[None, 2.0])
+    assert got['random+semi'] == dict(training_s=[50.0, 70.0], selection_s=[None, 5.0])
+    lines = cpu_lines(got)
+    assert lines[-2:] == ['| random | 20 / - | 20 / 2 |', '| random+semi | 50 / - | 70 / 5 |']
+    assert lines[2] == '| --- | --- | --- |'
+    assert cpu_lines(cpu_per_round({'random': [[(None, None)]]})) == []

@@ -7,6 +7,8 @@ Work-dir contract (``W``)::
     W/round_<k>/labeled.json   ids round k trains on
     W/round_<k>/train/         mmengine work dir (checkpoints, logs)
     W/round_<k>/metrics.json   test metrics of round k's model
+    W/round_<k>/training.json  wall seconds and iterations of the training run that finished
+                               the round (a resumed round: from its resume)
     W/round_<k>/selection.json strategy, selected ids and every pool score, for round k+1
     W/round_<k>/annotations_coco.json  (oracle=none, COCO) the labelling tool's export
     W/round_<k+1>/train_annotations.json  the ann_file merged with it, which round k+1 reads
@@ -310,7 +312,10 @@ class ActiveLearningLoop:
             if trained is not None:
                 runner.load_checkpoint(trained, map_location='cpu')
             else:
+                start = time.perf_counter()
                 runner.train()
+                self.write(write_json, self.path(k, 'training.json'),
+                           dict(seconds=time.perf_counter() - start, iters=runner.iter))
         except UnreadableCheckpoint as e:
             raise ValueError(f'{e}; delete it and run the same command again to train round '
                              f'{k} from its start') from None
@@ -445,10 +450,13 @@ class ActiveLearningLoop:
                     break
                 ids = read_json(self.path(k, 'labeled.json'))
                 sel_path = self.path(k, 'selection.json')
+                trained = self.path(k, 'training.json')
                 done.append(FinishedRound(
                     ids=ids, metrics=read_json(self.path(k, 'metrics.json')),
                     selection=read_json(sel_path) if osp.exists(sel_path) else {},
-                    boxes=self.count_boxes(ids, self.merged_ann_file(k), k)))
+                    boxes=self.count_boxes(ids, self.merged_ann_file(k), k),
+                    training_seconds=read_json(trained)['seconds'] if osp.exists(trained)
+                    else None))
             rows = summary_rows(done, budget_of(self.al).cost, self.al['metric'],
                                 self.strategy_name())
             write_summary(self.work_dir, rows, self.strategy_name())

@@ -21,6 +21,7 @@ class FinishedRound:
     metrics: Dict[str, float]
     selection: Dict[str, Any]
     boxes: float
+    training_seconds: Optional[float] = None  # None: not recorded (loaded, or older runs)
 
 
 def primary_metric(metrics: Dict[str, float], key: Optional[str]) -> Optional[float]:
@@ -42,7 +43,8 @@ def summary_rows(rounds: Sequence[FinishedRound], cost: AnnotationCost,
         rows.append(dict(round=k, num_labelled=len(r.ids), num_boxes=r.boxes,
                          num_seconds=cost.seconds(len(r.ids), r.boxes),
                          mAP=primary_metric(r.metrics, metric), strategy=strategy,
-                         selection_seconds=sel.get('seconds'), metrics=r.metrics))
+                         selection_seconds=sel.get('seconds'),
+                         training_seconds=r.training_seconds, metrics=r.metrics))
         if k > 0:
             prev = rows[-2]
             rows[-1]['selection_cost'] = dict(
@@ -64,13 +66,14 @@ def write_summary(work_dir: str, rows: List[Dict[str, Any]], strategy: str) -> N
     keys = sorted({m for r in rows for m in r['metrics']})
     w = csv.writer(buf)
     w.writerow(['round', 'num_labelled', 'num_boxes', 'num_seconds', 'mAP', 'strategy',
-                'selection_seconds', 'planned_boxes', 'charged_boxes'] + keys)
+                'selection_seconds', 'training_seconds', 'planned_boxes',
+                'charged_boxes'] + keys)
     for r in rows:
         planned = (r.get('selection_cost') or {}).get('planned') or {}
         charged = (r.get('selection_cost') or {}).get('charged') or {}
         w.writerow([r['round'], r['num_labelled'], r['num_boxes'], r['num_seconds'],
-                    r['mAP'], r['strategy'], r['selection_seconds'], planned.get('boxes'),
-                    charged.get('boxes')] + [r['metrics'].get(m) for m in keys])
+                    r['mAP'], r['strategy'], r['selection_seconds'], r['training_seconds'],
+                    planned.get('boxes'), charged.get('boxes')] + [r['metrics'].get(m) for m in keys])
     write_text(osp.join(work_dir, 'summary.csv'), buf.getvalue())
     if rows:
         curve = osp.join(work_dir, 'curve.png')

@@ -57,6 +57,22 @@ def solver_lines(summary: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     return lines
 
 
+def cpu_lines(cpu: Dict[str, Dict[str, list]]) -> List[str]:
+    """Training and selection seconds per round, mean over seeds; nothing when no run
+    recorded them (reports of older runs)."""
+    if not any(v is not None for c in cpu.values() for vals in c.values() for v in vals):
+        return []
+    cell = (lambda v: '-' if v is None else f'{v:.0f}')
+    lines = ['', '| CPU seconds per round, mean over seeds (training / selection) | ' +
+             ' | '.join(f'round {k}' for k in range(max(len(c['training_s'])
+                                                      for c in cpu.values()))) + ' |']
+    lines.append('|' + ' --- |' * (len(lines[-1].split('|')) - 2))
+    for s, c in cpu.items():
+        lines.append(f'| {s} | ' + ' | '.join(f'{cell(t)} / {cell(x)}' for t, x in zip(
+            c['training_s'], c['selection_s'])) + ' |')
+    return lines
+
+
 def report(res: Dict[str, Any], strategies: Sequence[str]) -> str:
     """The markdown report: mAP per round, then paired differences per image, box, second."""
     rounds = res['per_round'][strategies[0]]
@@ -102,6 +118,7 @@ def report(res: Dict[str, Any], strategies: Sequence[str]) -> str:
                       f"{noise.get('round', 0)} images, training "
                       f"seeds {noise['train_seeds']}): test mAP std {noise['std']:.4f} "
                       f"(values {', '.join(f'{m:.4f}' for m in noise['mAP'])})."]
+    lines += cpu_lines(res.get('cpu_per_round') or {})
     if res.get('selections'):
         lines += solver_lines(res['selections'])
     if res.get('box_answers'):

@@ -105,6 +105,20 @@ def run_one(setup: StudySetup, work_dir: str, strategy: str, seed: int,
     return read_json(osp.join(work_dir, 'summary.json'))
 
 
+
+def cpu_per_round(cpu: Dict[str, List[list]]) -> Dict[str, Dict[str, list]]:
+    """Per strategy and round, the mean training and selection seconds over the seeds that
+    recorded them (None where none did): what a round costs on this machine."""
+    out: Dict[str, Dict[str, list]] = {}
+    for s, seeds in cpu.items():
+        rounds = max((len(r) for r in seeds), default=0)
+        out[s] = {}
+        for j, key in enumerate(('training_s', 'selection_s')):
+            vals = [[r[k][j] for r in seeds if k < len(r) and r[k][j] is not None]
+                    for k in range(rounds)]
+            out[s][key] = [sum(v) / len(v) if v else None for v in vals]
+    return out
+
 def training_noise(setup: StudySetup, work_dir: str, image_seed: int,
                    train_seeds: Sequence[int], train: bool,
                    round_k: int = 0) -> Dict[str, Any]:
@@ -159,6 +173,7 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
         check_prior(prior, record)
     curves: Dict[str, Dict[int, list]] = {s: {} for s in setup.strategies}
     box_curves: Dict[str, Dict[int, list]] = {s: {} for s in setup.strategies}
+    cpu: Dict[str, List[list]] = {s: [] for s in setup.strategies}
     for seed in setup.seeds:
         firsts = shared_rounds0(work_dir, seed)
         for s in setup.strategies:
@@ -171,6 +186,8 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
             firsts.setdefault(semi, osp.join(wd, 'round_0'))
             curves[s][seed] = [(r['num_labelled'], r['mAP']) for r in rows]
             box_curves[s][seed] = [(r['num_boxes'], r['mAP']) for r in rows]
+            cpu[s].append([(r.get('training_seconds'), r.get('selection_seconds'))
+                           for r in rows])
     comp: Dict[str, Any] = {}
     busy: Dict[str, Any] = {}
     if setup.seeds:
@@ -196,6 +213,7 @@ def run_study(setup: StudySetup, work_dir: str, report_name: str = 'results',
         res['busyness_correlation'] = busy
         res['busyness_seeds'] = setup.seeds or (prior or {}).get('busyness_seeds')
     res['selections'] = selections
+    res['cpu_per_round'] = cpu_per_round(cpu)
     if answers:
         res['box_answers'] = answers
         res['check_prices'] = check_prices(box_curves, answers, cost.per_box, record['seeds'])
