@@ -65,26 +65,40 @@ def test_round_loop_under_torchrun_and_only_rank0_writes(dist_loop):
     assert group_left_open(tmp, 'al_train.py') == [False, False]
 
 
-def test_selection_on_fixed_checkpoint_same_in_one_and_two_processes(dist_loop, synthetic_voc):
-    tmp, work = dist_loop
-    # the same thread count on both sides (torchrun's ranks run with OMP_NUM_THREADS=1)
+def one_and_two_processes(tmp, work, data):
+    """al_select.py on round 0's checkpoint in one process and under torchrun (the same
+    thread count on both sides: torchrun's ranks run with OMP_NUM_THREADS=1): the two
+    selections."""
     one = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'al_select.py'),
-                          *select_args(work, synthetic_voc, tmp / 'one', 'none')],
+                          *select_args(work, data, tmp / 'one', 'none')],
                          cwd=ROOT, capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, OMP_NUM_THREADS='1'))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = torchrun(tmp, 'al_select.py', *select_args(work, synthetic_voc, tmp / 'two',
-                                                      'pytorch'))
+    two = torchrun(tmp, 'al_select.py', *select_args(work, data, tmp / 'two', 'pytorch'))
     assert two.returncode == 0, two.stderr[-3000:]
+    return [json.load(open(tmp / out / 'selection.json')) for out in ('one', 'two')]
+
+
+def same_selections(*selections):
+    """One selected batch, and every score within float32 summation-order noise."""
+    first = selections[0]
+    assert len(first['selected']) == 3
+    for other in selections[1:]:
+        assert other['selected'] == first['selected']
+        assert set(other['scores']) == set(first['scores'])
+        for k, v in first['scores'].items():
+            assert other['scores'][k] == pytest.approx(v, rel=1e-5, abs=1e-7)
+
+
+def test_selection_on_fixed_checkpoint_same_in_one_and_two_processes(dist_loop, synthetic_voc):
+    """al_select.py in one and two processes, and the loop's own selection under torchrun
+    (every rank selects with rank 0's model, the one its checkpoint holds)."""
+    tmp, work = dist_loop
+    a, b = one_and_two_processes(tmp, work, synthetic_voc)
     assert json.load(open(tmp / 'writes_al_select.py_rank1.json')) == []
     assert json.load(open(tmp / 'writes_al_select.py_rank0.json'))
     assert group_left_open(tmp, 'al_select.py') == [False, False]
-    a = json.load(open(tmp / 'one' / 'selection.json'))
-    b = json.load(open(tmp / 'two' / 'selection.json'))
-    assert a['selected'] == b['selected']
-    assert set(a['scores']) == set(b['scores'])
-    for k, v in a['scores'].items():
-        assert b['scores'][k] == pytest.approx(v, rel=1e-5, abs=1e-7)
+    same_selections(a, b, json.load(open(work / 'round_0' / 'selection.json')))
 
 
 @pytest.mark.parametrize('stage', ['clusters', 'class_medoids'])
@@ -155,3 +169,50 @@ def test_selection_same_with_one_and_two_threads(dist_loop, synthetic_voc):
     assert a.selected == b.selected
     for k, v in a.scores.items():
         assert b.scores[k] == pytest.approx(v, rel=REL_THREADS, abs=1e-8)
+
+
+SEMI_OPTS = {'active_learning.rounds': 2, 'active_learning.semi.momentum': 0.25}
+ROUND_OUTPUTS = ('teacher.pth', 'last_checkpoint', 'unlabelled.json', 'labeled.json',
+                 'selection.json', 'metrics.json')
+
+
+@pytest.fixture(scope='module')
+def dist_semi(synthetic_voc, tmp_path_factory):
+    """Two semi-supervised rounds under torchrun."""
+    tmp = tmp_path_factory.mktemp('dist_semi')
+    work = tmp / 'w'
+    res = torchrun(tmp, 'al_train.py', DEMO, '--work-dir', str(work), '--launcher', 'pytorch',
+                   '--cfg-options', *tiny_options(synthetic_voc, **SEMI_OPTS))
+    assert res.returncode == 0, res.stderr[-4000:]
+    return tmp, work
+
+
+def test_semi_rounds_under_torchrun_and_only_rank0_writes(dist_semi):
+    tmp, work = dist_semi
+    pool = set(json.load(open(work / 'round_1' / 'labeled.json'))) | set(
+        json.load(open(work / 'round_1' / 'unlabelled.json')))
+    for k in range(2):
+        folder = work / f'round_{k}'
+        assert (folder / 'train' / 'last_checkpoint').read_text().strip().endswith(
+            osp.join(f'round_{k}', 'train', 'teacher.pth'))
+        labelled = set(json.load(open(folder / 'labeled.json')))
+        assert set(json.load(open(folder / 'unlabelled.json'))) == pool - labelled
+    logs = ''.join(p.read_text() for p in (work / 'round_1' / 'train').glob('*/*.log'))
+    assert 'unsup_loss_cls' in logs
+    assert osp.exists(work / 'round_1' / 'metrics.json') and osp.exists(work / 'summary.csv')
+    rank0, rank1 = (json.load(open(tmp / f'writes_al_train.py_rank{r}.json')) for r in (0, 1))
+    for name in ROUND_OUTPUTS:  # seen on rank 0, so the recorder would see them on rank 1
+        assert any(osp.basename(p) == name for p in rank0), name
+        assert not any(osp.basename(p) == name for p in rank1), name
+    assert all('/train/' in p for p in rank1), rank1
+    assert group_left_open(tmp, 'al_train.py') == [False, False]
+
+
+def test_semi_selection_from_the_teacher_same_in_one_and_two_processes(dist_semi,
+                                                                        synthetic_voc):
+    """Training at two ranks sums other batches than at one, so the teachers differ; the
+    selection from one teacher.pth does not: the loop's under torchrun is al_select.py's in one
+    process and in two."""
+    tmp, work = dist_semi
+    a, b = one_and_two_processes(tmp, work, synthetic_voc)
+    same_selections(a, b, json.load(open(work / 'round_0' / 'selection.json')))

@@ -13,6 +13,7 @@ from .arguments import Count, NonNegativeInt, PreannotationThr, TypedArguments
 from .context import selection_context
 from .data import (build_dataset, check_split_overlap, dataset_ids, scoring_dataset_cfg,
                    subset_ids, test_pipeline_of, unwrap_subset)
+from .launch import rank0_model_everywhere
 from .selection import Selection, select
 from .settings import REFERENCES, budget_of, checked_strategy
 
@@ -90,6 +91,7 @@ class ISALSelectionHook(TypedArguments, Hook):
                           'ISALSelectionHook.pool')
 
     def after_train(self, runner) -> None:
+        rank0_model_everywhere(runner.model)
         cfg = labelled_view(runner.cfg)
         ctx = selection_context(cfg, evaluated_model(runner.model), self.labelled_ids(cfg),
                                 self.reference, self.pool, self.batch_size, self.num_workers,

@@ -11,7 +11,7 @@ import subprocess
 
 import torch
 import torch.distributed as tdist
-from mmengine.dist import init_dist, is_distributed
+from mmengine.dist import broadcast, init_dist, is_distributed
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
@@ -53,6 +53,16 @@ def end_distributed() -> None:
     if tdist.is_available() and tdist.is_initialized():
         tdist.barrier()
         tdist.destroy_process_group()
+
+
+def rank0_model_everywhere(model: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers copied to every rank after training. DDP keeps the
+    parameters in step, but with ``broadcast_buffers=False`` (mmengine's default, and ours)
+    each rank's BatchNorm statistics, and a mean teacher's averages of them, are its own
+    batches'; rank 0 wrote the checkpoint, so every rank tests and selects with its model."""
+    if is_distributed():
+        for tensor in getattr(model, 'module', model).state_dict().values():
+            broadcast(tensor, 0)
 
 
 def cpu_wrapper_cfg() -> dict:

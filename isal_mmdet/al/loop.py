@@ -44,7 +44,7 @@ from ..labelling.annotations import MERGED_FILE, export_path_for, import_export
 from .context import selection_context
 from .data import (build_dataset, check_disjoint, check_reference, dataset_ids,
                    scoring_dataset_cfg, test_pipeline_of, unwrap_subset)
-from .launch import cpu_wrapper_cfg, init_distributed
+from .launch import cpu_wrapper_cfg, init_distributed, rank0_model_everywhere
 from ..dataset_index import id_index
 from .extension import RoundExtension
 from .selection import select
@@ -314,6 +314,7 @@ class ActiveLearningLoop:
             else:
                 start = time.perf_counter()
                 runner.train()
+                rank0_model_everywhere(runner.model)
                 self.write(write_json, self.path(k, 'training.json'),
                            dict(seconds=time.perf_counter() - start, iters=runner.iter))
         except UnreadableCheckpoint as e:
