@@ -593,8 +593,8 @@ def box_scoring(args, ctx) -> dict:
     from isal_mmdet.datasets.al_subset import ActiveSubset
     from isal_mmdet.al.data import dataset_ids
     from isal_mmdet.detection import DetectionObjective, detector_param_groups
-    from isal_mmdet.influence import (influence_scores, part_esi_scores, part_influence_scores,
-                                      summed_gradient)
+    from isal_mmdet.influence import influence_scores, summed_gradient
+    from isal_mmdet.study.box.part_scores import part_esi_scores, part_influence_scores
     from isal_mmdet.study.objective import ResearchObjective  # per-box losses
     groups = detector_param_groups(ctx.model)
     ctx.reference = ActiveSubset(ctx.reference,

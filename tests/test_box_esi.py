@@ -12,8 +12,9 @@ from toy import TensorObjective
 from isal_mmdet.al.strategies import SelectionContext, build_strategy
 from isal_mmdet.datasets.al_subset import ActiveSubset
 from isal_mmdet.detection import detector_param_groups
-from isal_mmdet.influence import influence_mode, part_esi_scores, summed_gradient
+from isal_mmdet.influence import influence_mode, summed_gradient
 from isal_mmdet.study.box import ESIBox
+from isal_mmdet.study.box.part_scores import part_esi_scores
 from isal_mmdet.study.objective import ResearchObjective
 
 

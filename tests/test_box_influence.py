@@ -11,8 +11,9 @@ from mmengine.dataset import Compose, pseudo_collate
 from conftest import TEST_PIPELINE, build_detector, voc_dataset
 from toy import TensorObjective
 from isal_mmdet.detection import detector_param_groups
-from isal_mmdet.influence import influence_mode, part_influence_scores
+from isal_mmdet.influence import influence_mode
 from isal_mmdet.study.box.losses import box_loss_head
+from isal_mmdet.study.box.part_scores import part_influence_scores
 from isal_mmdet.study.objective import ResearchObjective, detection_candidates
 
 MAX_BOXES = 6

@@ -16,7 +16,7 @@ from isal_mmdet.study.box.oracle import Annotator
 from isal_mmdet.study.box.selection import (band_of, check_band, image_order, select_boxes,
                                             spend_queries)
 from isal_mmdet.study.box.strategies import RandomBox
-from isal_mmdet.labelling.thresholds import band_floor
+from isal_mmdet.study.box.band import band_floor
 from test_loop import DEMO, al_train as demo_train
 
 def al_train(work_dir, data_root, *args, **extra):

@@ -10,9 +10,8 @@ from conftest import BCCD, build_detector, voc_dataset
 from isal_mmdet.detection import (DetectionObjective, detector_family, detector_param_groups,
                                   sum_losses, to_pseudo_gt)
 from isal_mmdet.detection.losses import image_seeded_rng, per_image_normalisation
-from isal_mmdet.detection.pseudo_labels import presence_draw
 from isal_mmdet.influence import influence_scores, loss_grad, summed_gradient
-from isal_mmdet.study.objective import ResearchObjective
+from isal_mmdet.study.objective import ResearchObjective, presence_draw
 
 FAMILIES = ['retinanet', 'fcos', 'faster_rcnn']
 

@@ -15,7 +15,7 @@ from ..influence.dist import barrier, broadcast_object, rank_and_world
 from ..labelling.export import coco_preannotations, export_selection
 from ..labelling.labelstudio import tasks_from_coco
 from ..labelling.report import contact_sheet, optional_artefact
-from ..labelling.thresholds import calibrate_thresholds
+from ..labelling.thresholds import ThresholdFit, calibrate_thresholds
 from .budget import Budget, expected_boxes, plan
 from ..dataset_index import id_index
 from .settings import checked_strategy
@@ -64,17 +64,25 @@ class Artefacts:
 
 def preannotation_thresholds(ctx: SelectionContext, thr: Union[str, float],
                              classes: Sequence[str],
-                             band_precision: Optional[float] = None) -> Dict[str, Any]:
-    """``thr='auto'``: per-class thresholds fitted on the labelled reference set (see
-    :mod:`.thresholds`; with ``band_precision``, the box-query band's floors too); a
-    number: that threshold for every class, and no fitted floor."""
+                             fit: ThresholdFit = calibrate_thresholds) -> Dict[str, Any]:
+    """The pre-annotation thresholds.
+
+    Args:
+        ctx (SelectionContext): the model and its labelled reference set.
+        thr ('auto' or float): ``'auto'``: per-class thresholds fitted on the reference set
+            (a fixed 0.5, with a warning, when there is none); a number: that threshold for
+            every class, and nothing fitted.
+        classes (sequence of str): the class names.
+        fit (callable): ``fit(model, reference, classes)`` fits the thresholds; a research
+            extension may fit more from the same matches. Default
+            :func:`~isal_mmdet.labelling.thresholds.calibrate_thresholds`.
+    """
     if thr != 'auto':
         return dict(source='fixed', per_class={c: float(thr) for c in classes})
     if ctx.reference is None or len(ctx.reference) == 0:
         logger.warning("preannotation_thr='auto' needs a reference set; using 0.5")
         return dict(source='fixed', per_class={c: 0.5 for c in classes})
-    return dict(source='reference', **calibrate_thresholds(ctx.model, ctx.reference, classes,
-                                                           band_precision=band_precision))
+    return dict(source='reference', **fit(ctx.model, ctx.reference, classes))
 
 
 def score_pool(strategy: Strategy, ctx: SelectionContext,

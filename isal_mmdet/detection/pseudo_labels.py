@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import logging
-import zlib
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from mmengine.structures import InstanceData
@@ -20,16 +19,6 @@ def drop_degenerate(instances: InstanceData) -> Tuple[InstanceData, int]:
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     dropped = int((~keep).sum())
     return (instances[keep] if dropped else instances), dropped
-
-
-def presence_draw(scores: torch.Tensor, img_id: Hashable, seed: int, draw: int) -> torch.Tensor:
-    """Keeps each box with probability equal to its score, seeded by image, seed and draw.
-
-    Averaging influence over draws gives the expected gradient over which predicted boxes
-    are real, instead of treating every box above the threshold as certain."""
-    gen = torch.Generator().manual_seed(
-        (zlib.crc32(str(img_id).encode()) + 1000003 * seed + 7919 * draw) % (2 ** 63))
-    return torch.rand(len(scores), generator=gen) < scores.cpu()
 
 
 def to_pseudo_gt(pred: InstanceData, score_thr: float = 0.1, max_per_img: int = 100,
@@ -62,15 +51,3 @@ def to_pseudo_gt(pred: InstanceData, score_thr: float = 0.1, max_per_img: int = 
     gt = InstanceData(bboxes=boxes[keep].clone(), labels=pred.labels[keep].clone(),
                       scores=scores[keep].clone())
     return drop_degenerate(gt)
-
-
-def box_records(instances: InstanceData, meta: dict) -> List[Dict[str, Any]]:
-    """``[dict(bbox=[x1, y1, x2, y2], label, score)]`` in original image coordinates (the
-    network-input box divided by the resize's ``scale_factor``), for labelling tools and
-    box-level selection; boxes without a score (real labels) get 1."""
-    boxes = instances.bboxes
-    boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).detach()
-    scale = boxes.new_tensor(meta.get('scale_factor', (1.0, 1.0))).repeat(2)
-    scores = instances.scores.tolist() if 'scores' in instances else [1.0] * len(instances)
-    return [dict(bbox=b, label=int(k), score=float(p)) for b, k, p in
-            zip((boxes / scale).tolist(), instances.labels.tolist(), scores)]

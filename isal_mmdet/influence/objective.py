@@ -41,7 +41,8 @@ class Objective(ABC):
         """For each part (as :meth:`per_part_loss` keys them), its loss under each answer a
         person labelling it could give, ``[P, R]``, the model's own probability of each
         answer, ``[P, R]`` (rows sum to 1), and the keys, for the expected squared influence
-        of a part's label (:func:`part_esi_scores`). UUIC, as :meth:`per_sample_loss`."""
+        of a part's label (:func:`isal_mmdet.study.box.part_scores.part_esi_scores`). UUIC,
+        as :meth:`per_sample_loss`."""
         raise NotImplementedError(f'{type(self).__name__} has no per-answer losses; '
                                   'implement per_answer_loss to score parts by ESI')
 

@@ -9,11 +9,15 @@ that maximises F1 over all classes together.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 from mmdet.structures.bbox import bbox_overlaps
 from mmengine.dataset import pseudo_collate
+
+# fit(model, reference set, class names) -> the thresholds' dict (calibrate_thresholds's)
+ThresholdFit = Callable[[torch.nn.Module, Any, Sequence[str]], Dict[str, Any]]
 
 
 def best_f1_threshold(scores: Sequence[float], tp: Sequence[bool], num_gt: int) -> float:
@@ -29,24 +33,6 @@ def best_f1_threshold(scores: Sequence[float], tp: Sequence[bool], num_gt: int) 
         if f1 > best:
             best, thr = f1, float(scores[i])
     return thr
-
-
-def band_floor(scores: Sequence[float], tp: Sequence[bool], ceiling: float,
-               precision: float) -> float:
-    """The lowest score ``lo`` such that the predictions scored in ``[lo, ceiling)`` are right
-    at least ``precision`` of the time (``ceiling`` when none are): the floor of the band of
-    detections worth asking a person about. Below it most detections are duplicates or
-    background, and a query there mostly comes back "no object"."""
-    below = sorted(((sc, hit) for sc, hit in zip(scores, tp) if sc < ceiling),
-                   key=lambda p: -p[0])
-    floor, hits = ceiling, 0
-    for n, (sc, hit) in enumerate(below, 1):
-        hits += bool(hit)
-        if n < len(below) and below[n][0] == sc:
-            continue  # a floor keeps every prediction of equal score
-        if hits >= precision * n:
-            floor = sc
-    return floor
 
 
 def _match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt: torch.Tensor,
@@ -68,18 +54,33 @@ def _match(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, gt: torch.Tensor
     return tp
 
 
+@dataclass
+class ReferenceMatches:
+    """The model's detections on the labelled reference set, matched to its real boxes: what
+    a threshold is fitted from (a research extension reads more from them, e.g. a band).
+
+    Attributes:
+        per_class (dict): class index -> ``(scores, tp, num_gt)``: every detection's score,
+            whether it matched a real box (:func:`_match`), and the class's real boxes.
+        images (int): the reference images read.
+    """
+    per_class: Dict[int, Tuple[List[float], List[bool], int]]
+    images: int
+
+    def overall(self) -> Tuple[List[float], List[bool], int]:
+        """Every class's detections and real boxes together."""
+        return (sum((s for s, _, _ in self.per_class.values()), []),
+                sum((t for _, t, _ in self.per_class.values()), []),
+                sum(n for _, _, n in self.per_class.values()))
+
+
 @torch.no_grad()
-def calibrate_thresholds(model: torch.nn.Module, dataset: Any, classes: Sequence[str],
-                         min_boxes: int = 20, iou_thr: float = 0.5,
-                         batch_size: int = 4,
-                         band_precision: Optional[float] = None) -> Dict[str, Any]:
-    """Per-class thresholds chosen on ``dataset`` (labelled), with what they give there:
-    ``dict(per_class={name: thr}, overall=thr, fitted=[names fitted on their own],
-    images, real_boxes_per_image, boxes_per_image)``; with ``band_precision``, also
-    ``band_low={name: floor}`` (:func:`band_floor` below each class's threshold)."""
+def reference_matches(model: torch.nn.Module, dataset: Any, num_classes: int,
+                      iou_thr: float = 0.5, batch_size: int = 4) -> ReferenceMatches:
+    """Runs ``model`` over ``dataset`` (labelled) and matches each class's detections to its
+    real boxes at ``iou_thr`` (ignored boxes left out)."""
     model.eval()
-    per_class = {k: ([], [], 0) for k in range(len(classes))}  # scores, tp, num_gt
-    overall: tuple = ([], [], 0)
+    per_class = {k: ([], [], 0) for k in range(num_classes)}
     images = 0
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
@@ -100,23 +101,36 @@ def calibrate_thresholds(model: torch.nn.Module, dataset: Any, classes: Sequence
                 tp = _match(pred.bboxes[keep].cpu().float(), scores, gt, iou_thr)
                 s, t, n = per_class[k]
                 per_class[k] = (s + scores.tolist(), t + tp, n + len(gt))
-    for s, t, n in per_class.values():
-        overall = (overall[0] + s, overall[1] + t, overall[2] + n)
+    return ReferenceMatches(per_class, images)
+
+
+def fit_thresholds(matches: ReferenceMatches, classes: Sequence[str],
+                   min_boxes: int = 20) -> Dict[str, Any]:
+    """Per-class thresholds fitted on ``matches``, with what they give there:
+    ``dict(per_class={name: thr}, overall=thr, fitted=[names fitted on their own],
+    images, real_boxes_per_image, boxes_per_image)``. A class with fewer than ``min_boxes``
+    real boxes takes the threshold fitted on every class together."""
+    overall = matches.overall()
     common = best_f1_threshold(*overall)
     thresholds, fitted = {}, []
-    for k, (s, t, n) in per_class.items():
+    for k, (s, t, n) in matches.per_class.items():
         if n >= min_boxes:
             thresholds[classes[k]] = best_f1_threshold(s, t, n)
             fitted.append(classes[k])
         else:
             thresholds[classes[k]] = common
-    kept = sum(sc >= thresholds[classes[k]] for k, (s, _, _) in per_class.items() for sc in s)
-    out = dict(per_class=thresholds, overall=common, fitted=fitted, images=images,
-               real_boxes_per_image=overall[2] / max(images, 1),
-               boxes_per_image=kept / max(images, 1))
-    if band_precision is not None:
-        out['band_low'] = {
-            classes[k]: band_floor(*((s, t) if classes[k] in fitted else overall[:2]),
-                                   thresholds[classes[k]], band_precision)
-            for k, (s, t, _) in per_class.items()}
-    return out
+    kept = sum(sc >= thresholds[classes[k]]
+               for k, (s, _, _) in matches.per_class.items() for sc in s)
+    images = matches.images
+    return dict(per_class=thresholds, overall=common, fitted=fitted, images=images,
+                real_boxes_per_image=overall[2] / max(images, 1),
+                boxes_per_image=kept / max(images, 1))
+
+
+def calibrate_thresholds(model: torch.nn.Module, dataset: Any, classes: Sequence[str],
+                         min_boxes: int = 20, iou_thr: float = 0.5,
+                         batch_size: int = 4) -> Dict[str, Any]:
+    """Per-class thresholds chosen on ``dataset`` (labelled): :func:`fit_thresholds` of
+    :func:`reference_matches`."""
+    return fit_thresholds(reference_matches(model, dataset, len(classes), iou_thr, batch_size),
+                          classes, min_boxes)

@@ -3,6 +3,7 @@ levers the research strategies and box queries pull (pseudo-box caps and draws, 
 a fixed normaliser, foreground-only or class-weighted reference losses, per-box losses)."""
 from __future__ import annotations
 
+import zlib
 from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import torch
@@ -10,11 +11,33 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..detection.batching import same_shape_groups
-from ..detection.losses import head_outputs, soft_label_losses
+from ..detection.losses import head_outputs
 from ..detection.objective import DetectionObjective
-from ..detection.pseudo_labels import box_records, presence_draw
 from .box.answers import answer_distribution
 from .box.losses import box_loss_head, box_losses
+from .losses import soft_label_losses
+
+
+def presence_draw(scores: torch.Tensor, img_id: Hashable, seed: int, draw: int) -> torch.Tensor:
+    """Keeps each box with probability equal to its score, seeded by image, seed and draw.
+
+    Averaging influence over draws gives the expected gradient over which predicted boxes
+    are real, instead of treating every box above the threshold as certain."""
+    gen = torch.Generator().manual_seed(
+        (zlib.crc32(str(img_id).encode()) + 1000003 * seed + 7919 * draw) % (2 ** 63))
+    return torch.rand(len(scores), generator=gen) < scores.cpu()
+
+
+def box_records(instances: InstanceData, meta: dict) -> List[Dict[str, Any]]:
+    """``[dict(bbox=[x1, y1, x2, y2], label, score)]`` in original image coordinates (the
+    network-input box divided by the resize's ``scale_factor``), for labelling tools and
+    box-level selection; boxes without a score (real labels) get 1."""
+    boxes = instances.bboxes
+    boxes = (boxes.tensor if hasattr(boxes, 'tensor') else boxes).detach()
+    scale = boxes.new_tensor(meta.get('scale_factor', (1.0, 1.0))).repeat(2)
+    scores = instances.scores.tolist() if 'scores' in instances else [1.0] * len(instances)
+    return [dict(bbox=b, label=int(k), score=float(p)) for b, k, p in
+            zip((boxes / scale).tolist(), instances.labels.tolist(), scores)]
 
 
 class ResearchObjective(DetectionObjective):
@@ -26,9 +49,9 @@ class ResearchObjective(DetectionObjective):
             Defaults to None (no cap).
         draw (int, optional): ``None`` keeps every box above the threshold (hard labels, the
             paper); an integer keeps each with probability equal to its score
-            (:func:`~isal_mmdet.detection.pseudo_labels.presence_draw`). Defaults to None.
+            (:func:`presence_draw`). Defaults to None.
         soft (bool): pseudo loss = the expected loss over the predicted class probabilities
-            (:func:`~isal_mmdet.detection.losses.soft_label_losses`) instead of boxes.
+            (:func:`.losses.soft_label_losses`) instead of boxes.
             Defaults to False.
         avg_factor (float, optional): ``None``: each image's loss is divided by its own
             positive count; a number: by this fixed count (anchor heads), the same for every

@@ -20,11 +20,11 @@ from ..al.strategies.esi import ESI
 from ..al.strategies.influence_base import InfluenceStrategy, check_choice, flag_uninformative
 from ..al.strategies.isal import ISAL, record_pseudo_boxes
 from ..detection import detector_param_groups
-from ..detection.losses import check_model_cfg, focal_head
 from ..influence import (GroupVector, ParamGroups, influence_scores, inverse_hvp, stest,
                          summed_gradient)
 from ..influence.dist import broadcast_object, gather_objects
 from ..registry import STRATEGIES
+from .losses import check_model_cfg, focal_head
 from .objective import ResearchObjective
 
 

@@ -23,6 +23,7 @@ from ...al.selection import preannotation_thresholds
 from ...al.settings import budget_of
 from ...datasets.al_subset import ActiveSubset
 from ...fileio import read_json, write_json
+from .band import band_fit
 from .oracle import Annotator, merge_labels, partial_labels
 from .partial_labels import PartialLabels
 from .selection import QUERIES_FILE, queried_images, select_boxes
@@ -64,7 +65,7 @@ class BoxRounds(RoundExtension):
                                         ids=list(ctx.labelled.wanted_ids()))
         classes = tuple(ctx.pool.metainfo.get('classes', ()))
         thr = preannotation_thresholds(ctx, loop.al['preannotation_thr'], classes,
-                                       band_precision=self.strategy.band_precision)
+                                       fit=band_fit(self.strategy.band_precision))
         budget = budget_of(loop.al)
         # checks priced apart are charged as answered: the simulated person answers in turn
         person = Annotator(real_instances(loop.source)) \

@@ -20,11 +20,12 @@ from ...al.strategies.base import SelectionContext, Strategy
 from ...al.strategies.influence_base import InfluenceStrategy, flag_uninformative
 from ...al.strategies.uncertainty import binary_entropy
 from ...detection import detector_param_groups
-from ...influence import GroupVector, ParamGroups, part_esi_scores, part_influence_scores
+from ...influence import GroupVector, ParamGroups
 from ...influence.dist import merge_over_ranks
 from ...registry import STRATEGIES
 from ..objective import ResearchObjective, detection_candidates
 from .losses import box_loss_head
+from .part_scores import part_esi_scores, part_influence_scores
 
 BoxKey = Tuple[Hashable, int]
 Detections = Dict[Hashable, List[Dict[str, Any]]]
@@ -44,7 +45,7 @@ class BoxStrategy(Strategy):
             labels); ``'none'``, those ignored too.
         band_precision: the uncertainty band's floor: each class's detections below its
             pre-annotation threshold are candidates down to the score where, on the
-            reference set, they are right this often (:func:`isal_mmdet.labelling.thresholds.band_floor`);
+            reference set, they are right this often (:func:`isal_mmdet.study.box.band.band_floor`);
             0 asks about every detection below the threshold. A round whose band is empty
             fails in one line (:func:`isal_mmdet.study.box.selection.check_band`).
         ask: ``'detection'``: one candidate per query, best first across the pool, so an
