@@ -480,3 +480,51 @@ def test_backend_log_never_holds_the_token(backend):
     proc.log.flush()
     text = open(work.parent / 'backend.log').read()
     assert text and TOKEN not in text
+
+
+def test_backend_rounds_with_semi_train_a_mean_teacher_and_serve_the_teacher(coco_config,
+                                                                             tmp_path):
+    """Without Label Studio: the backend's round code on a config with active_learning.semi
+    trains a mean teacher in round 0 and serves its teacher; round 1 imports an export (as a
+    pull saves it) and trains on the rest of the pool unlabelled."""
+    import torch
+    from mmengine.config import DictAction
+    from isal_mmdet.fileio import load_config
+    from isal_mmdet.serve.backend import Backend
+    from test_annotation_roundtrip import tool_export, write
+    path, root = coco_config
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--options', nargs='+', action=DictAction)
+    options = [*tiny_options(root), *OPTS, 'active_learning.semi.momentum=0.25']
+    backend = Backend(load_config(path, parser.parse_args(['--options', *options]).options),
+                      str(tmp_path / 'w'))
+    loop = backend.loop
+    backend._round(pull=False)
+    assert backend.round['stage'] == 'finished', backend.round
+    assert backend.version() == 'round_0' and loop.last_checkpoint(0).endswith('teacher.pth')
+    # the served weights are the mean teacher's of the last training checkpoint
+    last = torch.load(max((tmp_path / 'w' / 'round_0' / 'train').glob('iter_*.pth'),
+                          key=osp.getmtime), map_location='cpu', weights_only=False)
+    teacher = {k[len('teacher.'):]: v for k, v in last['state_dict'].items()
+               if k.startswith('teacher.')}
+    served = backend.predictor.model.state_dict()
+    assert sorted(served) == sorted(teacher)
+    for k, v in teacher.items():
+        assert torch.equal(served[k].cpu(), v), k
+    assert any(not torch.equal(v, last['state_dict'][f'student.{k}'])
+               for k, v in teacher.items() if v.dtype.is_floating_point)
+    image = next(iter(backend.names))
+    got = backend.predictor.predict([dict(data=dict(image=f'/data/upload/1/{image}'))])
+    assert got[0]['model_version'] == 'round_0' and got[0]['result']
+
+    ann_file = osp.join(root, 'annotations', 'instances_train.json')
+    selected = json.load(open(loop.path(0, 'selection.json')))['selected']
+    write(loop.export_file(0), tool_export(ann_file, selected))
+    backend._round(pull=False)
+    assert backend.round['stage'] == 'finished' and backend.version() == 'round_1', backend.round
+    labelled = json.load(open(loop.path(1, 'labeled.json')))
+    assert set(selected) <= set(labelled)
+    unlabelled = json.load(open(loop.path(1, 'unlabelled.json')))
+    assert sorted(labelled + unlabelled) == sorted(loop.all_ids)
+    logs = ''.join(p.read_text() for p in (tmp_path / 'w' / 'round_1' / 'train').glob('*/*.log'))
+    assert 'unsup_loss_cls' in logs and loop.last_checkpoint(1).endswith('teacher.pth')

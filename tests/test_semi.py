@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from test_loop import DEMO, _kill_when, al_train, tiny_options
+from test_loop import DEMO, _kill_when, al_train, data_copy, tiny_options  # noqa: F401
 
 SEMI = dict(momentum=0.25, cls_pseudo_thr=0.5, unsup_weight=1.0, unlabelled_per_labelled=1)
 
@@ -324,3 +324,25 @@ def test_other_detector_families_train_on_the_teachers_boxes(family, synthetic_v
     for k in sup:  # the RPN's losses are lists, one per feature level
         value = losses[f'unsup_{k}']
         assert float(sum(value) if isinstance(value, list) else value) > 0, k
+
+
+def test_semi_rounds_with_a_human_oracle(data_copy, tmp_path):
+    """--oracle none: round 0 trains a mean teacher and pauses; once the selected images'
+    XMLs are saved, round 1 trains on its labelled images and the rest of the pool."""
+    work = tmp_path / 'w'
+    opts = {'active_learning.rounds': 2, 'active_learning.semi.momentum': 0.25}
+    res = al_train(work, str(data_copy), '--oracle', 'none', **opts)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'round 1 waits for annotations: 3 of 3' in res.stdout
+    assert not osp.exists(work / 'round_1')
+    for stem in json.load(open(work / 'round_0' / 'selection.json'))['selected']:
+        os.utime(data_copy / 'Annotations' / f'{stem}.xml')
+    res = al_train(work, str(data_copy), '--oracle', 'none', **opts)
+    assert res.returncode == 0, res.stderr[-3000:]
+    pool = split_ids(data_copy, 'train')
+    for k in range(2):
+        labelled = json.load(open(work / f'round_{k}' / 'labeled.json'))
+        assert sorted(json.load(open(work / f'round_{k}' / 'unlabelled.json'))) == sorted(
+            set(pool) - set(labelled))
+        assert teacher_weights(work, k)
+    assert len(labelled) == 9 and osp.exists(work / 'round_1' / 'metrics.json')
