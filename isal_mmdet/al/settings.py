@@ -30,8 +30,18 @@ def _fail(key: str, msg: str) -> None:
 def checked_strategy(spec: Any, field: str = 'active_learning.strategy',
                      images_only: bool = False) -> Strategy:
     """The strategy built from ``spec``; a bad name or argument is one line naming ``field``.
-    ``images_only``: a strategy that changes the round loop's rounds
-    (:meth:`Strategy.round_extension`, e.g. box queries) is refused."""
+
+    Args:
+        spec (str | dict | Strategy): a strategy name, ``dict(type=name, ...)`` or a built
+            strategy.
+        field (str): what an error names. Defaults to ``'active_learning.strategy'``.
+        images_only (bool): refuse a strategy that changes the round loop's rounds
+            (:meth:`Strategy.round_extension`, e.g. box queries), which only the loop runs.
+            Defaults to False.
+
+    Returns:
+        Strategy: the built strategy.
+    """
     try:
         strategy = build_strategy(spec)
     except (ValueError, TypeError) as e:
@@ -43,7 +53,15 @@ def checked_strategy(spec: Any, field: str = 'active_learning.strategy',
 
 
 def budget_of(al: Dict[str, Any]) -> Budget:
-    """The settings' budget, unit and cost; a bad field is one line naming it."""
+    """The settings' budget, unit and cost; a bad field is one line naming it.
+
+    Args:
+        al (dict): the ``active_learning`` settings (``budget``; ``budget_unit`` and
+            ``cost`` optional).
+
+    Returns:
+        Budget: the amount, its unit and the annotation cost it is priced with.
+    """
     cost = al.get('cost')
     if cost is not None and not isinstance(cost, dict):
         _fail('cost', f'must be dict(per_image=seconds, per_box=seconds) or None, got {cost!r}')
@@ -56,8 +74,16 @@ def budget_of(al: Dict[str, Any]) -> Budget:
 
 def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
              model: Optional[Dict[str, Any]] = None) -> None:
-    """Checks every field of a complete settings dict (defaults merged in), and the strategy
-    against the ``model`` config when one is given."""
+    """Checks every field of a complete settings dict, and the strategy against the model;
+    the first bad field raises ``ValueError`` naming it.
+
+    Args:
+        al (dict): the ``active_learning`` settings, defaults merged in.
+        train_loop (str, optional): ``train_cfg.type``, which ``warm_start_iters`` needs to
+            be ``IterBasedTrainLoop``. Defaults to None (not checked).
+        model (dict, optional): the config's ``model``, checked against the strategy.
+            Defaults to None (not checked).
+    """
     budget_of(al)
     for key in ('initial_size', 'rounds', 'batch_size'):
         if not isinstance(al[key], int) or isinstance(al[key], bool) or al[key] <= 0:
@@ -98,13 +124,25 @@ def validate(al: Dict[str, Any], train_loop: Optional[str] = None,
 
 
 def check_oracle(oracle: Any) -> None:
-    """The config's oracle, or ``--oracle``'s that replaces it."""
+    """Fails in one line unless ``oracle`` is one of :data:`ORACLES`.
+
+    Args:
+        oracle (str): the config's oracle, or ``--oracle``'s that replaces it.
+    """
     if oracle not in ORACLES:
         _fail('oracle', f'must be one of {list(ORACLES)}, got {oracle!r}')
 
 
 def al_settings(cfg: Any) -> Dict[str, Any]:
-    """The config's ``active_learning`` block with defaults, every field validated."""
+    """The config's ``active_learning`` block with defaults, every field validated.
+
+    Args:
+        cfg (Config | dict): the whole config (its ``train_cfg`` and ``model`` are checked
+            against the block too).
+
+    Returns:
+        dict: every field of :data:`AL_DEFAULTS`, the block's values over the defaults.
+    """
     if 'active_learning' not in cfg:
         raise ValueError('config has no `active_learning = dict(...)` block')
     block = cfg.active_learning
@@ -121,9 +159,17 @@ def al_settings(cfg: Any) -> Dict[str, Any]:
 
 
 def strategy_for_tool(config_strategy: Any, requested: Optional[str]) -> Tuple[Any, str]:
-    """``(strategy spec, how it was chosen)`` for a tool run on a config: the config's own
-    strategy when none is requested, or when the requested name is the config strategy's
-    type (its arguments are kept); otherwise the requested name with default arguments."""
+    """The strategy a tool runs on a config: the config's own strategy when none is
+    requested, or when the requested name is the config strategy's type (its arguments are
+    kept); otherwise the requested name with default arguments.
+
+    Args:
+        config_strategy (str | dict): the config's ``active_learning.strategy``.
+        requested (str, optional): the tool's ``--strategy``, or None.
+
+    Returns:
+        tuple: ``(strategy spec, how it was chosen)``, the latter for the tool's log.
+    """
     if requested is None:
         return config_strategy, 'from the config'
     if isinstance(config_strategy, dict):

@@ -21,6 +21,18 @@ class BatchStage(TypedArguments):
 
     def pick(self, ranked: Sequence[Hashable], scores: Dict[Hashable, float], n: int,
              ctx: Any) -> List[Hashable]:
+        """The batch.
+
+        Args:
+            ranked (sequence): the pool's ids, best first (the strategy's order).
+            scores (dict): every ranked id's score, merged over ranks.
+            n (int): the batch size.
+            ctx (SelectionContext): the model, pool and labelled set, for stages that read
+                features; ``ctx.info['batch']`` is what ``selection.json`` records.
+
+        Returns:
+            list: at most ``n`` ids of ``ranked``, best first.
+        """
         raise NotImplementedError
 
     def describe(self) -> Dict[str, Any]:
@@ -31,7 +43,16 @@ class BatchStage(TypedArguments):
 
 
 def candidates_of(ranked: Sequence[Hashable], n: int, multiple: float) -> List[Hashable]:
-    """The best ``ceil(multiple × n)`` of ``ranked``."""
+    """The candidates a diversity stage draws its batch from.
+
+    Args:
+        ranked (sequence): ids, best first.
+        n (int): the batch size.
+        multiple (float): how many candidates per batch image (>= 1).
+
+    Returns:
+        list: the best ``ceil(multiple × n)`` of ``ranked``.
+    """
     return list(ranked[:math.ceil(multiple * n)])
 
 
@@ -48,8 +69,16 @@ class TopK(BatchStage):
 
 
 def build_batch_stage(cfg: Any) -> BatchStage:
-    """``'clusters'`` or ``dict(type='clusters', candidates=3)`` → a stage; a wrong name or
-    argument is one line naming it."""
+    """A batch stage from a strategy's ``batch`` argument; a wrong name or argument is one
+    line naming it.
+
+    Args:
+        cfg (str | dict | BatchStage | None): ``'clusters'``,
+            ``dict(type='clusters', candidates=3)``, a built stage, or None (:class:`TopK`).
+
+    Returns:
+        BatchStage: the stage.
+    """
     if isinstance(cfg, BatchStage):
         return cfg
     if cfg is None:

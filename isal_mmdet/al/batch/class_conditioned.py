@@ -30,7 +30,15 @@ from .geometry import k_center_on, k_medoids
 
 
 def image_distances(images: Sequence[BoxFeatures], chunk: int = 1024) -> Tensor:
-    """``[N, N]`` class-conditioned distances between ``images`` (see the module's text)."""
+    """Class-conditioned distances (see the module's text).
+
+    Args:
+        images (sequence of BoxFeatures): each image's detections, scores and features.
+        chunk (int): detections compared at once, bounding memory. Defaults to 1024.
+
+    Returns:
+        Tensor: ``[N, N]`` distances in [0, 2], float64, 0 on the diagonal.
+    """
     n = len(images)
     feats = torch.cat([im.features for im in images]) if n else torch.zeros(0, 1)
     labels = torch.cat([im.labels for im in images]) if n else torch.zeros(0, dtype=torch.long)
@@ -76,7 +84,15 @@ class ClassMedoids(BatchStage):
 
     def boxes(self, ctx: Any, ids: Sequence[Hashable]) -> List[BoxFeatures]:
         """Each id's detections and features; what an earlier pick of this selection read is
-        kept (every rank takes part in the pass)."""
+        kept (every rank takes part in the pass).
+
+        Args:
+            ctx (SelectionContext): the selection (model and pool).
+            ids (sequence): pool ids.
+
+        Returns:
+            list[BoxFeatures]: one per id, in order.
+        """
         if self._ctx is not ctx:
             self._ctx, self._boxes = ctx, {}
         missing = [i for i in ids if i not in self._boxes]

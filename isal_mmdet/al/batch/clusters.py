@@ -38,8 +38,15 @@ class Clusters(BatchStage):
         self._labels: Dict[int, Tensor] = {}
 
     def features(self, ctx) -> Tuple[list, Tensor, int]:
-        """``(ids, [N, D] L2-normalised features, number of pool ids first)``, once per
-        selection (every rank takes part in the pass)."""
+        """The pooled neck features of pool and labelled images, read once per selection
+        (every rank takes part in the pass).
+
+        Args:
+            ctx (SelectionContext): the selection (model, pool and labelled set).
+
+        Returns:
+            tuple: ``(ids, [N, D] L2-normalised features, number of pool ids first)``.
+        """
         if self._ctx is not ctx:
             ctx.model.eval()
 

@@ -15,6 +15,16 @@ def k_center_greedy(pool: Tensor, labelled: Optional[Tensor], budget: int,
     """Indices of ``pool`` picked greedily farthest from everything chosen so far.
 
     Keeps one distance per pool point (O(pool × dim) memory, no N×N matrix).
+
+    Args:
+        pool (Tensor): ``[N, D]`` points to pick from.
+        labelled (Tensor, optional): ``[M, D]`` points already chosen, or None.
+        budget (int): how many to pick (at most N).
+        min_dist (Tensor, optional): ``[N]`` each point's distance to the chosen ones, when
+            known (``labelled`` is then not read). Defaults to None.
+
+    Returns:
+        list[int]: the picks, in the order they were made.
     """
     if min_dist is None:
         min_dist = torch.full((len(pool),), math.inf)
@@ -31,7 +41,16 @@ def k_center_greedy(pool: Tensor, labelled: Optional[Tensor], budget: int,
 
 
 def k_center_on(dist: Tensor, k: int, first: int = 0) -> List[int]:
-    """k-centre greedy on a distance matrix, from ``first``."""
+    """k-centre greedy on a distance matrix.
+
+    Args:
+        dist (Tensor): ``[N, N]`` distances.
+        k (int): how many points to pick (at most N).
+        first (int): the first pick. Defaults to 0.
+
+    Returns:
+        list[int]: the picks, ``first`` first.
+    """
     picked = [first]
     nearest = dist[first].clone()
     nearest[first] = -1.0
@@ -44,9 +63,18 @@ def k_center_on(dist: Tensor, k: int, first: int = 0) -> List[int]:
 
 
 def k_medoids(dist: Tensor, medoids: Sequence[int], max_iter: int = 100) -> List[int]:
-    """Alternating k-medoids from ``medoids``: assign every point to its nearest medoid (a
-    medoid to itself), move each medoid to the member with the least total distance to its
-    cluster; stops when nothing moves."""
+    """Alternating k-medoids: assign every point to its nearest medoid (a medoid to itself),
+    move each medoid to the member with the least total distance to its cluster; stops when
+    nothing moves.
+
+    Args:
+        dist (Tensor): ``[N, N]`` distances.
+        medoids (sequence of int): the starting medoids.
+        max_iter (int): at most this many rounds. Defaults to 100.
+
+    Returns:
+        list[int]: the medoids, one per starting medoid.
+    """
     medoids = list(medoids)
     for _ in range(max_iter):
         assign = dist[:, medoids].argmin(1)
@@ -64,7 +92,16 @@ def k_medoids(dist: Tensor, medoids: Sequence[int], max_iter: int = 100) -> List
 
 def kmeans_pp(points: Tensor, k: int, seed: int) -> List[int]:
     """k-means++ seeding as BADGE does it: the largest point first, then each next one drawn
-    with probability proportional to its squared distance to the nearest one chosen."""
+    with probability proportional to its squared distance to the nearest one chosen.
+
+    Args:
+        points (Tensor): ``[N, D]`` points.
+        k (int): how many seeds (at most N).
+        seed (int): the draws' seed.
+
+    Returns:
+        list[int]: the seeds' indices, in the order drawn.
+    """
     g = torch.Generator().manual_seed(seed)
     points = points.double()
     first = int(torch.argmax(points.norm(dim=1)))
@@ -81,7 +118,17 @@ def kmeans_pp(points: Tensor, k: int, seed: int) -> List[int]:
 
 
 def kmeans(points: Tensor, k: int, seed: int, max_iter: int = 20) -> Tensor:
-    """``[N]`` cluster of each point: Lloyd's iterations from k-means++ seeds."""
+    """Lloyd's iterations from k-means++ seeds (:func:`kmeans_pp`).
+
+    Args:
+        points (Tensor): ``[N, D]`` points.
+        k (int): the number of clusters.
+        seed (int): the seeding's seed.
+        max_iter (int): at most this many iterations. Defaults to 20.
+
+    Returns:
+        Tensor: ``[N]`` each point's cluster.
+    """
     points = points.double()
     centres = points[kmeans_pp(points, k, seed)]
     labels = torch.full((len(points),), -1, dtype=torch.long)
@@ -99,10 +146,19 @@ def kmeans(points: Tensor, k: int, seed: int, max_iter: int = 20) -> Tensor:
 
 def round_robin(order: Sequence[Hashable], cluster: Dict[Hashable, int],
                 labelled: Dict[int, int], n: int) -> List[Hashable]:
-    """``n`` ids of ``order`` (best first), one cluster at a time: next comes the cluster with
-    the fewest picks, then the fewest labelled images, then the best remaining candidate; its
-    best remaining candidate is taken. No cluster gets a second pick while another candidate
-    cluster has none."""
+    """Picks one cluster at a time: next comes the cluster with the fewest picks, then the
+    fewest labelled images, then the best remaining candidate; its best remaining candidate is
+    taken. No cluster gets a second pick while another candidate cluster has none.
+
+    Args:
+        order (sequence): candidate ids, best first.
+        cluster (dict): each candidate's cluster.
+        labelled (dict): each cluster's number of labelled images (absent: none).
+        n (int): the batch size.
+
+    Returns:
+        list: at most ``n`` ids of ``order``, in the order picked.
+    """
     queues: Dict[int, deque] = {}
     for i in order:
         queues.setdefault(cluster[i], deque()).append(i)
