@@ -26,7 +26,7 @@ from typing import Dict, Hashable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.dense_heads import AnchorFreeHead, AnchorHead
+from mmdet.models.dense_heads import AnchorHead
 from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
 from mmdet.models.losses.utils import weighted_loss
 from mmdet.models.utils import unpack_gt_instances
@@ -74,38 +74,45 @@ def _py_sigmoid_focal_loss(pred, target, weight=None, gamma=2.0, alpha=0.25, red
                                                    reduction, avg_factor)
 
 
-def check_heads(heads: Sequence[type], fixed: bool, reference_terms: str = 'all') -> None:
-    """Refuses normaliser='fixed' / reference terms that reweight targets ('foreground',
-    'balanced') for head classes that cannot take them: anchor-free heads normalise inside
-    their own loss, and other heads order their targets differently from mmdet's
-    ``AnchorHead``."""
-    free = [h.__name__ for h in heads if issubclass(h, AnchorFreeHead)]
-    if fixed and free:
-        raise ValueError(f"ISAL normaliser='fixed' needs anchor heads (RetinaNet, RPN); "
-                         f"{free[0]} normalises inside its own loss")
-    if reference_terms != 'all' and (
-            len(heads) > 1 or getattr(heads[0], 'get_targets', None) is not
-            AnchorHead.get_targets):
-        raise ValueError(f"ISAL reference_terms='{reference_terms}' needs a single-stage head "
-                         f"with mmdet's AnchorHead targets (RetinaNet), not "
-                         f"{' + '.join(h.__name__ for h in heads)}")
+class AnchorTargets:
+    """What an anchor head's ``get_targets`` hands its loss while scoring: mmdet's targets,
+    the image's positive count (at index 4) clamped to >= 1, since mmdet divides by
+    ``avg_factor + eps`` and an image with no positive would weigh ~1e7x. A research
+    objective reweights the targets or fixes the count in a subclass."""
+
+    def check(self, heads: Sequence[type]) -> None:
+        """Refuses, before any loss, head classes these targets cannot handle: none here.
+
+        Args:
+            heads (sequence of type): the detector's head classes.
+        """
+
+    def __call__(self, out: tuple, head: nn.Module) -> tuple:
+        """The targets the loss takes.
+
+        Args:
+            out (tuple): ``head.get_targets``' output (mmdet's ``AnchorHead``).
+            head (nn.Module): the head.
+
+        Returns:
+            tuple: ``out`` with the count clamped to >= 1.
+        """
+        return out[:4] + (max(out[4], 1),) + tuple(out[5:])
 
 
 @contextmanager
-def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = None,
-                            positives: Optional[List[float]] = None,
-                            foreground_only: bool = False,
-                            class_weights: Optional[Tensor] = None) -> Iterator[None]:
-    """Make each head's loss normalise inside the image it is given: by the image's own
-    positive count (clamped to >= 1), or by ``avg_factor``, one fixed count for every image
-    (anchor heads only), so that an image's background terms weigh the same whatever its
-    number of boxes. ``positives`` collects each anchor head call's own count.
-    ``foreground_only``: the anchor heads' background anchors get classification weight 0,
-    so the loss keeps only the terms of anchors assigned to a box. ``class_weights`` ``[K]``:
-    see :func:`class_weighted_targets`."""
-    check_heads([type(h) for h in heads], avg_factor is not None,
-                'foreground' if foreground_only else
-                'balanced' if class_weights is not None else 'all')
+def per_image_normalisation(*heads: nn.Module,
+                            targets: Optional[AnchorTargets] = None) -> Iterator[None]:
+    """Make each head's loss normalise inside the image it is given, so that an image's
+    background terms weigh the same whatever its number of boxes.
+
+    Args:
+        *heads (nn.Module): the detector's heads; anchor heads take ``targets``.
+        targets (AnchorTargets, optional): what an anchor head's targets become. Defaults to
+            None (:class:`AnchorTargets`: the image's own positive count, clamped to >= 1).
+    """
+    targets = AnchorTargets() if targets is None else targets
+    targets.check([type(h) for h in heads])
     with ExitStack() as stack:
         stack.enter_context(_patched(focal_loss_module, 'sigmoid_focal_loss',
                                      _py_sigmoid_focal_loss))
@@ -115,40 +122,11 @@ def per_image_normalisation(*heads: nn.Module, avg_factor: Optional[float] = Non
             if hasattr(module, 'reduce_mean'):
                 stack.enter_context(_patched(module, 'reduce_mean', _identity_reduce_mean))
             if isinstance(head, AnchorHead):
-                original = head.get_targets
+                def patched(*args, _original=head.get_targets, _head=head, **kwargs):
+                    return targets(_original(*args, **kwargs), _head)
 
-                def clamped(*args, _original=original, _head=head, **kwargs):
-                    out = _original(*args, **kwargs)  # the count at [4], then extras
-                    if positives is not None:
-                        positives.append(float(out[4]))
-                    if foreground_only:  # background label: num_classes (mmdet's AnchorHead)
-                        weights = [w * (lab != _head.num_classes).to(w.dtype)
-                                   for lab, w in zip(out[0], out[1])]
-                        out = (out[0], weights) + tuple(out[2:])
-                    if class_weights is not None:
-                        out = class_weighted_targets(out, class_weights, _head.num_classes)
-                    return out[:4] + (avg_factor or max(out[4], 1),) + tuple(out[5:])
-
-                stack.enter_context(_patched(head, 'get_targets', clamped))
+                stack.enter_context(_patched(head, 'get_targets', patched))
         yield
-
-
-def class_weighted_targets(targets: tuple, weights: Tensor, num_classes: int) -> tuple:
-    """mmdet ``AnchorHead.get_targets`` output with column k of the classification loss
-    (every anchor's class-k logit) and the box terms of class-k positives weighted by
-    ``weights[k]``. mAP averages over classes, and each class's AP depends only on its own
-    scores and boxes, so this loss weighs the classes as mAP does when ``weights[k]`` is
-    inversely proportional to class k's box count. The per-class label weights reach
-    mmdet's focal loss as ``[A, K]`` (it reshapes a weight of the loss's size)."""
-    labels, label_weights, bbox_targets, bbox_weights = targets[:4]
-    w = weights.to(label_weights[0].dtype)
-    if len(w) != num_classes:
-        raise ValueError(f'class weights for {len(w)} classes, the head has {num_classes}')
-    per_label = torch.cat([w, w.new_ones(1)])  # the background label: its box weight is 0
-    label_weights = [lw.unsqueeze(-1) * w.to(lw.device) for lw in label_weights]
-    bbox_weights = [bw * per_label.to(bw.device)[lab].unsqueeze(-1).to(bw.dtype)
-                    for lab, bw in zip(labels, bbox_weights)]
-    return (labels, label_weights, bbox_targets, bbox_weights) + tuple(targets[4:])
 
 
 @contextmanager
@@ -179,10 +157,11 @@ def _slice_outs(outs: Sequence[Sequence[Tensor]], i: int) -> Tuple[List[Tensor],
 
 
 def single_stage_losses(model: SingleStageDetector, x: Tuple[Tensor, ...], outs: tuple,
-                        data_samples: list, seed: int = 0, **norm) -> Tensor:
+                        data_samples: list, seed: int = 0,
+                        targets: Optional[AnchorTargets] = None) -> Tensor:
     head = model.bbox_head
     losses = []
-    with per_image_normalisation(head, **norm):
+    with per_image_normalisation(head, targets=targets):
         for i, ds in enumerate(data_samples):
             gt, gt_ignore, metas = unpack_gt_instances([ds])
             with image_seeded_rng(ds.metainfo.get('img_id', i), seed):
@@ -192,11 +171,12 @@ def single_stage_losses(model: SingleStageDetector, x: Tuple[Tensor, ...], outs:
 
 
 def two_stage_losses(model: TwoStageDetector, x: Tuple[Tensor, ...], rpn_outs: tuple,
-                     data_samples: list, seed: int = 0, **norm) -> Tensor:
+                     data_samples: list, seed: int = 0,
+                     targets: Optional[AnchorTargets] = None) -> Tensor:
     rpn_head, roi_head = model.rpn_head, model.roi_head
     proposal_cfg = model.train_cfg.get('rpn_proposal', model.test_cfg.rpn)
     losses = []
-    with per_image_normalisation(rpn_head, roi_head.bbox_head, **norm):
+    with per_image_normalisation(rpn_head, roi_head.bbox_head, targets=targets):
         for i, ds in enumerate(data_samples):
             rpn_ds = copy.deepcopy(ds)
             rpn_ds.gt_instances.labels = torch.zeros_like(rpn_ds.gt_instances.labels)
@@ -223,16 +203,9 @@ def head_outputs(model: nn.Module, x: Tuple[Tensor, ...]) -> tuple:
 
 
 def per_image_losses(model: nn.Module, x: Tuple[Tensor, ...], outs: tuple, data_samples: list,
-                     seed: int = 0, avg_factor: Optional[float] = None,
-                     positives: Optional[List[float]] = None,
-                     foreground_only: bool = False,
-                     class_weights: Optional[Tensor] = None) -> Tensor:
+                     seed: int = 0, targets: Optional[AnchorTargets] = None) -> Tensor:
     """``[L_1..L_B]``, each image's training loss as if it were alone (see module doc);
-    ``avg_factor``/``positives``/``foreground_only``/``class_weights``: see
-    :func:`per_image_normalisation`. Nine arguments: mmdet's ``loss_by_feat`` inputs, a seed and
-    the normaliser's four, passed through unchanged."""
-    norm = dict(avg_factor=avg_factor, positives=positives, foreground_only=foreground_only,
-                class_weights=class_weights)
+    ``targets``: see :func:`per_image_normalisation`."""
     if isinstance(model, TwoStageDetector):
-        return two_stage_losses(model, x, outs, data_samples, seed, **norm)
-    return single_stage_losses(model, x, outs, data_samples, seed, **norm)
+        return two_stage_losses(model, x, outs, data_samples, seed, targets)
+    return single_stage_losses(model, x, outs, data_samples, seed, targets)

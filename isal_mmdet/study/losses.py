@@ -1,21 +1,94 @@
-"""The studies' loss levers outside the product's UUIC losses: soft pseudo labels (the
-expected focal loss over the model's own class probabilities) and the head check a fixed
-normaliser or restricted reference terms need on a model config, before anything is built."""
+"""The studies' loss levers outside the product's UUIC losses: a fixed normaliser and
+reweighted reference terms (:class:`ResearchTargets`, with the head check they need, on
+built heads or a model config), and soft pseudo labels (the expected focal loss over the
+model's own class probabilities)."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from mmdet.models.dense_heads import AnchorFreeHead, AnchorHead
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from ..detection.losses import check_heads, focal_loss_module
+from ..detection.losses import AnchorTargets, focal_loss_module
+
+
+def check_heads(heads: Sequence[type], fixed: bool, reference_terms: str = 'all') -> None:
+    """Refuses normaliser='fixed' / reference terms that reweight targets ('foreground',
+    'balanced') for head classes that cannot take them: anchor-free heads normalise inside
+    their own loss, and other heads order their targets differently from mmdet's
+    ``AnchorHead``."""
+    free = [h.__name__ for h in heads if issubclass(h, AnchorFreeHead)]
+    if fixed and free:
+        raise ValueError(f"ISAL normaliser='fixed' needs anchor heads (RetinaNet, RPN); "
+                         f"{free[0]} normalises inside its own loss")
+    if reference_terms != 'all' and (
+            len(heads) > 1 or getattr(heads[0], 'get_targets', None) is not
+            AnchorHead.get_targets):
+        raise ValueError(f"ISAL reference_terms='{reference_terms}' needs a single-stage head "
+                         f"with mmdet's AnchorHead targets (RetinaNet), not "
+                         f"{' + '.join(h.__name__ for h in heads)}")
+
+
+def class_weighted_targets(targets: tuple, weights: Tensor, num_classes: int) -> tuple:
+    """mmdet ``AnchorHead.get_targets`` output with column k of the classification loss
+    (every anchor's class-k logit) and the box terms of class-k positives weighted by
+    ``weights[k]``. mAP averages over classes, and each class's AP depends only on its own
+    scores and boxes, so this loss weighs the classes as mAP does when ``weights[k]`` is
+    inversely proportional to class k's box count. The per-class label weights reach
+    mmdet's focal loss as ``[A, K]`` (it reshapes a weight of the loss's size)."""
+    labels, label_weights, bbox_targets, bbox_weights = targets[:4]
+    w = weights.to(label_weights[0].dtype)
+    if len(w) != num_classes:
+        raise ValueError(f'class weights for {len(w)} classes, the head has {num_classes}')
+    per_label = torch.cat([w, w.new_ones(1)])  # the background label: its box weight is 0
+    label_weights = [lw.unsqueeze(-1) * w.to(lw.device) for lw in label_weights]
+    bbox_weights = [bw * per_label.to(bw.device)[lab].unsqueeze(-1).to(bw.dtype)
+                    for lab, bw in zip(labels, bbox_weights)]
+    return (labels, label_weights, bbox_targets, bbox_weights) + tuple(targets[4:])
+
+
+class ResearchTargets(AnchorTargets):
+    """The studies' anchor targets: a fixed count and reweighted reference terms.
+
+    Args:
+        avg_factor (float, optional): one fixed count for every image (anchor heads only).
+            Defaults to None (the image's own count, clamped to >= 1).
+        positives (list, optional): collects each anchor head call's own count. Defaults to
+            None.
+        foreground_only (bool): the background anchors get classification weight 0, so the
+            loss keeps only the terms of anchors assigned to a box. Defaults to False.
+        class_weights (Tensor, optional): ``[K]``, see :func:`class_weighted_targets`.
+            Defaults to None.
+    """
+
+    def __init__(self, avg_factor: Optional[float] = None,
+                 positives: Optional[List[float]] = None, foreground_only: bool = False,
+                 class_weights: Optional[Tensor] = None):
+        self.avg_factor, self.positives = avg_factor, positives
+        self.foreground_only, self.class_weights = foreground_only, class_weights
+
+    def check(self, heads: Sequence[type]) -> None:
+        check_heads(heads, self.avg_factor is not None,
+                    'foreground' if self.foreground_only else
+                    'balanced' if self.class_weights is not None else 'all')
+
+    def __call__(self, out: tuple, head: nn.Module) -> tuple:
+        if self.positives is not None:
+            self.positives.append(float(out[4]))
+        if self.foreground_only:  # background label: num_classes (mmdet's AnchorHead)
+            weights = [w * (lab != head.num_classes).to(w.dtype)
+                       for lab, w in zip(out[0], out[1])]
+            out = (out[0], weights) + tuple(out[2:])
+        if self.class_weights is not None:
+            out = class_weighted_targets(out, self.class_weights, head.num_classes)
+        return out[:4] + (self.avg_factor or max(out[4], 1),) + tuple(out[5:])
 
 
 def check_model_cfg(model_cfg: Dict, fixed: bool, reference_terms: str = 'all') -> None:
-    """:func:`~isal_mmdet.detection.losses.check_heads` on a model config's head types,
-    before anything is built."""
+    """:func:`check_heads` on a model config's head types, before anything is built."""
     names = [model_cfg.get(k, {}).get('type') for k in ('bbox_head', 'rpn_head')]
     names.append((model_cfg.get('roi_head') or {}).get('bbox_head', {}).get('type'))
     heads = [MODELS.get(n) if isinstance(n, str) else n for n in names if n is not None]

@@ -15,7 +15,7 @@ from ..detection.losses import head_outputs
 from ..detection.objective import DetectionObjective
 from .box.answers import answer_distribution
 from .box.losses import box_loss_head, box_losses
-from .losses import soft_label_losses
+from .losses import ResearchTargets, soft_label_losses
 
 
 def presence_draw(scores: torch.Tensor, img_id: Hashable, seed: int, draw: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ class ResearchObjective(DetectionObjective):
             a box (no background classification); pseudo-label losses are never restricted.
             Defaults to False.
         class_weights (Tensor, optional): ``[K]``: real-label losses weigh class k's terms
-            by it (:func:`~isal_mmdet.detection.losses.class_weighted_targets`); pseudo-label
+            by it (:func:`.losses.class_weighted_targets`); pseudo-label
             losses are never weighted. Defaults to None.
 
     ``positives`` collects every image's own positive count (anchor heads), from which a
@@ -125,9 +125,9 @@ class ResearchObjective(DetectionObjective):
         return out
 
     def _norm(self, pseudo: bool) -> Dict[str, Any]:
-        return dict(avg_factor=self.avg_factor, positives=self.positives,
-                    foreground_only=self.foreground_only and not pseudo,
-                    class_weights=None if pseudo else self.class_weights)
+        return dict(targets=ResearchTargets(self.avg_factor, self.positives,
+                                            self.foreground_only and not pseudo,
+                                            None if pseudo else self.class_weights))
 
     def _group_losses(self, model: nn.Module, inputs: Tensor, samples: list,
                       pseudo: bool) -> Tensor:
