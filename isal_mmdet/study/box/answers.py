@@ -56,7 +56,7 @@ def _source_logits(head: nn.Module, cls_scores: List[Tensor], bbox_preds: List[T
 def answer_distribution(model: nn.Module, outs: tuple, dets: List[InstanceData],
                         data_samples: list) -> List[Tensor]:
     """Per image, ``[m_i, K + 1]`` float64: each detection's answer distribution (module doc),
-    columns K classes then "no object", as :func:`.box_losses.box_losses` orders its
+    columns K classes then "no object", as :func:`.losses.box_losses` orders its
     answers. ``dets``: each image's detections (``bboxes``, ``labels``, ``scores``) from the
     head outputs ``outs``, at network input scale."""
     head = answer_head(model)

@@ -13,9 +13,9 @@ dataset's real, not ignored boxes:
   per_box`` of one when a check is priced apart (:mod:`.cost`). ``queries`` in the entry is
   the number asked, ``charged`` the image's cost in boxes. With checks priced below a box the
   selection cannot know its spend in advance: the annotator works down the strategy's order
-  until the budget is used (:func:`~.box_selection.spend_queries`, :class:`Annotator`).
+  until the budget is used (:func:`~.selection.spend_queries`, :class:`Annotator`).
 
-What the image trains on (:class:`~isal_mmdet.datasets.partial_labels.PartialLabels`):
+What the image trains on (:class:`~isal_mmdet.study.box.partial_labels.PartialLabels`):
 human boxes as ground truth; an unasked confident detection as a pseudo box
 (``pseudo='confident'``, BLAD's complementary pseudo labels) or, with ``pseudo='none'``,
 as an ignore region; an unasked uncertain detection as an ignore region, whose anchors are
@@ -105,7 +105,7 @@ def partial_labels(detections: Sequence[Mapping[str, Any]], queried_mask: Sequen
                    pseudo: str = 'confident', *, img_id: Hashable,
                    check_boxes: float = 1.0) -> Dict[str, Any]:
     """One image's entry of the box labels file (see
-    :mod:`~isal_mmdet.datasets.partial_labels`) after the oracle answered its queried
+    :mod:`~isal_mmdet.study.box.partial_labels`) after the oracle answered its queried
     ``detections``; the masks run along ``detections``; ``check_boxes``: the price of an
     answer that adds no human box, in boxes."""
     if pseudo not in PSEUDO_MODES:

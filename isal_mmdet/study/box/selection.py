@@ -14,7 +14,7 @@ a round's budget, or every strategy asks the same boxes. On BCCD at 40 labelled 
 its own order (``ask='image'``: image by image, see :func:`image_order`), until the budget is
 used; only the last query can cross it. A query costs one box, or a check where the cost
 model prices checks apart (then the simulated annotator answers each query as it is asked:
-see :mod:`.box_oracle`); in seconds, the first query in an image also costs the image
+see :mod:`.oracle`); in seconds, the first query in an image also costs the image
 (opening it).
 
 Writes ``box_queries.json`` (every detection of the pool, its band, score and whether it was

@@ -172,7 +172,7 @@ class InfluenceBox(InfluenceStrategy, BoxStrategy):
 class ISALBox(InfluenceBox):
     """ISAL per box: I(b) = −⟨H⁻¹v, ∇θ L_b⟩, L_b the loss terms of the anchors assigned to
     pseudo box b (assignments and the image's normaliser held fixed; see
-    :mod:`isal_mmdet.detection.box_losses`): what a person checking b changes, since an
+    :mod:`isal_mmdet.study.box.losses`): what a person checking b changes, since an
     unchecked uncertain detection is an ignored region in training.
 
     Args:
@@ -203,10 +203,10 @@ class ISALBox(InfluenceBox):
 class ESIBox(InfluenceBox):
     """ESI per box: E_r⟨H⁻¹v, ∇θ L_b(r)⟩² over the answers r a person checking pseudo box b
     can give (class c, or "no object"), weighted by the model's own probability of each
-    (:mod:`isal_mmdet.detection.box_answers`); largest first. The signed ``isal_box`` score
+    (:mod:`isal_mmdet.study.box.answers`); largest first. The signed ``isal_box`` score
     takes the model's answer as given; this one values the answer whichever it turns out
     to be. L_b(r): b's anchors labelled r, as ``isal_box`` labels them with the predicted
-    class (:mod:`isal_mmdet.detection.box_losses`). Arguments: see :class:`InfluenceBox`.
+    class (:mod:`isal_mmdet.study.box.losses`). Arguments: see :class:`InfluenceBox`.
     """
 
     higher_is_better = True
