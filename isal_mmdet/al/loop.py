@@ -264,7 +264,7 @@ class ActiveLearningLoop:
 
     def count_boxes(self, ids: List[Hashable], ann_file: Optional[str] = None,
                     k: Optional[int] = None) -> float:
-        """The boxes labelling ``ids`` cost: every real box of a fully labelled image, what
+        """The boxes labelling ``ids`` cost: every real box of a fully labelled image, and
         what a partly labelled one was charged up to round ``k`` (:class:`RoundExtension`)."""
         partial = self.extension.charged(self, k) if k is not None else {}
         source = self.source
