@@ -381,8 +381,9 @@ def next_round(proc, project, k, timeout=240):
 
 
 def test_voc_metric_rounds_never_hang(label_studio, voc_backend, coco_config):
-    """Under uvicorn, mmdet's eval_map pool once hung a round for ever: its workers kept
-    uvicorn's SIGTERM handler, so Pool.terminate() could not end them."""
+    """Under uvicorn, mmdet's eval_map pool hung rounds for ever: forked from the threaded
+    server, its workers kept uvicorn's SIGTERM handler, and under load round 1 once waited on
+    one for ever. Its processes now come from a fork server."""
     proc, work, project, tasks = voc_backend
     wait_for('round 0 (an evaluation hung?)', lambda: proc.health()['model_version'] ==
              'round_0')
@@ -398,6 +399,22 @@ def test_voc_metric_rounds_never_hang(label_studio, voc_backend, coco_config):
         done = proc.health()['round']
         assert (done['number'], done['stage'], done['error']) == (k, 'finished', None), done
         assert done['started'] <= done['ended']
+
+
+def test_served_rounds_start_their_processes_from_a_fork_server(coco_config, tmp_path):
+    """A process forked from the threaded server (eval_map's pool, DataLoader workers) may
+    inherit a lock another thread held and wait for ever, as round 1 of the test above once
+    did. Every Runner sets the start method from env_cfg: the served loop's config names the
+    fork server over mmdet's default 'fork' and keeps the rest of the user's env_cfg."""
+    from mmengine.config import Config
+    from isal_mmdet.serve.rounds import ServedLoop
+    cfg = Config.fromfile(coco_config[0])
+    cfg.env_cfg = dict(cudnn_benchmark=True, mp_cfg=dict(mp_start_method='fork',
+                                                         opencv_num_threads=2))
+    loop = ServedLoop(cfg, str(tmp_path / 'w'))
+    assert loop.cfg.env_cfg == dict(cudnn_benchmark=True, mp_cfg=dict(
+        mp_start_method='forkserver', opencv_num_threads=2))
+    assert cfg.env_cfg.mp_cfg.mp_start_method == 'fork'  # the caller's config is untouched
 
 
 def test_a_failed_pull_is_tried_again_and_shown(label_studio, voc_backend, coco_config,

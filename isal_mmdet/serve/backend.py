@@ -12,19 +12,16 @@ A restart (after kill -9 too) serves the newest finished round and starts the re
 round that did not finish again; the round loop resumes its training where it stopped.
 
 Rounds train in a thread of the server process, so that a round reuses the loaded pool and
-resumes in place; the processes a round forks (mmdet's ``eval_map`` pool at every
-``VOCMetric`` evaluation, DataLoader workers) start with default signal handling
-(:func:`default_signals_in_children`). ``/health`` shows the round running or last run (its
+resumes in place; the processes a round starts (mmdet's ``eval_map`` pool at every
+``VOCMetric`` evaluation, DataLoader workers) come from a fork server, not from the threaded
+server (:data:`.rounds.CHILDREN_START`). ``/health`` shows the round running or last run (its
 stage, start, newest log line and error).
 """
 from __future__ import annotations
 
-import functools
 import glob
 import logging
-import os
 import os.path as osp
-import signal
 import threading
 import time
 from collections import deque
@@ -50,22 +47,6 @@ COUNTED = ('ANNOTATION_CREATED', 'ANNOTATION_UPDATED', 'ANNOTATIONS_CREATED',
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec='seconds')
-
-
-def _default_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-@functools.lru_cache(maxsize=None)
-def default_signals_in_children() -> None:
-    """Every process forked from now on starts with Python's default SIGTERM and SIGINT
-    handling. uvicorn's handlers only ask its server to stop, so a forked child that keeps
-    them outlives SIGTERM: ``Pool.terminate()`` cannot end mmdet's ``eval_map`` pool and
-    ``join()`` waits for ever, a race that hung rounds. Reset at the fork, it covers every pool
-    a round opens; ``nproc=1`` would not (``eval_map`` forks a pool of one), and a subprocess
-    per round would load the pool and the model again each round. Once per process."""
-    os.register_at_fork(after_in_child=_default_signals)
 
 
 def last_log(folder: str) -> Dict[str, Any]:
@@ -159,7 +140,6 @@ class Backend:
     def start(self) -> None:
         """Serves what is finished and starts the round loop in the background: round 0 on a
         new work dir, the requested round a kill interrupted, or nothing (it pauses)."""
-        default_signals_in_children()
         self.load_newest()
         with self.lock:
             self._train()

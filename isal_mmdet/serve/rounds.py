@@ -14,6 +14,10 @@ from ..fileio import write_json
 from ..labelling.annotations import EXPORT_FILE, MERGED_FILE, import_export
 
 OPEN_ENDED = 10 ** 6  # rounds: the annotators decide when to stop
+# Rounds run in a thread of the server, beside uvicorn's and the publisher's: a process forked
+# from there (mmdet's eval_map pool at every VOCMetric evaluation, DataLoader workers) may
+# inherit a lock another thread held and wait for ever. A fork server is a fresh interpreter.
+CHILDREN_START = 'forkserver'
 
 
 class ServedLoop(ActiveLearningLoop):
@@ -24,6 +28,9 @@ class ServedLoop(ActiveLearningLoop):
     def __init__(self, cfg: Config, work_dir: str):
         cfg = copy.deepcopy(cfg)
         cfg.active_learning = dict(cfg.get('active_learning') or {}, rounds=OPEN_ENDED)
+        env = dict(cfg.get('env_cfg') or {})  # every Runner sets the start method from here
+        env['mp_cfg'] = dict(env.get('mp_cfg') or {}, mp_start_method=CHILDREN_START)
+        cfg.env_cfg = env
         super().__init__(cfg, work_dir, oracle='none')
 
     def setup(self) -> None:
