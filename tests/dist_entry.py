@@ -5,6 +5,8 @@ whether the tool left its process group open.
 
     torchrun --nproc_per_node=2 tests/dist_entry.py RECORD_DIR TOOL [tool args...]
 
+TOOL is a script in tools/, or a path to another script (a user's own training script).
+
 ``ISAL_TEST_FAIL_RANK=k`` makes rank k raise inside ISAL scoring.
 """
 import builtins
@@ -20,7 +22,10 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def main():
-    record_dir, tool, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    record_dir, script, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    tool = osp.basename(script)
+    if not osp.isabs(script):
+        script = osp.join(ROOT, 'tools', script)
     rank = int(os.environ.get('RANK', 0))
     writes = []
     real_open, real_replace = builtins.open, os.replace
@@ -49,7 +54,7 @@ def main():
     sys.argv = [tool] + args
     sys.path.insert(0, osp.join(ROOT, 'tools'))  # as `python tools/<tool>` puts it first
     try:
-        runpy.run_path(osp.join(ROOT, 'tools', tool), run_name='__main__')
+        runpy.run_path(script, run_name='__main__')
     except SystemExit as e:
         if e.code not in (0, None):
             raise

@@ -216,3 +216,32 @@ def test_semi_selection_from_the_teacher_same_in_one_and_two_processes(dist_semi
     tmp, work = dist_semi
     a, b = one_and_two_processes(tmp, work, synthetic_voc)
     same_selections(a, b, json.load(open(work / 'round_0' / 'selection.json')))
+
+
+def test_hook_in_a_users_own_distributed_training(tmp_path):
+    """The hook in a user's two-rank training (an upstream config, mmengine's Runner): rank 0
+    alone writes the selection, and it is al_select.py's in one process on the checkpoint rank
+    0 saved (every rank selects with rank 0's model). The backbone's BatchNorm statistics are
+    trained (``norm_eval=False``), so each rank's are its own batches'."""
+    from test_hook_upstream import upstream_config
+    cfg, _, _ = upstream_config(tmp_path, strategy="'isal'",
+                                backbone='init_cfg=None, norm_eval=False')
+    work = tmp_path / 'work'
+    res = torchrun(tmp_path, osp.join(ROOT, 'tests', 'dist_user_train.py'), str(cfg), str(work))
+    assert res.returncode == 0, res.stderr[-4000:]
+    rank0, rank1 = (json.load(open(tmp_path / f'writes_dist_user_train.py_rank{r}.json'))
+                    for r in (0, 1))
+    assert any(p.endswith(osp.join('selection', 'selection.json')) for p in rank0), rank0
+    assert not any('/selection/' in p for p in rank1), rank1
+    one = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'al_select.py'), str(cfg),
+                          str(work / 'epoch_1.pth'), '--strategy', 'isal', '--budget', '4',
+                          '--seed', '0', '--out', str(tmp_path / 'one')],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert one.returncode == 0, one.stderr[-3000:]
+    hook = json.load(open(work / 'selection' / 'selection.json'))
+    alone = json.load(open(tmp_path / 'one' / 'selection.json'))
+    assert len(hook['selected']) == 4
+    assert hook['selected'] == alone['selected'] and set(hook['scores']) == set(alone['scores'])
+    for k, v in alone['scores'].items():
+        assert hook['scores'][k] == pytest.approx(v, rel=1e-5, abs=1e-7)

@@ -12,7 +12,12 @@ from conftest import ROOT
 UPSTREAM_TRAIN = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', 'train.py')
 
 
-def test_hook_on_upstream_retinanet_config_with_coco_data(tmp_path):
+LISSA = "dict(type='ISAL', solver=dict(type='lissa', depth=10, power_iters=3, power_samples=4))"
+
+
+def upstream_config(tmp_path, strategy: str = LISSA, backbone: str = 'init_cfg=None'):
+    """An unmodified upstream RetinaNet config on synthetic COCO data, 8 of its training
+    images labelled, with the hook added: (config path, synthetic summary, labelled ids)."""
     from isal_mmdet.demo.synthetic import make_synthetic
     data = tmp_path / 'coco'
     summary = make_synthetic(str(data), num_images=30, seed=1, fmt='coco')
@@ -21,11 +26,9 @@ def test_hook_on_upstream_retinanet_config_with_coco_data(tmp_path):
     cfg.write_text(f'''
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 custom_imports = dict(imports=['isal_mmdet'], allow_failed_imports=False)
-custom_hooks = [dict(type='ISALSelectionHook', budget=4, reference='val',
-                     strategy=dict(type='ISAL', solver=dict(type='lissa', depth=10,
-                                                            power_iters=3, power_samples=4)),
+custom_hooks = [dict(type='ISALSelectionHook', budget=4, reference='val', strategy={strategy},
                      seed=0)]
-model = dict(backbone=dict(init_cfg=None), bbox_head=dict(num_classes=3))
+model = dict(backbone=dict({backbone}), bbox_head=dict(num_classes=3))
 metainfo = dict(classes=('circle', 'square', 'triangle'))
 _pipe = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
          dict(type='Resize', scale=(160, 120), keep_ratio=True), dict(type='PackDetInputs')]
@@ -47,6 +50,11 @@ val_evaluator = dict(ann_file='{data}/annotations/instances_val.json')
 test_evaluator = dict(ann_file='{data}/annotations/instances_test.json')
 train_cfg = dict(max_epochs=1, val_interval=10)
 ''')
+    return cfg, summary, train_ids
+
+
+def test_hook_on_upstream_retinanet_config_with_coco_data(tmp_path):
+    cfg, summary, train_ids = upstream_config(tmp_path)
     work = tmp_path / 'work'
     res = subprocess.run([sys.executable, UPSTREAM_TRAIN, str(cfg), '--work-dir', str(work)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
