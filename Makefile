@@ -59,7 +59,7 @@ $(TOOLS)/%.done: constraints/%.txt
 	    rm -rf $(TOOLS)/$*; touch $@; echo "WARNING: $* not installed: $$(cat $(TOOLS)/$*.skipped)"; fi
 
 test: venv tools
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 demo: venv
 	$(BIN)/python tools/demo.py
