@@ -31,7 +31,7 @@ def overlapping_pool(synthetic_voc, tmp_path_factory):
     return str(pool)
 
 
-def round_cfg(synthetic_voc, work_dir, pool=None):
+def round_cfg(synthetic_voc, work_dir, pool=None, **semi):
     """Round 0's training config as the loop builds it, and the loop."""
     from mmengine.config import DictAction
     from isal_mmdet.al.loop import ActiveLearningLoop
@@ -39,7 +39,7 @@ def round_cfg(synthetic_voc, work_dir, pool=None):
     parser = argparse.ArgumentParser()
     parser.add_argument('--options', nargs='+', action=DictAction)
     cfg = load_config(DEMO, parser.parse_args(['--options', *tiny_options(synthetic_voc)]).options)
-    cfg.active_learning.semi = dict(SEMI)
+    cfg.active_learning.semi = dict(SEMI, **semi)
     cfg.active_learning.allow_split_overlap = pool is not None
     if pool is not None:
         cfg.train_dataloader.dataset.ann_file = pool
@@ -113,6 +113,47 @@ def test_unlabelled_images_carry_no_ground_truth_into_the_loss(synthetic_voc, tm
     leaky[1] = dict(type='LoadAnnotations', with_bbox=True)
     batch, model = batch_and_model(cfg)
     assert boxes_reaching_the_student(model, batch, monkeypatch)[1] > 0
+
+
+def test_teachers_unsure_detections_are_ignore_regions_of_the_student(synthetic_voc, tmp_path,
+                                                                      monkeypatch):
+    """With ignore_thr, a detection scoring between it and cls_pseudo_thr reaches the
+    student's loss as an ignore region, one above as a box, one below as nothing, and the
+    student's assigner keeps ignore regions (test_partial_labels: no gradient inside one)."""
+    cfg, _ = round_cfg(synthetic_voc, tmp_path / 'w', ignore_thr=0.1)
+    batch, model = batch_and_model(cfg)
+    assert type(model).__name__ == 'UncertainIgnoringTeacher'
+    assigner = model.student.bbox_head.train_cfg['assigner']
+    assert assigner['type'] == 'IgnoringMaxIoUAssigner' and assigner['ignore_iof_thr'] == 0.5
+    boxes = torch.tensor([[10., 10., 40., 40.], [50., 50., 90., 90.], [5., 60., 30., 95.]])
+    seen = []
+    student_loss = model.student.loss
+
+    def spy(inputs, samples):
+        seen.append([(s.gt_instances.bboxes.tolist(), s.ignored_instances.bboxes.tolist())
+                     for s in samples])
+        return student_loss(inputs, samples)
+
+    def teacher(inputs, samples):
+        from mmengine.structures import InstanceData
+        for s in samples:
+            s.gt_instances = InstanceData(bboxes=boxes.clone(), labels=torch.tensor([0, 1, 2]),
+                                          scores=torch.tensor([0.9, 0.3, 0.05]))
+        return samples, {}
+
+    monkeypatch.setattr(model.student, 'loss', spy)
+    monkeypatch.setattr(model, 'get_pseudo_instances', teacher)
+    monkeypatch.setattr(model, 'project_pseudo_instances', lambda pseudo, samples: pseudo)
+    data = model.data_preprocessor(batch, True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert float(sum(losses['unsup_loss_cls'])) > 0  # one per FPN level
+    _, unsup = seen
+    assert unsup == [([boxes[0].tolist()], [boxes[1].tolist()])] * len(unsup)
+    # off: plain mmdet, no ignore region
+    cfg, _ = round_cfg(synthetic_voc, tmp_path / 'off', ignore_thr=None)
+    _, model = batch_and_model(cfg)
+    assert type(model).__name__ == 'SemiBaseDetector'
+    assert model.student.bbox_head.train_cfg['assigner']['type'] == 'MaxIoUAssigner'
 
 
 def test_teacher_is_the_ema_of_the_student_over_two_steps(synthetic_voc, tmp_path):
@@ -265,6 +306,7 @@ def test_study_shares_round_0_within_a_training_regime_only(tmp_path):
     (dict(unsup_weight=-1), 'active_learning.semi.unsup_weight must be a number >= 0'),
     (dict(unlabelled_per_labelled=0), 'active_learning.semi.unlabelled_per_labelled must be '
                                       'an integer >= 1'),
+    (dict(ignore_thr=2), 'active_learning.semi.ignore_thr must be a number in [0, 1] or None'),
     (dict(ratio=2), "active_learning.semi has no field 'ratio'"),
 ])
 def test_bad_semi_settings_are_one_line_naming_the_field(semi, message):

@@ -123,7 +123,7 @@ def with_partial_labels(ds_cfg: dict, labels_file: Optional[str]) -> dict:
 
 def enable_ignore_regions(cfg: Any) -> None:
     """Turns on the assigner's ignore regions (mmdet leaves them off for RetinaNet), with
-    :class:`~.assigners.IgnoringMaxIoUAssigner` so that they hold in an image
+    :class:`~isal_mmdet.detection.assigners.IgnoringMaxIoUAssigner` so that they hold in an image
     whose queries found no object."""
     assigner = cfg.model.train_cfg.assigner
     assigner['type'] = 'IgnoringMaxIoUAssigner'
