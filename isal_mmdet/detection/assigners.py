@@ -38,3 +38,20 @@ class IgnoringMaxIoUAssigner(MaxIoUAssigner):
         result.gt_inds[inside] = -1
         result.labels[inside] = -1
         return result
+
+
+def with_ignore_regions(train_cfg: Any, iof_thr: float = 0.5) -> int:
+    """Every ``MaxIoUAssigner`` in a detector's ``train_cfg`` made an
+    :class:`IgnoringMaxIoUAssigner` that ignores anchors mostly (IoF > ``iof_thr``) inside an
+    ignore region, unless it sets its own threshold; returns how many it changed."""
+    if isinstance(train_cfg, dict):
+        if str(train_cfg.get('type', '')).split('.')[-1] in ('MaxIoUAssigner',
+                                                              IgnoringMaxIoUAssigner.__name__):
+            train_cfg['type'] = IgnoringMaxIoUAssigner.__name__
+            if (train_cfg.get('ignore_iof_thr') or -1) <= 0:
+                train_cfg['ignore_iof_thr'] = iof_thr
+            return 1
+        return sum(with_ignore_regions(v, iof_thr) for v in train_cfg.values())
+    if isinstance(train_cfg, (list, tuple)):
+        return sum(with_ignore_regions(v, iof_thr) for v in train_cfg)
+    return 0

@@ -22,7 +22,7 @@ from mmdet.registry import HOOKS, MODELS
 from torch import nn
 
 from ..fileio import atomic_write, write_text
-from .assigners import IgnoringMaxIoUAssigner
+from .assigners import with_ignore_regions
 
 BRANCHES = ['sup', 'unsup_teacher', 'unsup_student']
 TEACHER_FILE = 'teacher.pth'
@@ -101,7 +101,7 @@ class UncertainIgnoringTeacher(SemiBaseDetector):
     only the confident ones as boxes, every object the teacher is unsure of would train as
     background: on BCCD, where the teacher finds about half the cells at 0.5, that
     suppressed the cells the labelled images teach. Holds for detectors whose assigners are
-    :class:`IgnoringMaxIoUAssigner` (:func:`with_ignore_regions`)."""
+    ``IgnoringMaxIoUAssigner`` (:func:`~.assigners.with_ignore_regions`)."""
 
     def loss_by_pseudo_instances(self, batch_inputs: torch.Tensor, batch_data_samples: list,
                                  batch_info: Any = None) -> dict:
@@ -112,23 +112,6 @@ class UncertainIgnoringTeacher(SemiBaseDetector):
             sample.ignored_instances = InstanceData(bboxes=gt.bboxes[unsure],
                                                     labels=gt.labels[unsure])
         return super().loss_by_pseudo_instances(batch_inputs, batch_data_samples, batch_info)
-
-
-def with_ignore_regions(train_cfg: Any, iof_thr: float = 0.5) -> int:
-    """Every ``MaxIoUAssigner`` in a detector's ``train_cfg`` made an
-    :class:`IgnoringMaxIoUAssigner` that ignores anchors mostly (IoF > ``iof_thr``) inside an
-    ignore region, unless it sets its own threshold; returns how many it changed."""
-    if isinstance(train_cfg, dict):
-        if str(train_cfg.get('type', '')).split('.')[-1] in ('MaxIoUAssigner',
-                                                              IgnoringMaxIoUAssigner.__name__):
-            train_cfg['type'] = IgnoringMaxIoUAssigner.__name__
-            if (train_cfg.get('ignore_iof_thr') or -1) <= 0:
-                train_cfg['ignore_iof_thr'] = iof_thr
-            return 1
-        return sum(with_ignore_regions(v, iof_thr) for v in train_cfg.values())
-    if isinstance(train_cfg, (list, tuple)):
-        return sum(with_ignore_regions(v, iof_thr) for v in train_cfg)
-    return 0
 
 
 def semi_model(detector: dict, cls_pseudo_thr: float, unsup_weight: float,

@@ -22,6 +22,7 @@ from ...al.extension import RoundExtension
 from ...al.selection import preannotation_thresholds
 from ...al.settings import budget_of
 from ...datasets.al_subset import ActiveSubset
+from ...detection.assigners import with_ignore_regions
 from ...fileio import read_json, write_json
 from .band import band_fit
 from .oracle import Annotator, merge_labels, partial_labels
@@ -125,10 +126,7 @@ def enable_ignore_regions(cfg: Any) -> None:
     """Turns on the assigner's ignore regions (mmdet leaves them off for RetinaNet), with
     :class:`~isal_mmdet.detection.assigners.IgnoringMaxIoUAssigner` so that they hold in an image
     whose queries found no object."""
-    assigner = cfg.model.train_cfg.assigner
-    assigner['type'] = 'IgnoringMaxIoUAssigner'
-    if (assigner.get('ignore_iof_thr') or -1) <= 0:
-        assigner['ignore_iof_thr'] = IGNORE_IOF_THR
+    with_ignore_regions(cfg.model.train_cfg.assigner, IGNORE_IOF_THR)
 
 
 def real_instances(source: Any) -> Dict[Hashable, List[dict]]:
