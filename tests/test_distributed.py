@@ -171,7 +171,8 @@ def test_selection_same_with_one_and_two_threads(dist_loop, synthetic_voc):
         assert b.scores[k] == pytest.approx(v, rel=REL_THREADS, abs=1e-8)
 
 
-SEMI_OPTS = {'active_learning.rounds': 2, 'active_learning.semi.momentum': 0.25}
+SEMI_OPTS = {'active_learning.rounds': 2, 'active_learning.semi.momentum': 0.25,
+             'active_learning.semi.burn_in': 0.3}  # 1 of 4 steps: the burn-in under DDP too
 ROUND_OUTPUTS = ('teacher.pth', 'last_checkpoint', 'unlabelled.json', 'labeled.json',
                  'selection.json', 'metrics.json')
 

@@ -512,7 +512,8 @@ def test_backend_rounds_with_semi_train_a_mean_teacher_and_serve_the_teacher(coc
     path, root = coco_config
     parser = argparse.ArgumentParser()
     parser.add_argument('--options', nargs='+', action=DictAction)
-    options = [*tiny_options(root), *OPTS, 'active_learning.semi.momentum=0.25']
+    options = [*tiny_options(root), *OPTS, 'active_learning.semi.momentum=0.25',
+               'active_learning.semi.burn_in=0.3']
     backend = Backend(load_config(path, parser.parse_args(['--options', *options]).options),
                       str(tmp_path / 'w'))
     loop = backend.loop

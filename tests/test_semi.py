@@ -14,7 +14,8 @@ import torch
 from conftest import ROOT
 from test_loop import DEMO, _kill_when, al_train, data_copy, tiny_options  # noqa: F401
 
-SEMI = dict(momentum=0.25, cls_pseudo_thr=0.5, unsup_weight=1.0, unlabelled_per_labelled=1)
+SEMI = dict(momentum=0.25, cls_pseudo_thr=0.5, unsup_weight=1.0, unlabelled_per_labelled=1,
+            burn_in=0)
 
 
 def split_ids(root, name):
@@ -200,9 +201,51 @@ def test_teacher_is_the_ema_of_the_student_over_two_steps(synthetic_voc, tmp_pat
     assert moved > len(floats) // 2
 
 
+def test_burn_in_trains_on_labelled_images_then_starts_the_mean_teacher(synthetic_voc,
+                                                                         tmp_path):
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    cfg, _ = round_cfg(synthetic_voc, tmp_path / 'w', burn_in=0.5)
+    cfg.train_cfg.max_iters = 4
+    m = SEMI['momentum']
+
+    class Record(Hook):
+        priority = 'LOWEST'  # after the teacher's update of the step
+
+        def __init__(self):
+            self.student, self.teacher, self.unsup = [], [], []
+
+        def before_train(self, runner):
+            self.student.append(self.state(runner.model.student))
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.student.append(self.state(runner.model.student))
+            self.teacher.append(self.state(runner.model.teacher))
+            self.unsup.append(any(k.startswith('unsup_') for k in outputs))
+
+        @staticmethod
+        def state(model):
+            return {k: v.clone() for k, v in model.state_dict().items()}
+
+    record = Record()
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(record)
+    runner.train()
+    assert type(runner.model).__name__ == 'BurnInTeacher'
+    assert record.unsup == [False, False, True, True]
+    s, t = record.student, record.teacher
+    floats = [k for k, v in s[0].items() if v.dtype.is_floating_point]
+    for k in floats:
+        assert torch.equal(t[0][k], s[1][k]) and torch.equal(t[1][k], s[2][k]), k
+        want = (1 - m) ** 2 * s[2][k] + m * (1 - m) * s[3][k] + m * s[4][k]
+        torch.testing.assert_close(t[3][k], want, rtol=1e-5, atol=1e-6, msg=k)
+    assert sum(not torch.allclose(t[3][k], s[4][k]) for k in floats) > len(floats) // 2
+
+
 SEMI_OPTS = {'active_learning.rounds': 2, 'active_learning.warm_start': True,
              'train_cfg.max_iters': 6, 'default_hooks.checkpoint.interval': 2,
-             **{f'active_learning.semi.{k}': v for k, v in SEMI.items()}}
+             **{f'active_learning.semi.{k}': v for k, v in SEMI.items()},
+             'active_learning.semi.burn_in': 0.3}  # 2 of 6 steps: killed at its end, resumed
 
 
 @pytest.fixture(scope='module')
@@ -307,6 +350,7 @@ def test_study_shares_round_0_within_a_training_regime_only(tmp_path):
     (dict(unlabelled_per_labelled=0), 'active_learning.semi.unlabelled_per_labelled must be '
                                       'an integer >= 1'),
     (dict(ignore_thr=2), 'active_learning.semi.ignore_thr must be a number in [0, 1] or None'),
+    (dict(burn_in=1.5), 'active_learning.semi.burn_in must be a number in [0, 1], got 1.5'),
     (dict(ratio=2), "active_learning.semi has no field 'ratio'"),
 ])
 def test_bad_semi_settings_are_one_line_naming_the_field(semi, message):

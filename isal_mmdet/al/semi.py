@@ -9,7 +9,8 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence, Set
 
 from ..detection.semi import to_semi
 from ..fileio import write_json
-from .arguments import Count, Fraction, NonNegative, Score, TypedArguments, check_arguments
+from .arguments import (Count, Fraction, NonNegative, Score, Share, TypedArguments,
+                        check_arguments)
 from .data import build_dataset, scoring_dataset_cfg, test_pipeline_of, unwrap_subset
 from .state import read_ids
 
@@ -35,14 +36,20 @@ class Semi(TypedArguments):
             object nor background), for detectors that assign anchors by IoU (RetinaNet,
             Faster R-CNN; it turns the assigners' ignore regions on, so a VOC ``difficult``
             box is ignored in labelled images too); None: every other region is background.
+        burn_in: the share of the round's steps trained on the labelled images alone, the
+            teacher a copy of the student; the mean teacher starts after them, its pseudo
+            boxes from a model trained out at the high learning rate (the shipped schedules
+            drop it at 80 %). 0: mmdet's mean teacher from the first step, where an untrained
+            teacher's pseudo boxes, and a teacher that lags the learning-rate drop, cost a
+            BCCD round 0 most of its accuracy (docs/design.md, "Semi-supervised rounds").
     """
 
     def __init__(self, momentum: Fraction = 0.02, cls_pseudo_thr: Score = 0.5,
                  unsup_weight: NonNegative = 0.25, unlabelled_per_labelled: Count = 1,
-                 ignore_thr: Optional[Score] = None):
+                 ignore_thr: Optional[Score] = None, burn_in: Share = 0.8):
         self.momentum, self.cls_pseudo_thr = momentum, cls_pseudo_thr
         self.unsup_weight, self.unlabelled_per_labelled = unsup_weight, unlabelled_per_labelled
-        self.ignore_thr = ignore_thr
+        self.ignore_thr, self.burn_in = ignore_thr, burn_in
 
 
 def semi_settings(spec: Any) -> Optional[Semi]:
@@ -54,7 +61,7 @@ def semi_settings(spec: Any) -> Optional[Semi]:
     if not isinstance(spec, dict):
         raise ValueError(f'active_learning.semi must be None or dict(momentum=..., '
                          f'cls_pseudo_thr=..., unsup_weight=..., unlabelled_per_labelled=..., '
-                         f'ignore_thr=...), got {spec!r}')
+                         f'ignore_thr=..., burn_in=...), got {spec!r}')
     try:
         check_arguments(Semi, (), spec)
     except ValueError as e:
@@ -100,7 +107,7 @@ def semi_round_cfg(cfg: Any, semi: Semi, ids_file: str) -> None:
     inner.pop('filter_cfg', None)
     unlabelled: Dict[str, Any] = dict(type='ActiveSubset', dataset=inner, ids_file=ids_file)
     to_semi(cfg, unlabelled, semi.momentum, semi.cls_pseudo_thr, semi.unsup_weight,
-            semi.unlabelled_per_labelled, semi.ignore_thr)
+            semi.unlabelled_per_labelled, semi.ignore_thr, semi.burn_in)
 
 
 def semi_round(loop: Any, cfg: Any, k: int) -> None:

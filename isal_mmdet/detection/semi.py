@@ -1,7 +1,8 @@
 """A supervised mmdet training config rewritten as mmdet's mean teacher (``SemiBaseDetector``):
 labelled images train the student on their boxes, unlabelled ones on the teacher's confident
-detections, the teacher is the EMA of the student (``MeanTeacherHook``), and when training ends
-the teacher is written as a plain checkpoint of the configured detector (``teacher.pth``, which
+detections, the teacher is the EMA of the student (``MeanTeacherHook``), optionally after a
+burn-in on the labelled images alone (``BurnInMeanTeacherHook``), and when training ends the
+teacher is written as a plain checkpoint of the configured detector (``teacher.pth``, which
 the work dir's ``last_checkpoint`` then names), so everything that loads a round's model loads
 the teacher without knowing about the rewrite.
 """
@@ -17,6 +18,7 @@ from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import weights_to_cpu
 from mmengine.structures import InstanceData
 from mmengine.utils import apply_to
+from mmdet.engine.hooks import MeanTeacherHook
 from mmdet.models.detectors.semi_base import SemiBaseDetector
 from mmdet.registry import HOOKS, MODELS
 from torch import nn
@@ -95,7 +97,46 @@ def pipeline_of(ds_cfg: dict) -> List[dict]:
 
 
 @MODELS.register_module()
-class UncertainIgnoringTeacher(SemiBaseDetector):
+class BurnInTeacher(SemiBaseDetector):
+    """mmdet's mean teacher that trains on the labelled images alone while ``burning_in``
+    (set by :class:`BurnInMeanTeacherHook`): no teacher pass and no unlabelled loss, so a
+    burn-in step costs what a supervised one does."""
+    burning_in = False
+
+    def loss(self, multi_batch_inputs: Dict[str, torch.Tensor],
+             multi_batch_data_samples: Dict[str, list]) -> dict:
+        if self.burning_in:
+            return self.loss_by_gt_instances(multi_batch_inputs['sup'],
+                                             multi_batch_data_samples['sup'])
+        return super().loss(multi_batch_inputs, multi_batch_data_samples)
+
+
+@HOOKS.register_module()
+class BurnInMeanTeacherHook(MeanTeacherHook):
+    """mmdet's ``MeanTeacherHook`` after ``burn_in`` (a share of the training steps) on the
+    labelled images alone, the teacher a copy of the student until then. Which step burns in
+    follows the runner's iteration, so a resumed run burns in as an uninterrupted one."""
+
+    def __init__(self, momentum: float, burn_in: float, skip_buffer: bool = False) -> None:
+        super().__init__(momentum=momentum, skip_buffer=skip_buffer)
+        self.burn_in, self.burn_in_iters = burn_in, 0
+
+    def before_train(self, runner: Any) -> None:
+        super().before_train(runner)
+        self.burn_in_iters = round(self.burn_in * runner.max_iters)
+
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        model = getattr(runner.model, 'module', runner.model)
+        model.burning_in = runner.iter < self.burn_in_iters
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        model = getattr(runner.model, 'module', runner.model)
+        self.momentum_update(model, 1 if runner.iter < self.burn_in_iters else self.momentum)
+
+
+@MODELS.register_module()
+class UncertainIgnoringTeacher(BurnInTeacher):
     """mmdet's mean teacher, whose unsure detections (``ignore_thr`` <= score <
     ``cls_pseudo_thr``) are ignore regions of the student's loss on unlabelled images. With
     only the confident ones as boxes, every object the teacher is unsure of would train as
@@ -115,17 +156,18 @@ class UncertainIgnoringTeacher(SemiBaseDetector):
 
 
 def semi_model(detector: dict, cls_pseudo_thr: float, unsup_weight: float,
-               ignore_thr: Optional[float] = None) -> dict:
+               ignore_thr: Optional[float] = None, burn_in: float = 0) -> dict:
     """Teacher and student of ``detector``; predictions (tests, scoring) are the teacher's.
     With ``ignore_thr``, the teacher's unsure detections are ignore regions
-    (:class:`UncertainIgnoringTeacher`)."""
+    (:class:`UncertainIgnoringTeacher`); with ``burn_in``, the first steps train on labelled
+    images alone (:class:`BurnInTeacher`); with neither, the model is mmdet's own."""
     preprocessor = detector.get('data_preprocessor')
     if not preprocessor:
         raise ValueError('model.data_preprocessor: active_learning.semi needs the detector\'s '
                          'own data preprocessor')
     train_cfg = dict(freeze_teacher=True, sup_weight=1.0, unsup_weight=unsup_weight,
                      cls_pseudo_thr=cls_pseudo_thr, min_pseudo_bbox_wh=(1e-2, 1e-2))
-    kind = 'SemiBaseDetector'
+    kind = BurnInTeacher.__name__ if burn_in else 'SemiBaseDetector'
     if ignore_thr is not None and ignore_thr < cls_pseudo_thr:
         detector = copy.deepcopy(detector)
         if with_ignore_regions(detector.get('train_cfg')):
@@ -138,7 +180,7 @@ def semi_model(detector: dict, cls_pseudo_thr: float, unsup_weight: float,
 
 def to_semi(cfg: Any, unlabelled: dict, momentum: float, cls_pseudo_thr: float,
             unsup_weight: float, unlabelled_per_labelled: int,
-            ignore_thr: Optional[float] = None) -> None:
+            ignore_thr: Optional[float] = None, burn_in: float = 0) -> None:
     """Rewrites a training config in place. Its train dataset becomes the labelled source and
     ``unlabelled`` (a dataset config of the unlabelled images, its pipeline replaced) the
     other; each batch holds the config's batch size of labelled images and
@@ -157,9 +199,12 @@ def to_semi(cfg: Any, unlabelled: dict, momentum: float, cls_pseudo_thr: float,
         with_pipeline(labelled, sup_pipeline(pipeline, field)),
         with_pipeline(unlabelled, unsup_pipeline(pipeline, field))])
     detector = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else dict(cfg.model)
-    cfg.model = semi_model(detector, cls_pseudo_thr, unsup_weight, ignore_thr)
+    cfg.model = semi_model(detector, cls_pseudo_thr, unsup_weight, ignore_thr, burn_in)
+    teacher_hook = dict(type='MeanTeacherHook', momentum=momentum, skip_buffer=False)
+    if burn_in:
+        teacher_hook.update(type=BurnInMeanTeacherHook.__name__, burn_in=burn_in)
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-        dict(type='MeanTeacherHook', momentum=momentum, skip_buffer=False),
+        teacher_hook,
         dict(type='TeacherCheckpointHook')]
 
 
