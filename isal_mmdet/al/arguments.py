@@ -45,7 +45,6 @@ class Described:
 
 Score = Annotated[float, Interval(0, 1)]
 Fraction = Annotated[float, Interval(0, 1, open=True)]
-Share = Annotated[float, Interval(0, 1)]
 NonNegative = Annotated[float, Interval(0)]
 Count = Annotated[int, Interval(1)]
 NonNegativeInt = Annotated[int, Interval(0)]

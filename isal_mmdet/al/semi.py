@@ -9,8 +9,7 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence, Set
 
 from ..detection.semi import to_semi
 from ..fileio import write_json
-from .arguments import (Count, Fraction, NonNegative, Score, Share, TypedArguments,
-                        check_arguments)
+from .arguments import Count, Fraction, NonNegative, Score, TypedArguments, check_arguments
 from .data import build_dataset, scoring_dataset_cfg, test_pipeline_of, unwrap_subset
 from .state import read_ids
 
@@ -46,7 +45,7 @@ class Semi(TypedArguments):
 
     def __init__(self, momentum: Fraction = 0.02, cls_pseudo_thr: Score = 0.5,
                  unsup_weight: NonNegative = 0.25, unlabelled_per_labelled: Count = 1,
-                 ignore_thr: Optional[Score] = None, burn_in: Share = 0.8):
+                 ignore_thr: Optional[Score] = None, burn_in: Score = 0.8):
         self.momentum, self.cls_pseudo_thr = momentum, cls_pseudo_thr
         self.unsup_weight, self.unlabelled_per_labelled = unsup_weight, unlabelled_per_labelled
         self.ignore_thr, self.burn_in = ignore_thr, burn_in
